@@ -1,0 +1,78 @@
+//! Every child process the harness starts goes through here, so that command lines are
+//! logged the same way, errors carry the command (ready to paste) and its output, and a
+//! dry run can print the plan instead of running it.
+
+use crate::error::{Error, ErrorKind, Result};
+use std::path::Path;
+
+/// A command line, kept as words for display and for running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cmd {
+    pub program: String,
+    pub args: Vec<String>,
+    pub dir: Option<String>,
+}
+
+impl Cmd {
+    pub fn new(program: &str, args: &[&str]) -> Self {
+        Cmd { program: program.into(), args: args.iter().map(|s| s.to_string()).collect(), dir: None }
+    }
+
+    pub fn in_dir(mut self, dir: &Path) -> Self {
+        self.dir = Some(dir.display().to_string());
+        self
+    }
+
+    /// The command as a user would type it.
+    pub fn display(&self) -> String {
+        let words: Vec<String> = std::iter::once(&self.program).chain(&self.args).map(|w| shell_quote(w)).collect();
+        match &self.dir {
+            Some(d) => format!("(cd {} && {})", shell_quote(d), words.join(" ")),
+            None => words.join(" "),
+        }
+    }
+
+    /// Runs to completion and returns stdout. A failure carries the command and stderr.
+    pub fn output(&self) -> Result<String> {
+        let mut e = duct::cmd(&self.program, &self.args).stdout_capture().stderr_capture().unchecked();
+        if let Some(d) = &self.dir {
+            e = e.dir(d);
+        }
+        let out = e.run().map_err(|err| {
+            Error::new(ErrorKind::Io, format!("cannot run `{}`: {err}", self.display()))
+        })?;
+        if !out.status.success() {
+            return Err(Error::new(
+                ErrorKind::Render,
+                format!(
+                    "`{}` failed ({}):\n{}",
+                    self.display(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            ));
+        }
+        String::from_utf8(out.stdout).map_err(|_| Error::new(ErrorKind::Io, format!("`{}` printed non-UTF-8 output", self.display())))
+    }
+}
+
+pub fn shell_quote(w: &str) -> String {
+    if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
+/// Is a program on PATH? (Used to skip oracle tests with a message, never silently.)
+pub fn have(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+/// `kubectl kustomize DIR` with Flux's load restrictions (none inside the repo).
+pub fn kubectl_kustomize(dir: &Path) -> Result<String> {
+    let d = dir.display().to_string();
+    Cmd::new("kubectl", &["kustomize", "--load-restrictor=LoadRestrictionsNone", &d]).output()
+}

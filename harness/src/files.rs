@@ -1,0 +1,146 @@
+//! The repo as the pure logic sees it: a tree of UTF-8 files addressed by repo-relative
+//! paths. Pure modules (renderer, model) read only through [`Files`]; `disk` implements it
+//! over the real file system and [`MemFiles`] in memory for tests.
+
+use crate::error::{Error, ErrorKind, Result};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+}
+
+pub trait Files: Sync {
+    /// The text of a file. Errors name the path.
+    fn read(&self, path: &str) -> Result<String>;
+    /// What is at `path`, following symlinks; `None` when nothing is.
+    fn kind(&self, path: &str) -> Option<EntryKind>;
+    /// The names in a directory, sorted.
+    fn list(&self, path: &str) -> Result<Vec<(String, EntryKind)>>;
+    /// An identity for a directory that is the same however it was reached (through
+    /// symlinks or not), used to detect symlink loops.
+    fn identity(&self, path: &str) -> String {
+        path.to_string()
+    }
+}
+
+/// Joins a relative reference onto a repo-relative directory and folds `.` and `..`.
+/// Absolute references and references that climb out of the repo are errors: Flux builds
+/// inside the source artifact and cannot see anything outside it.
+pub fn join(dir: &str, reference: &str) -> std::result::Result<String, String> {
+    if reference.starts_with('/') {
+        return Err(format!("'{reference}' is an absolute path; Flux only reads paths inside the repository"));
+    }
+    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    for part in reference.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(format!("'{reference}' (from '{}') leaves the repository root", display_dir(dir)));
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// `.` for the root, else the path itself: the way users write directories.
+pub fn display_dir(dir: &str) -> &str {
+    if dir.is_empty() { "." } else { dir }
+}
+
+pub fn parent(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(i) => &path[..i],
+        None => "",
+    }
+}
+
+pub fn file_name(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(i) => &path[i + 1..],
+        None => path,
+    }
+}
+
+/// An in-memory tree, for tests and generated repos.
+#[derive(Debug, Default, Clone)]
+pub struct MemFiles {
+    files: BTreeMap<String, String>,
+}
+
+impl MemFiles {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with(mut self, path: &str, text: &str) -> Self {
+        self.insert(path, text);
+        self
+    }
+
+    pub fn insert(&mut self, path: &str, text: &str) {
+        self.files.insert(path.trim_start_matches("./").to_string(), text.to_string());
+    }
+}
+
+impl Files for MemFiles {
+    fn read(&self, path: &str) -> Result<String> {
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| Error::in_file(ErrorKind::MissingPath, path, "no such file"))
+    }
+
+    fn kind(&self, path: &str) -> Option<EntryKind> {
+        if self.files.contains_key(path) {
+            return Some(EntryKind::File);
+        }
+        let prefix = if path.is_empty() { String::new() } else { format!("{path}/") };
+        self.files.keys().any(|k| k.starts_with(&prefix)).then_some(EntryKind::Dir)
+    }
+
+    fn list(&self, path: &str) -> Result<Vec<(String, EntryKind)>> {
+        let prefix = if path.is_empty() { String::new() } else { format!("{path}/") };
+        let mut out: BTreeMap<String, EntryKind> = BTreeMap::new();
+        for k in self.files.keys() {
+            if let Some(rest) = k.strip_prefix(&prefix) {
+                match rest.find('/') {
+                    Some(i) => out.insert(rest[..i].to_string(), EntryKind::Dir),
+                    None => out.insert(rest.to_string(), EntryKind::File),
+                };
+            }
+        }
+        if out.is_empty() && self.kind(path).is_none() {
+            return Err(Error::in_file(ErrorKind::MissingPath, path, "no such directory"));
+        }
+        Ok(out.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_folds_dots_and_refuses_to_leave_the_repo() {
+        assert_eq!(join("a/b", "../c/./d.yaml").unwrap(), "a/c/d.yaml");
+        assert_eq!(join("", "./clusters/staging").unwrap(), "clusters/staging");
+        assert!(join("a", "../../x").unwrap_err().contains("leaves the repository root"));
+        assert!(join("a", "/etc/passwd").unwrap_err().contains("absolute"));
+    }
+
+    #[test]
+    fn mem_files_lists_dirs_and_files() {
+        let fs = MemFiles::new().with("a/b.yaml", "x").with("a/c/d.yaml", "y");
+        assert_eq!(
+            fs.list("a").unwrap(),
+            vec![("b.yaml".into(), EntryKind::File), ("c".into(), EntryKind::Dir)]
+        );
+        assert_eq!(fs.kind("a/c"), Some(EntryKind::Dir));
+        assert_eq!(fs.kind("nope"), None);
+    }
+}

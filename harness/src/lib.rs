@@ -1,0 +1,20 @@
+//! The Flux bootstrap harness: everything `cargo xtask` does lives here.
+//!
+//! Pure logic (no IO, no processes): [`yaml`], [`object`], [`files`] (the trait),
+//! [`kustomize`], [`flux`], [`model`], [`graph`], [`plan`].
+//! IO at the edges: [`disk`] reads the repo, [`exec`] owns every child process.
+
+pub mod disk;
+pub mod error;
+pub mod exec;
+pub mod files;
+pub mod flux;
+pub mod graph;
+pub mod kustomize;
+pub mod labels;
+pub mod model;
+pub mod object;
+pub mod plan;
+pub mod yaml;
+
+pub use error::{Error, ErrorKind, Loc, Result};

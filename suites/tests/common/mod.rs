@@ -1,0 +1,35 @@
+//! Helpers shared by the suites.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// The project root (the suites crate sits one level below it).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn example(name: &str) -> PathBuf {
+    project_root().join("examples").join(name)
+}
+
+/// Writes a tree of files given as (relative path, content) under `root`.
+pub fn write_tree(root: &Path, files: &[(&str, String)]) {
+    for (p, text) in files {
+        let full = root.join(p);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, text).unwrap();
+    }
+}
+
+/// Tells the reader, loudly, that an oracle test did not run and how to make it run.
+/// Returns false so callers can `if !require(..) { return; }`.
+pub fn require_program(program: &str, why: &str) -> bool {
+    if harness::exec::have(program) {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") && std::env::var("HARNESS_ALLOW_SKIP").is_err() {
+        panic!("`{program}` is not installed; it is required in CI ({why}). Set HARNESS_ALLOW_SKIP=1 to skip.");
+    }
+    eprintln!("SKIPPED: `{program}` is not on PATH; {why}. Install it to run this test.");
+    false
+}
