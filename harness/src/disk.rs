@@ -92,6 +92,10 @@ impl Files for DiskFiles {
         Ok(out)
     }
 
+    fn disk_root(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
+
     fn identity(&self, path: &str) -> String {
         self.full(path).canonicalize().map(|p| p.display().to_string()).unwrap_or_else(|_| path.to_string())
     }

@@ -23,6 +23,10 @@ pub trait Files: Sync {
     fn identity(&self, path: &str) -> String {
         path.to_string()
     }
+    /// The directory on disk, for renderers that run a program on it.
+    fn disk_root(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// Joins a relative reference onto a repo-relative directory and folds `.` and `..`.

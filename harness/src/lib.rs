@@ -4,10 +4,12 @@
 //! [`kustomize`], [`flux`], [`model`], [`graph`], [`plan`].
 //! IO at the edges: [`disk`] reads the repo, [`exec`] owns every child process.
 
+pub mod commands;
 pub mod disk;
 pub mod error;
 pub mod exec;
 pub mod files;
+pub mod findings;
 pub mod flux;
 pub mod graph;
 pub mod kustomize;

@@ -1,0 +1,550 @@
+//! The repo as Flux sees it: starting at the cluster entry, every Flux Kustomization is
+//! rendered and followed through its `spec.path`, collecting the Kustomizations,
+//! HelmReleases and sources it applies, with the file and line of each.
+//!
+//! Pure: reads only through [`Files`], renders through a [`Renderer`].
+
+use crate::error::{Error, ErrorKind, Loc, Result};
+use crate::files::{self, EntryKind, Files};
+use crate::findings::{Finding, Severity};
+use crate::flux::{self, FluxKind, HelmRelease, Kustomization, Ref, Source};
+use crate::kustomize::{self, FluxOverlay};
+use crate::object::Object;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Renders a directory of a source the way kustomize-controller's build step does.
+pub trait Renderer {
+    fn render(&self, files: &dyn Files, dir: &str, overlay: &FluxOverlay) -> Result<Vec<Object>>;
+}
+
+/// The built-in renderer: native kustomize plus Flux's overlay, no processes.
+pub struct NativeRenderer;
+
+impl Renderer for NativeRenderer {
+    fn render(&self, files: &dyn Files, dir: &str, overlay: &FluxOverlay) -> Result<Vec<Object>> {
+        kustomize::build_flux_path(files, dir, overlay)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// `clusters/ENV`, wherever `clusters/` sits in the repo.
+    Cluster(String),
+    /// A directory that is the root of the sync.
+    Path(String),
+}
+
+/// A source mapped to a directory with `--source NAME=DIR`.
+pub struct MappedSource<'a> {
+    /// `name`, `namespace/name` or `Kind/namespace/name`.
+    pub key: String,
+    pub files: &'a dyn Files,
+}
+
+pub struct LoadOptions<'a> {
+    pub entry: Entry,
+    pub sources: Vec<MappedSource<'a>>,
+}
+
+/// Where a Flux Kustomization's manifests came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// This repository.
+    Repo,
+    /// A source mapped with `--source` (its key).
+    Mapped(String),
+    /// Not rendered: the reason (unmapped remote source, missing source ...).
+    NotRendered(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct KustomizationNode {
+    pub spec: Kustomization,
+    pub objects: Vec<Object>,
+    pub origin: Origin,
+    /// The Kustomization that applies this one (`None` for the entry).
+    pub parent: Option<usize>,
+    /// Synthesised because the repo does not commit it (placeholder gotk-sync, `--path`).
+    pub synthesized: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct HelmReleaseNode {
+    pub spec: HelmRelease,
+    /// Index of the Kustomization that applies it.
+    pub owner: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceNode {
+    pub spec: Source,
+    pub owner: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RepoModel {
+    pub entry: usize,
+    /// The directory the entry syncs (e.g. `clusters/staging`).
+    pub entry_path: String,
+    pub kustomizations: Vec<KustomizationNode>,
+    pub helm_releases: Vec<HelmReleaseNode>,
+    pub sources: Vec<SourceNode>,
+    pub findings: Vec<Finding>,
+}
+
+impl RepoModel {
+    pub fn kustomization(&self, r: &Ref) -> Option<usize> {
+        self.kustomizations.iter().position(|k| k.spec.namespace == r.namespace && k.spec.name == r.name)
+    }
+    pub fn helm_release(&self, r: &Ref) -> Option<usize> {
+        self.helm_releases.iter().position(|h| h.spec.namespace == r.namespace && h.spec.name == r.name)
+    }
+    pub fn source(&self, r: &Ref) -> Option<usize> {
+        self.sources.iter().position(|s| s.spec.kind == r.kind && s.spec.namespace == r.namespace && s.spec.name == r.name)
+    }
+}
+
+/// Finds `clusters/ENV` directories (at any depth, hidden directories skipped).
+pub fn find_cluster_dirs(files: &dyn Files, env: &str) -> Result<Vec<String>> {
+    let mut found = vec![];
+    let mut stack = vec![(String::new(), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        for (name, kind) in files.list(&dir)? {
+            if kind != EntryKind::Dir || name.starts_with('.') || name == "node_modules" || name == "target" {
+                continue;
+            }
+            let path = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
+            if name == env && files::file_name(&dir) == "clusters" {
+                found.push(path.clone());
+            }
+            if depth < 6 {
+                stack.push((path, depth + 1));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Names of every `clusters/*` directory, for "did you mean" messages.
+pub fn list_clusters(files: &dyn Files) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![(String::new(), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = files.list(&dir) else { continue };
+        for (name, kind) in entries {
+            if kind != EntryKind::Dir || name.starts_with('.') {
+                continue;
+            }
+            let path = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
+            if files::file_name(&dir) == "clusters" {
+                out.insert(name.clone());
+            }
+            if depth < 6 {
+                stack.push((path, depth + 1));
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn resolve_entry_dir(files: &dyn Files, entry: &Entry) -> Result<String> {
+    match entry {
+        Entry::Cluster(env) => {
+            let dirs = find_cluster_dirs(files, env)?;
+            match dirs.len() {
+                1 => Ok(dirs.into_iter().next().unwrap()),
+                0 => {
+                    let known = list_clusters(files);
+                    Err(Error::new(
+                        if known.is_empty() { ErrorKind::NotFluxRepo } else { ErrorKind::Usage },
+                        if known.is_empty() {
+                            format!("no clusters/{env} directory in the repository (and no clusters/ directory at all); is this a Flux repository? Use --path DIR to name the directory Flux syncs")
+                        } else {
+                            format!("no clusters/{env} directory; clusters in this repository: {}", known.join(", "))
+                        },
+                    ))
+                }
+                _ => Err(Error::new(
+                    ErrorKind::Usage,
+                    format!("several clusters/{env} directories: {}; choose one with --path", dirs.join(", ")),
+                )),
+            }
+        }
+        Entry::Path(p) => {
+            let dir = files::join("", p).map_err(|m| Error::new(ErrorKind::Usage, m))?;
+            match files.kind(&dir) {
+                Some(EntryKind::Dir) => Ok(dir),
+                Some(EntryKind::File) => Err(Error::in_file(ErrorKind::Usage, &dir, "--path must name a directory")),
+                None => Err(Error::in_file(ErrorKind::MissingPath, files::display_dir(&dir), "directory does not exist")),
+            }
+        }
+    }
+}
+
+fn synthesized_entry(dir: &str) -> Kustomization {
+    let loc = Loc::new(format!("{}/ (synthesized flux-system)", files::display_dir(dir)), 1);
+    Kustomization {
+        name: "flux-system".into(),
+        namespace: "flux-system".into(),
+        api_version: "kustomize.toolkit.fluxcd.io/v1".into(),
+        path: dir.into(),
+        source: Ref { kind: "GitRepository".into(), namespace: "flux-system".into(), name: "flux-system".into() },
+        depends_on: vec![],
+        interval: Some("10m".into()),
+        retry_interval: None,
+        timeout: None,
+        wait: false,
+        health_checks: vec![],
+        prune: true,
+        suspend: false,
+        decryption: false,
+        substitute: vec![],
+        substitute_from: vec![],
+        overlay: FluxOverlay::default(),
+        components: vec![],
+        origin: loc,
+        raw: serde_json::Value::Null,
+    }
+}
+
+struct Loader<'a> {
+    files: &'a dyn Files,
+    opts: &'a LoadOptions<'a>,
+    renderer: &'a dyn Renderer,
+    model: RepoModel,
+    /// The entry's own GitRepository (`flux-system`) and its URL: the repo itself.
+    self_source: Ref,
+    self_url: Option<String>,
+    /// ConfigMaps and Secrets rendered anywhere, by (kind, namespace, name).
+    var_sources: BTreeMap<(String, String, String), Object>,
+    /// Kustomizations not rendered yet.
+    pending: Vec<usize>,
+}
+
+/// Loads the model. Errors are for repos that cannot be loaded at all (exit code 2);
+/// everything else becomes a finding.
+pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> Result<RepoModel> {
+    let entry_dir = resolve_entry_dir(files, &opts.entry)?;
+    // Render the entry directory to find the flux-system Kustomization that syncs it.
+    let objects = renderer.render(files, &entry_dir, &FluxOverlay::default()).map_err(|e| e.context(format!("while rendering the cluster entry {}", files::display_dir(&entry_dir))))?;
+    let mut entry_spec = None;
+    let mut self_source = Ref { kind: "GitRepository".into(), namespace: "flux-system".into(), name: "flux-system".into() };
+    let mut candidates: Vec<Kustomization> = vec![];
+    for o in &objects {
+        if flux::classify(o)? == FluxKind::Kustomization {
+            let k = Kustomization::from_object(o)?;
+            if k.path == entry_dir {
+                candidates.push(k);
+            }
+        }
+    }
+    candidates.sort_by_key(|k| (k.name != "flux-system", k.name.clone()));
+    if let Some(k) = candidates.into_iter().next() {
+        self_source = k.source.clone();
+        entry_spec = Some(k);
+    }
+    let synthesized = entry_spec.is_none();
+    let entry_spec = entry_spec.unwrap_or_else(|| synthesized_entry(&entry_dir));
+    let self_url = objects
+        .iter()
+        .find(|o| o.kind() == self_source.kind && o.name() == self_source.name && flux::namespace_of(o) == self_source.namespace)
+        .and_then(|o| o.value.pointer("/spec/url").and_then(|u| u.as_str()).map(str::to_string));
+
+    let mut l = Loader {
+        files,
+        opts,
+        renderer,
+        model: RepoModel { entry: 0, entry_path: entry_dir.clone(), kustomizations: vec![], helm_releases: vec![], sources: vec![], findings: vec![] },
+        self_source,
+        self_url,
+        var_sources: BTreeMap::new(),
+        pending: vec![],
+    };
+    if synthesized {
+        l.model.findings.push(Finding::new(
+            "entry-synthesized",
+            Severity::Info,
+            &Loc::new(files::display_dir(&entry_dir), 1),
+            format!(
+                "no Flux Kustomization in {} syncs this directory (gotk-sync.yaml missing or a placeholder); using a synthesized flux-system Kustomization with path ./{}",
+                files::display_dir(&entry_dir),
+                entry_dir
+            ),
+        ));
+    }
+    l.model.kustomizations.push(KustomizationNode { spec: entry_spec, objects: vec![], origin: Origin::Repo, parent: None, synthesized });
+    l.pending.push(0);
+    l.run()?;
+    if l.model.kustomizations.len() == 1 && l.model.helm_releases.is_empty() && l.model.kustomizations[0].objects.is_empty() {
+        return Err(Error::in_file(
+            ErrorKind::NotFluxRepo,
+            files::display_dir(&entry_dir),
+            "nothing to bootstrap: the entry renders no objects and no Flux Kustomization or HelmRelease",
+        ));
+    }
+    Ok(l.model)
+}
+
+impl Loader<'_> {
+    fn run(&mut self) -> Result<()> {
+        loop {
+            if self.pending.is_empty() {
+                return Ok(());
+            }
+            // Render every Kustomization whose inputs (source, substituteFrom objects) are
+            // known; when none is ready, render the oldest anyway and report what is missing.
+            let ready: Vec<usize> = self.pending.iter().copied().filter(|&i| self.inputs_known(i)).collect();
+            let batch = if ready.is_empty() { vec![self.pending[0]] } else { ready };
+            self.pending.retain(|i| !batch.contains(i));
+            for i in batch {
+                self.render(i)?;
+            }
+        }
+    }
+
+    fn inputs_known(&self, i: usize) -> bool {
+        let k = &self.model.kustomizations[i].spec;
+        let source_known = self.is_self(&k.source) || self.mapped(&k.source).is_some() || self.model.source(&k.source).is_some();
+        source_known
+            && k.substitute_from.iter().all(|s| s.optional || self.var_sources.contains_key(&(s.kind.clone(), k.namespace.clone(), s.name.clone())))
+    }
+
+    fn is_self(&self, r: &Ref) -> bool {
+        if r.kind != "GitRepository" {
+            return false;
+        }
+        if r.name == self.self_source.name && r.namespace == self.self_source.namespace {
+            return true;
+        }
+        let url = self.model.source(r).and_then(|i| self.model.sources[i].spec.url.clone());
+        matches!((url, &self.self_url), (Some(a), Some(b)) if flux::same_repo_url(&a, b))
+    }
+
+    fn mapped(&self, r: &Ref) -> Option<usize> {
+        self.opts.sources.iter().position(|m| {
+            m.key == r.name || m.key == format!("{}/{}", r.namespace, r.name) || m.key == format!("{}/{}/{}", r.kind, r.namespace, r.name)
+        })
+    }
+
+    fn render(&mut self, i: usize) -> Result<()> {
+        let spec = self.model.kustomizations[i].spec.clone();
+        let kid = format!("{}/{}", spec.namespace, spec.name);
+        let (files, origin): (&dyn Files, Origin) = if self.is_self(&spec.source) {
+            (self.files, Origin::Repo)
+        } else if let Some(m) = self.mapped(&spec.source) {
+            let opts = self.opts;
+            (opts.sources[m].files, Origin::Mapped(opts.sources[m].key.clone()))
+        } else {
+            let reason = match self.model.source(&spec.source) {
+                Some(s) => {
+                    let url = self.model.sources[s].spec.url.clone().unwrap_or_default();
+                    self.model.findings.push(
+                        Finding::new(
+                            "source-unmapped",
+                            Severity::Warning,
+                            &spec.origin,
+                            format!("Kustomization {kid} reads {} ({url}), which is not this repository; its manifests are not analysed", spec.source),
+                        )
+                        .for_kustomization(&kid)
+                        .fix(format!("map it to a local checkout with --source {}=DIR", spec.source.name)),
+                    );
+                    format!("source {} is not this repository and not mapped", spec.source)
+                }
+                None => {
+                    self.model.findings.push(
+                        Finding::new(
+                            "source-missing",
+                            Severity::Error,
+                            &spec.origin,
+                            format!("Kustomization {kid} reads {}, which nothing in the repository defines; Flux reports ArtifactFailed forever", spec.source),
+                        )
+                        .for_kustomization(&kid)
+                        .fix("define the source in a Kustomization this one depends on, or fix spec.sourceRef"),
+                    );
+                    format!("source {} does not exist", spec.source)
+                }
+            };
+            self.model.kustomizations[i].origin = Origin::NotRendered(reason);
+            return Ok(());
+        };
+        self.model.kustomizations[i].origin = origin;
+        let ctx = || format!("while rendering Kustomization {kid} ({})", spec.origin);
+        match files.kind(&spec.path) {
+            Some(EntryKind::Dir) => {}
+            _ => {
+                return Err(Error::at(
+                    ErrorKind::MissingPath,
+                    &spec.origin,
+                    format!("Kustomization {kid}: spec.path './{}' is not a directory of the source", spec.path),
+                ));
+            }
+        }
+        let mut objects = self.renderer.render(files, &spec.path, &spec.overlay).map_err(|e| e.context(ctx()))?;
+        self.substitute(&spec, &kid, &mut objects)?;
+        // Register what Flux will see before anything else reads the objects.
+        for o in &objects {
+            match flux::classify(o)? {
+                FluxKind::Kustomization => {
+                    let k = Kustomization::from_object(o)?;
+                    if i == self.model.entry && k.name == spec.name && k.namespace == spec.namespace {
+                        // The entry applies itself (gotk-sync.yaml): keep the committed spec.
+                        self.model.kustomizations[i].spec = Kustomization { origin: k.origin.clone(), ..k };
+                        self.model.kustomizations[i].synthesized = false;
+                        continue;
+                    }
+                    if let Some(j) = self.model.kustomization(&k.id()) {
+                        return Err(duplicate("Kustomization", &k.id(), &k.origin, &self.model.kustomizations[j].spec.origin));
+                    }
+                    self.model.kustomizations.push(KustomizationNode { spec: k, objects: vec![], origin: Origin::Repo, parent: Some(i), synthesized: false });
+                    self.pending.push(self.model.kustomizations.len() - 1);
+                }
+                FluxKind::HelmRelease => {
+                    let h = HelmRelease::from_object(o)?;
+                    if let Some(j) = self.model.helm_release(&h.id()) {
+                        return Err(duplicate("HelmRelease", &h.id(), &h.origin, &self.model.helm_releases[j].spec.origin));
+                    }
+                    self.model.helm_releases.push(HelmReleaseNode { spec: h, owner: i });
+                }
+                FluxKind::Source => {
+                    let s = Source::from_object(o);
+                    if let Some(j) = self.model.source(&s.id()) {
+                        if self.model.sources[j].owner != Some(i) {
+                            return Err(duplicate(&s.kind, &s.id(), &s.origin, &self.model.sources[j].spec.origin));
+                        }
+                        continue;
+                    }
+                    self.model.sources.push(SourceNode { spec: s, owner: Some(i) });
+                }
+                FluxKind::Other => {
+                    if matches!(o.kind(), "ConfigMap" | "Secret") && o.group().is_empty() {
+                        self.var_sources.insert((o.kind().to_string(), flux::namespace_of(o), o.name().to_string()), o.clone());
+                    }
+                }
+            }
+        }
+        self.model.kustomizations[i].objects = objects;
+        Ok(())
+    }
+
+    /// postBuild substitution, as kustomize-controller runs it after the build.
+    fn substitute(&mut self, spec: &Kustomization, kid: &str, objects: &mut [Object]) -> Result<()> {
+        if spec.substitute.is_empty() && spec.substitute_from.is_empty() {
+            return Ok(());
+        }
+        let mut vars: BTreeMap<String, String> = BTreeMap::new();
+        let mut encrypted = vec![];
+        for from in &spec.substitute_from {
+            let key = (from.kind.clone(), spec.namespace.clone(), from.name.clone());
+            match self.var_sources.get(&key) {
+                None if from.optional => {}
+                None => self.model.findings.push(
+                    Finding::new(
+                        "substitute-from-missing",
+                        Severity::Error,
+                        &spec.origin,
+                        format!(
+                            "Kustomization {kid} substitutes from {} {}/{}, which the repository does not define; Flux fails the build",
+                            from.kind, spec.namespace, from.name
+                        ),
+                    )
+                    .for_kustomization(kid)
+                    .fix("create it in a Kustomization applied before this one, or mark it `optional: true`"),
+                ),
+                Some(o) => {
+                    if o.value.get("sops").is_some() {
+                        encrypted.push(format!("{} {}", from.kind, from.name));
+                    }
+                    vars.extend(var_values(o));
+                }
+            }
+        }
+        vars.extend(spec.substitute.iter().cloned());
+        for o in objects.iter_mut() {
+            if !Kustomization::substitution_enabled(o) {
+                continue;
+            }
+            let mut unresolved = vec![];
+            substitute_value(&mut o.value, &vars, &mut unresolved).map_err(|m| {
+                Error::at(ErrorKind::Render, &o.origin, format!("postBuild substitution in {}: {m}", o.display_id())).context(format!("while rendering Kustomization {kid}"))
+            })?;
+            unresolved.sort();
+            unresolved.dedup();
+            if !unresolved.is_empty() {
+                let why = if encrypted.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (values of SOPS-encrypted {} cannot be read offline)", encrypted.join(", "))
+                };
+                self.model.findings.push(
+                    Finding::new(
+                        "substitution-unresolved",
+                        Severity::Warning,
+                        &o.origin,
+                        format!(
+                            "{} uses {} that postBuild of Kustomization {kid} does not set{why}; Flux substitutes an empty string",
+                            o.display_id(),
+                            unresolved.iter().map(|v| format!("${{{v}}}")).collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                    .for_kustomization(kid)
+                    .fix("add the variable to postBuild.substitute or to a substituteFrom ConfigMap, or give it a default with ${VAR:=value}"),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn duplicate(kind: &str, id: &Ref, here: &Loc, first: &Loc) -> Error {
+    Error::at(
+        ErrorKind::Duplicate,
+        here,
+        format!("{kind} {}/{} is defined twice (first at {first}); Flux would apply only one of them", id.namespace, id.name),
+    )
+}
+
+/// The variables a ConfigMap or Secret provides. Secret `data` is base64; values that are
+/// SOPS ciphertext are kept as they are (never decrypted, never printed).
+fn var_values(o: &Object) -> Vec<(String, String)> {
+    let mut out = vec![];
+    if let Some(m) = o.value.get("data").and_then(|d| d.as_object()) {
+        for (k, v) in m {
+            let s = crate::kustomize::transform::scalar_string(v);
+            let val = if o.kind() == "Secret" && !s.starts_with("ENC[") {
+                crate::kustomize::generate::base64_decode(&s).and_then(|b| String::from_utf8(b).ok()).unwrap_or_default()
+            } else {
+                s
+            };
+            out.push((k.clone(), val));
+        }
+    }
+    if let Some(m) = o.value.get("stringData").and_then(|d| d.as_object()) {
+        out.extend(m.iter().map(|(k, v)| (k.clone(), crate::kustomize::transform::scalar_string(v))));
+    }
+    out.retain(|(_, v)| !v.starts_with("ENC["));
+    out
+}
+
+/// Substitutes in every string of a value (keys are left alone).
+fn substitute_value(v: &mut serde_json::Value, vars: &BTreeMap<String, String>, unresolved: &mut Vec<String>) -> std::result::Result<(), String> {
+    match v {
+        serde_json::Value::String(s) if s.contains("${") => {
+            let r = flux::substitute::substitute(s, vars)?;
+            unresolved.extend(r.unresolved);
+            *s = r.text;
+        }
+        serde_json::Value::Array(a) => {
+            for x in a {
+                substitute_value(x, vars, unresolved)?;
+            }
+        }
+        serde_json::Value::Object(m) => {
+            for x in m.values_mut() {
+                substitute_value(x, vars, unresolved)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

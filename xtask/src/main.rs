@@ -1,1 +1,120 @@
-fn main() {}
+//! `cargo xtask`: the user's entry point. Flags are parsed here; the work is done by the
+//! `harness` library.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use harness::commands::{PlanRequest, RendererChoice};
+use harness::model::Entry;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+mod bench;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Prove that a Flux repository bootstraps a cluster", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RendererArg {
+    Native,
+    Kubectl,
+}
+
+#[derive(clap::Args, Clone)]
+struct RepoArgs {
+    /// The Flux repository (a directory).
+    #[arg(long, default_value = "examples/netcorp-infra")]
+    repo: PathBuf,
+    /// The cluster to bootstrap: `clusters/ENV` (wherever `clusters/` is in the repo).
+    #[arg(long, conflicts_with = "path")]
+    cluster: Option<String>,
+    /// The directory Flux syncs, when the repo has no `clusters/ENV` layout.
+    #[arg(long)]
+    path: Option<String>,
+    /// Map a Flux source to a local directory: NAME=DIR (NAME may be `ns/name`).
+    #[arg(long = "source", value_name = "NAME=DIR")]
+    sources: Vec<String>,
+    /// How kustomize directories are rendered.
+    #[arg(long, value_enum, default_value = "native")]
+    renderer: RendererArg,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Offline: render every Flux Kustomization, print the layers and the findings.
+    Plan {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Benchmarks (release build): `plan` against kubectl, and on generated repos.
+    Bench {
+        /// Which benchmark: plan.
+        #[arg(default_value = "plan")]
+        which: String,
+    },
+}
+
+fn request(r: &RepoArgs) -> Result<PlanRequest, String> {
+    let mut sources = vec![];
+    for s in &r.sources {
+        let (k, d) = s.split_once('=').ok_or_else(|| format!("--source {s}: expected NAME=DIR"))?;
+        sources.push((k.to_string(), PathBuf::from(d)));
+    }
+    Ok(PlanRequest {
+        repo: r.repo.clone(),
+        entry: match (&r.cluster, &r.path) {
+            (Some(c), _) => Some(Entry::Cluster(c.clone())),
+            (None, Some(p)) => Some(Entry::Path(p.clone())),
+            (None, None) => None,
+        },
+        sources,
+        renderer: match r.renderer {
+            RendererArg::Native => RendererChoice::Native,
+            RendererArg::Kubectl => RendererChoice::Kubectl,
+        },
+    })
+}
+
+fn main() -> ExitCode {
+    // Run from the project root whatever directory cargo was called from, so relative
+    // defaults (examples/...) resolve; user paths are made absolute first.
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Plan { repo, format } => {
+            let req = match request(&repo) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match harness::commands::plan(&req) {
+                Ok(plan) => {
+                    match format {
+                        Format::Json => println!("{}", plan.to_json()),
+                        Format::Text => print!("{}", plan.to_text()),
+                    }
+                    if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+                        eprint!("{}", plan.to_github_annotations());
+                    }
+                    ExitCode::from(plan.exit_code() as u8)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Bench { which } => bench::run(&which),
+    }
+}

@@ -145,6 +145,16 @@ pub fn build(files: &dyn Files, dir: &str) -> Result<Vec<Object>> {
     Ok(res.into_iter().map(|r| r.obj).collect())
 }
 
+/// Applies Flux's overlay to objects rendered elsewhere (the kubectl renderer).
+pub fn apply_overlay(files: &dyn Files, objects: Vec<Object>, overlay: &FluxOverlay, dir: &str) -> Result<Vec<Object>> {
+    let b = Builder { files, stack: vec![] };
+    let kust = Kust { file: format!("{}/kustomization.yaml", files::display_dir(dir)), dir: dir.into(), text: String::new(), v: Map::new() };
+    let mut res: Vec<Res> = objects.into_iter().map(Res::new).collect();
+    b.run_transformers(&kust, &mut res, Some(overlay))?;
+    finish(&mut res);
+    Ok(res.into_iter().map(|r| r.obj).collect())
+}
+
 fn missing_kustomization(dir: &str) -> Error {
     Error::in_file(
         ErrorKind::MissingPath,

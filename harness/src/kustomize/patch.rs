@@ -284,10 +284,17 @@ mod tests {
 
     #[test]
     fn directives_delete_and_replace() {
-        let mut d = json!({"a":{"b":1,"c":2},"l":[{"name":"x"},{"name":"y"}],"m":{"k":1}});
-        let p = json!({"a":{"b":null},"l":[{"name":"x","$patch":"delete"}],"m":{"$patch":"replace","z":2}});
-        strategic_merge(&mut d, &p, false, false);
-        assert_eq!(d, json!({"a":{"c":2},"l":[{"name":"y"}],"m":{"z":2}}));
+        let mut d = json!({"a":{"b":1,"c":2},"volumes":[{"name":"x"},{"name":"y"}],"m":{"k":1}});
+        let p = json!({"a":{"b":null},"volumes":[{"name":"x","$patch":"delete"}],"m":{"$patch":"replace","z":2}});
+        strategic_merge(&mut d, &p, true, false);
+        assert_eq!(d, json!({"a":{"c":2},"volumes":[{"name":"y"}],"m":{"z":2}}));
+    }
+
+    #[test]
+    fn lists_of_custom_resources_are_replaced() {
+        let mut d = json!({"spec":{"values":{"envs":[{"name":"A"},{"name":"B"}]}}});
+        strategic_merge(&mut d, &json!({"spec":{"values":{"envs":[{"name":"B","v":1}]}}}), false, false);
+        assert_eq!(d["spec"]["values"]["envs"], json!([{"name":"B","v":1}]));
     }
 
     #[test]

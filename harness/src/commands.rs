@@ -1,0 +1,86 @@
+//! What the `cargo xtask` verbs do, as library functions: the binary only parses flags.
+
+use crate::disk::DiskFiles;
+use crate::error::{Error, ErrorKind, Result};
+use crate::files::{EntryKind, Files};
+use crate::kustomize::{self, FluxOverlay, KUSTOMIZATION_FILES};
+use crate::model::{self, Entry, LoadOptions, MappedSource, NativeRenderer, Renderer};
+use crate::object::Object;
+use crate::plan::Plan;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RendererChoice {
+    Native,
+    Kubectl,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlanRequest {
+    pub repo: PathBuf,
+    /// `None`: the repo's only cluster.
+    pub entry: Option<Entry>,
+    /// `--source NAME=DIR`.
+    pub sources: Vec<(String, PathBuf)>,
+    pub renderer: RendererChoice,
+}
+
+/// Renders through `kubectl kustomize`, for kustomize features the native renderer does
+/// not implement. Flux's own layer is still applied natively on top.
+pub struct KubectlRenderer;
+
+impl Renderer for KubectlRenderer {
+    fn render(&self, files: &dyn Files, dir: &str, overlay: &FluxOverlay) -> Result<Vec<Object>> {
+        let root = files
+            .disk_root()
+            .ok_or_else(|| Error::new(ErrorKind::Usage, "the kubectl renderer needs a repository on disk"))?;
+        let has_kustomization = KUSTOMIZATION_FILES.iter().any(|k| files.kind(&format!("{dir}/{k}").trim_start_matches('/').to_string()) == Some(EntryKind::File));
+        let objects = if has_kustomization {
+            let text = crate::exec::kubectl_kustomize(&root.join(dir))?;
+            let label = format!("{} (kubectl kustomize output)", crate::files::display_dir(dir));
+            kustomize::objects_from_text(&label, &text)?
+        } else {
+            // Flux generates the kustomization: the native renderer lists the same files.
+            kustomize::build_flux_path(files, dir, &FluxOverlay::default())?
+        };
+        kustomize::apply_overlay(files, objects, overlay, dir)
+    }
+}
+
+/// Loads a repo and computes its plan. Errors are load errors (exit code 2).
+pub fn plan(req: &PlanRequest) -> Result<Plan> {
+    let files = DiskFiles::open(&req.repo)?;
+    let mapped: Vec<(String, DiskFiles)> = req
+        .sources
+        .iter()
+        .map(|(k, d)| DiskFiles::open(d).map(|f| (k.clone(), f)).map_err(|e| e.context(format!("--source {k}={}", d.display()))))
+        .collect::<Result<_>>()?;
+    let entry = match &req.entry {
+        Some(e) => e.clone(),
+        None => {
+            let clusters = model::list_clusters(&files);
+            match clusters.as_slice() {
+                [one] => Entry::Cluster(one.clone()),
+                [] => Entry::Path(String::new()),
+                many => {
+                    return Err(Error::new(
+                        ErrorKind::Usage,
+                        format!("the repository has several clusters ({}); choose one with --cluster", many.join(", ")),
+                    ));
+                }
+            }
+        }
+    };
+    let opts = LoadOptions {
+        entry,
+        sources: mapped.iter().map(|(k, f)| MappedSource { key: k.clone(), files: f as &dyn Files }).collect(),
+    };
+    let renderer: &dyn Renderer = match req.renderer {
+        RendererChoice::Native => &NativeRenderer,
+        RendererChoice::Kubectl => &KubectlRenderer,
+    };
+    let model = model::load(&files, &opts, renderer)?;
+    let (graph, mut findings) = crate::graph::analyse(&model);
+    findings.extend(model.findings.iter().cloned());
+    Ok(Plan::build(&model, &graph, findings))
+}
