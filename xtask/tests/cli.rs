@@ -1,0 +1,157 @@
+//! `cargo xtask plan` as a user runs it: exit codes, and a clear error naming the file
+//! (and line) for every kind of bad input. Never a panic.
+
+use std::path::Path;
+use std::process::Command;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn plan(repo: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("plan")
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .env_remove("GITHUB_ACTIONS")
+        .output()
+        .unwrap();
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    };
+    assert!(!r.stderr.contains("panicked"), "the CLI panicked:\n{}", r.stderr);
+    r
+}
+
+fn write(root: &Path, files: &[(&str, &str)]) {
+    for (p, t) in files {
+        let full = root.join(p);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, t).unwrap();
+    }
+}
+
+const SYNC: &str = "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: flux-system\n  namespace: flux-system\nspec:\n  url: https://git.example.com/infra\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: flux-system\n  namespace: flux-system\nspec:\n  interval: 10m\n  path: ./clusters/test\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n";
+
+const APP_KS: &str = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: app\n  namespace: flux-system\nspec:\n  interval: 5m\n  path: ./apps/app\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n";
+
+/// A valid repo with one app; `extra` files are added or replace defaults.
+fn repo(extra: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), &[("clusters/test/flux-system/gotk-sync.yaml", SYNC), ("clusters/test/apps.yaml", APP_KS), ("apps/app/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: default\n")]);
+    write(d.path(), extra);
+    d
+}
+
+fn expect_load_error(r: &Run, needles: &[&str]) {
+    assert_eq!(r.code, 2, "expected exit 2, got {}\nstdout:{}\nstderr:{}", r.code, r.stdout, r.stderr);
+    for n in needles {
+        assert!(r.stderr.contains(n), "stderr lacks '{n}':\n{}", r.stderr);
+    }
+}
+
+#[test]
+fn a_valid_repo_exits_0_and_prints_layers() {
+    let d = repo(&[]);
+    let r = plan(d.path(), &["--cluster", "test"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("Bootstrap layer order") && r.stdout.contains("app"), "{}", r.stdout);
+    let j = plan(d.path(), &["--cluster", "test", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&j.stdout).expect("JSON output parses");
+    assert_eq!(v["layers"], serde_json::json!([["app"]]));
+}
+
+#[test]
+fn error_findings_exit_1() {
+    let d = repo(&[("clusters/test/apps.yaml", &APP_KS.replace("spec:\n", "spec:\n  dependsOn:\n    - name: ghost\n"))]);
+    let r = plan(d.path(), &["--cluster", "test"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("clusters/test/apps.yaml:1 [dependency-missing]"), "{}", r.stdout);
+}
+
+#[test]
+fn malformed_yaml_names_file_line_and_column() {
+    let d = repo(&[("apps/app/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [a, b\n  namespace: x\n")]);
+    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["apps/app/cm.yaml:5:", "invalid YAML", "Kustomization flux-system/app"]);
+}
+
+#[test]
+fn a_document_that_is_not_an_object() {
+    let d = repo(&[("apps/app/list.yaml", "---\n- just\n- a list\n")]);
+    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["apps/app/list.yaml:2", "expected a Kubernetes object"]);
+}
+
+#[test]
+fn an_unknown_flux_api_version() {
+    let d = repo(&[("clusters/test/apps.yaml", &APP_KS.replace("/v1\nkind: Kustomization", "/v3\nkind: Kustomization"))]);
+    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["clusters/test/apps.yaml:1", "kustomize.toolkit.fluxcd.io/v3", "does not serve"]);
+}
+
+#[test]
+fn a_missing_spec_path_directory() {
+    let d = repo(&[("clusters/test/apps.yaml", &APP_KS.replace("./apps/app", "./apps/gone"))]);
+    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["clusters/test/apps.yaml:1", "spec.path './apps/gone'"]);
+}
+
+#[test]
+fn duplicate_kustomization_names() {
+    let twice = format!("{APP_KS}---\n{}", APP_KS.replace("./apps/app", "./apps"));
+    let d = repo(&[("clusters/test/apps.yaml", &twice)]);
+    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["clusters/test/apps.yaml:13", "flux-system/app is defined twice", "first at clusters/test/apps.yaml:1"]);
+    // The same name applied by two different Flux Kustomizations.
+    let d = repo(&[("apps/app/again.yaml", &APP_KS.replace("./apps/app", "./apps"))]);
+    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["apps/app/again.yaml:1", "Kustomization flux-system/app is defined twice", "first at clusters/test/apps.yaml:1"]);
+}
+
+#[test]
+fn symlink_loops() {
+    let d = repo(&[]);
+    std::os::unix::fs::symlink("..", d.path().join("apps/app/loop")).unwrap();
+    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["symlink", "apps/app/loop"]);
+    let d2 = repo(&[]);
+    std::os::unix::fs::symlink("self.yaml", d2.path().join("apps/app/self.yaml")).unwrap();
+    expect_load_error(&plan(d2.path(), &["--cluster", "test"]), &["apps/app/self.yaml", "symlink loop"]);
+}
+
+#[test]
+fn an_empty_repo() {
+    let d = tempfile::tempdir().unwrap();
+    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["no clusters/test directory", "Flux repository"]);
+    expect_load_error(&plan(d.path(), &[]), &["nothing to bootstrap"]);
+}
+
+#[test]
+fn a_directory_that_is_not_a_flux_repo() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), &[("README.md", "# hello\n"), ("src/main.rs", "fn main() {}\n")]);
+    expect_load_error(&plan(d.path(), &[]), &["nothing to bootstrap"]);
+    let r = plan(&d.path().join("README.md"), &[]);
+    expect_load_error(&r, &["README.md", "not a directory"]);
+    let r = plan(&d.path().join("nope"), &[]);
+    expect_load_error(&r, &["nope", "cannot open repository"]);
+}
+
+#[test]
+fn a_50_mb_file() {
+    let d = repo(&[]);
+    let big = "# padding\n".repeat(5 * 1024 * 1024);
+    std::fs::write(d.path().join("apps/app/huge.yaml"), big).unwrap();
+    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["apps/app/huge.yaml", "50.0 MiB", "limit"]);
+}
+
+#[test]
+fn an_unknown_cluster_lists_the_known_ones() {
+    let d = repo(&[]);
+    expect_load_error(&plan(d.path(), &["--cluster", "prod"]), &["no clusters/prod directory", "clusters in this repository: test"]);
+}
+
+#[test]
+fn an_unsupported_kustomize_field_points_at_kubectl() {
+    let d = repo(&[("apps/app/kustomization.yaml", "resources: [cm.yaml]\nreplacements:\n  - path: r.yaml\n")]);
+    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["apps/app/kustomization.yaml:2", "'replacements'", "--renderer kubectl"]);
+}
