@@ -11,6 +11,7 @@ pub mod exec;
 pub mod files;
 pub mod findings;
 pub mod flux;
+pub mod generate;
 pub mod graph;
 pub mod kustomize;
 pub mod labels;

@@ -220,6 +220,8 @@ struct Loader<'a> {
     var_sources: BTreeMap<(String, String, String), Object>,
     /// Kustomizations not rendered yet.
     pending: Vec<usize>,
+    /// The entry directory's objects, already rendered to find the entry.
+    prerendered: Option<Vec<Object>>,
 }
 
 /// Loads the model. Errors are for repos that cannot be loaded at all (exit code 2);
@@ -260,6 +262,7 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
         self_url,
         var_sources: BTreeMap::new(),
         pending: vec![],
+        prerendered: None,
     };
     if synthesized {
         l.model.findings.push(Finding::new(
@@ -272,6 +275,10 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
                 entry_dir
             ),
         ));
+    }
+    // The entry usually syncs the directory just rendered with no overlay: reuse it.
+    if entry_spec.path == entry_dir && entry_spec.overlay.is_empty() && l.is_self(&entry_spec.source) {
+        l.prerendered = Some(objects);
     }
     l.model.kustomizations.push(KustomizationNode { spec: entry_spec, objects: vec![], origin: Origin::Repo, parent: None, synthesized });
     l.pending.push(0);
@@ -380,7 +387,10 @@ impl Loader<'_> {
                 ));
             }
         }
-        let mut objects = self.renderer.render(files, &spec.path, &spec.overlay).map_err(|e| e.context(ctx()))?;
+        let mut objects = match self.prerendered.take().filter(|_| i == self.model.entry) {
+            Some(objects) => objects,
+            None => self.renderer.render(files, &spec.path, &spec.overlay).map_err(|e| e.context(ctx()))?,
+        };
         self.substitute(&spec, &kid, &mut objects)?;
         // Register what Flux will see before anything else reads the objects.
         for o in &objects {

@@ -22,6 +22,13 @@ fn options() -> serde_saphyr::Options {
     o.strict_booleans = true;
     o.leading_zero_numbers_as_strings = true;
     o.with_snippet = false;
+    // Input size is capped by MAX_FILE_BYTES; within it, a generated Flux repo may hold
+    // thousands of documents in one file. Alias and anchor limits (YAML bombs) stay.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = 1_000_000;
+    budget.max_events = 50_000_000;
+    budget.max_nodes = 20_000_000;
+    o.budget = Some(budget);
     #[allow(unused_assignments)]
     {
         o.emit_comments = false;

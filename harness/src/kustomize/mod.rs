@@ -50,6 +50,19 @@ pub struct FluxOverlay {
     pub origin: Option<Loc>,
 }
 
+impl FluxOverlay {
+    /// No field set: the build is plain kustomize.
+    pub fn is_empty(&self) -> bool {
+        self.target_namespace.is_none()
+            && self.name_prefix.is_none()
+            && self.name_suffix.is_none()
+            && self.patches.is_empty()
+            && self.images.is_empty()
+            && self.common_labels.is_empty()
+            && self.common_annotations.is_empty()
+    }
+}
+
 /// A resource while it is being built: the object plus what kustomize tracks about it.
 #[derive(Debug, Clone)]
 struct Res {
@@ -171,7 +184,6 @@ fn finish(res: &mut [Res]) {
         let name = format!("{}-{hash}", r.obj.name());
         r.obj.set_name(&name);
     }
-    let refs = transform::name_refs();
     let renamed: Vec<(String, String, Vec<String>, String)> = res
         .iter()
         .filter(|r| r.previous.iter().any(|(_, n)| n != r.obj.name()))
@@ -180,13 +192,17 @@ fn finish(res: &mut [Res]) {
             (r.obj.kind().to_string(), r.obj.namespace().unwrap_or("").to_string(), olds, r.obj.name().to_string())
         })
         .collect();
+    if renamed.is_empty() {
+        return;
+    }
+    let refs = transform::name_refs();
     for (kind, ns, olds, new) in &renamed {
         for referrer in res.iter_mut() {
             if !ns.is_empty() && referrer.obj.namespace().is_some_and(|n| n != ns) {
                 continue;
             }
             for old in olds {
-                transform::fix_reference(&mut referrer.obj.value, kind, old, new, &refs);
+                transform::fix_reference(&mut referrer.obj.value, kind, old, new, refs);
             }
         }
     }
@@ -307,10 +323,12 @@ impl Builder<'_> {
     fn build_target_inner(&mut self, k: &Kust, acc: &mut Vec<Res>, overlay: Option<&FluxOverlay>) -> Result<()> {
         let mut refs = k.strings("resources")?;
         refs.extend(k.strings("bases")?);
+        let mut seen: std::collections::HashMap<crate::object::ResId, usize> =
+            acc.iter().enumerate().map(|(i, r)| (r.obj.id(), i)).collect();
         for r in &refs {
             let loaded = self.load_resource(k, r)?;
             for res in loaded {
-                add_unique(acc, res, k)?;
+                add_unique(acc, &mut seen, res, k)?;
             }
         }
         for c in k.strings("components")? {
@@ -698,22 +716,24 @@ pub fn objects_from_text(path: &str, text: &str) -> Result<Vec<Object>> {
     Ok(out)
 }
 
-fn add_unique(acc: &mut Vec<Res>, res: Res, k: &Kust) -> Result<()> {
-    let id = res.obj.id();
-    if let Some(prev) = acc.iter().find(|r| r.obj.id() == id) {
-        return Err(Error::at(
+fn add_unique(acc: &mut Vec<Res>, seen: &mut std::collections::HashMap<crate::object::ResId, usize>, res: Res, k: &Kust) -> Result<()> {
+    match seen.entry(res.obj.id()) {
+        std::collections::hash_map::Entry::Occupied(e) => Err(Error::at(
             ErrorKind::Render,
             &res.obj.origin,
             format!(
                 "{} is defined twice in {} (first at {}); kustomize refuses duplicate objects",
                 res.obj.display_id(),
                 k.file,
-                prev.obj.origin
+                acc[*e.get()].obj.origin
             ),
-        ));
+        )),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(acc.len());
+            acc.push(res);
+            Ok(())
+        }
     }
-    acc.push(res);
-    Ok(())
 }
 
 fn merge_generated(into: &mut Res, from: Res) {

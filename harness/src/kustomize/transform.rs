@@ -250,13 +250,6 @@ pub fn set_images(v: &mut Value, rules: &[ImageRule]) {
     }
 }
 
-/// Where an object of one kind is referred to by name from other kinds.
-pub struct NameRef {
-    pub kind: &'static str,
-    pub referrer_kind: Option<&'static str>,
-    pub path: &'static str,
-}
-
 const POD_SPEC_PREFIXES: [(&str, &str); 8] = [
     ("Pod", "spec"),
     ("Deployment", "spec/template/spec"),
@@ -270,7 +263,12 @@ const POD_SPEC_PREFIXES: [(&str, &str); 8] = [
 
 /// The reference paths kustomize follows by default, for the kinds real repos rename
 /// (generated ConfigMaps and Secrets above all, and everything under a name prefix).
-pub fn name_refs() -> Vec<(String, Option<String>, String)> {
+pub fn name_refs() -> &'static [(String, Option<String>, String)] {
+    static REFS: std::sync::OnceLock<Vec<(String, Option<String>, String)>> = std::sync::OnceLock::new();
+    REFS.get_or_init(build_name_refs)
+}
+
+fn build_name_refs() -> Vec<(String, Option<String>, String)> {
     let mut out: Vec<(String, Option<String>, String)> = vec![];
     let pod_refs: [(&str, &str); 14] = [
         ("ConfigMap", "volumes/configMap/name"),
