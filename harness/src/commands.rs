@@ -34,7 +34,7 @@ impl Renderer for KubectlRenderer {
         let root = files
             .disk_root()
             .ok_or_else(|| Error::new(ErrorKind::Usage, "the kubectl renderer needs a repository on disk"))?;
-        let has_kustomization = KUSTOMIZATION_FILES.iter().any(|k| files.kind(&format!("{dir}/{k}").trim_start_matches('/').to_string()) == Some(EntryKind::File));
+        let has_kustomization = KUSTOMIZATION_FILES.iter().any(|k| files.kind(format!("{dir}/{k}").trim_start_matches('/')) == Some(EntryKind::File));
         let objects = if has_kustomization {
             let text = crate::exec::kubectl_kustomize(&root.join(dir))?;
             let label = format!("{} (kubectl kustomize output)", crate::files::display_dir(dir));

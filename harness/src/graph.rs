@@ -100,11 +100,11 @@ pub fn analyse(model: &RepoModel) -> (Graph, Vec<Finding>) {
     let mut g: DiGraph<Node, Edge> = DiGraph::new();
     let mut idx: HashMap<Node, NodeIndex> = HashMap::new();
     let mut node = |g: &mut DiGraph<Node, Edge>, n: Node| *idx.entry(n).or_insert_with(|| g.add_node(n));
-    for i in 0..nk {
+    for (i, ki_deps) in deps.iter().enumerate() {
         let a = node(&mut g, Node::KApply(i));
         let r = node(&mut g, Node::KReady(i));
         g.add_edge(r, a, Edge::AfterApply);
-        for &d in &deps[i] {
+        for &d in ki_deps {
             let dr = node(&mut g, Node::KReady(d));
             g.add_edge(a, dr, Edge::DependsOn);
         }
@@ -147,9 +147,9 @@ pub fn analyse(model: &RepoModel) -> (Graph, Vec<Finding>) {
         }
         let path = cycle_path(&g, &scc);
         let steps = describe_cycle(model, &g, &path);
-        let first = path.iter().find_map(|n| match g[*n] {
-            Node::KApply(i) | Node::KReady(i) => Some(model.kustomizations[i].spec.origin.clone()),
-            Node::HReady(j) => Some(model.helm_releases[j].spec.origin.clone()),
+        let first = path.first().map(|n| match g[*n] {
+            Node::KApply(i) | Node::KReady(i) => model.kustomizations[i].spec.origin.clone(),
+            Node::HReady(j) => model.helm_releases[j].spec.origin.clone(),
         });
         let loc = first.unwrap_or_else(|| crate::Loc::new("", 1));
         let only_deps = path.windows(2).all(|w| matches!(g.find_edge(w[0], w[1]).map(|e| g[e]), Some(Edge::DependsOn | Edge::AfterApply)));

@@ -10,7 +10,7 @@ use crate::findings::{Finding, Severity};
 use crate::flux::{self, FluxKind, HelmRelease, Kustomization, Ref, Source};
 use crate::kustomize::{self, FluxOverlay};
 use crate::object::Object;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Renders a directory of a source the way kustomize-controller's build step does.
 pub trait Renderer {
@@ -104,18 +104,20 @@ impl RepoModel {
     }
 }
 
-/// Finds `clusters/ENV` directories (at any depth, hidden directories skipped).
-pub fn find_cluster_dirs(files: &dyn Files, env: &str) -> Result<Vec<String>> {
+/// Every `clusters/<name>` directory of the repo (at any depth up to 7, hidden
+/// directories and build outputs skipped), as `(name, path)`.
+fn cluster_dirs(files: &dyn Files) -> Vec<(String, String)> {
     let mut found = vec![];
     let mut stack = vec![(String::new(), 0)];
     while let Some((dir, depth)) = stack.pop() {
-        for (name, kind) in files.list(&dir)? {
+        let Ok(entries) = files.list(&dir) else { continue };
+        for (name, kind) in entries {
             if kind != EntryKind::Dir || name.starts_with('.') || name == "node_modules" || name == "target" {
                 continue;
             }
             let path = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
-            if name == env && files::file_name(&dir) == "clusters" {
-                found.push(path.clone());
+            if files::file_name(&dir) == "clusters" {
+                found.push((name, path.clone()));
             }
             if depth < 6 {
                 stack.push((path, depth + 1));
@@ -123,35 +125,25 @@ pub fn find_cluster_dirs(files: &dyn Files, env: &str) -> Result<Vec<String>> {
         }
     }
     found.sort();
-    Ok(found)
+    found
+}
+
+/// Finds the `clusters/ENV` directories.
+pub fn find_cluster_dirs(files: &dyn Files, env: &str) -> Vec<String> {
+    cluster_dirs(files).into_iter().filter(|(n, _)| n == env).map(|(_, p)| p).collect()
 }
 
 /// Names of every `clusters/*` directory, for "did you mean" messages.
 pub fn list_clusters(files: &dyn Files) -> Vec<String> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![(String::new(), 0)];
-    while let Some((dir, depth)) = stack.pop() {
-        let Ok(entries) = files.list(&dir) else { continue };
-        for (name, kind) in entries {
-            if kind != EntryKind::Dir || name.starts_with('.') {
-                continue;
-            }
-            let path = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
-            if files::file_name(&dir) == "clusters" {
-                out.insert(name.clone());
-            }
-            if depth < 6 {
-                stack.push((path, depth + 1));
-            }
-        }
-    }
-    out.into_iter().collect()
+    let mut names: Vec<String> = cluster_dirs(files).into_iter().map(|(n, _)| n).collect();
+    names.dedup();
+    names
 }
 
 fn resolve_entry_dir(files: &dyn Files, entry: &Entry) -> Result<String> {
     match entry {
         Entry::Cluster(env) => {
-            let dirs = find_cluster_dirs(files, env)?;
+            let dirs = find_cluster_dirs(files, env);
             match dirs.len() {
                 1 => Ok(dirs.into_iter().next().unwrap()),
                 0 => {

@@ -499,7 +499,7 @@ impl Builder<'_> {
         }
         for (p, from_flux) in &patches {
             let field = "patches";
-            let target = p.get("target").filter(|t| !t.is_null()).map(|t| Selector::parse(t)).transpose().map_err(|m| k.err(field, m))?;
+            let target = p.get("target").filter(|t| !t.is_null()).map(Selector::parse).transpose().map_err(|m| k.err(field, m))?;
             let docs = match from_flux {
                 Some(o) => {
                     let text = p.get("patch").and_then(Value::as_str).unwrap_or("");
@@ -600,11 +600,10 @@ impl Builder<'_> {
             let name = rep.get("name").and_then(Value::as_str).unwrap_or("");
             let count = rep.get("count").cloned().ok_or_else(|| k.err("replicas", format!("replicas entry '{name}' has no count")))?;
             for r in acc.iter_mut().filter(|r| r.had_name(name)) {
-                if matches!(r.obj.kind(), "Deployment" | "ReplicationController" | "ReplicaSet" | "StatefulSet") {
-                    if let Some(spec) = crate::object::map_at_mut(&mut r.obj.value, &["spec"], true) {
+                if matches!(r.obj.kind(), "Deployment" | "ReplicationController" | "ReplicaSet" | "StatefulSet")
+                    && let Some(spec) = crate::object::map_at_mut(&mut r.obj.value, &["spec"], true) {
                         spec.insert("replicas".into(), count.clone());
                     }
-                }
             }
         }
         // images
