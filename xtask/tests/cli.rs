@@ -155,3 +155,47 @@ fn an_unsupported_kustomize_field_points_at_kubectl() {
     let d = repo(&[("apps/app/kustomization.yaml", "resources: [cm.yaml]\nreplacements:\n  - path: r.yaml\n")]);
     expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["apps/app/kustomization.yaml:2", "'replacements'", "--renderer kubectl"]);
 }
+
+fn have_kubectl() -> bool {
+    let ok = Command::new("kubectl").arg("version").arg("--client").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").ok().as_deref() != Some("true") || std::env::var("HARNESS_ALLOW_SKIP").is_ok(),
+            "kubectl is required in CI for the kubectl renderer tests"
+        );
+        eprintln!("SKIPPED: kubectl is not installed; install it to test --renderer kubectl");
+    }
+    ok
+}
+
+#[test]
+fn the_kubectl_renderer_gives_the_same_plan_on_the_example() {
+    if !have_kubectl() {
+        return;
+    }
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("examples/netcorp-infra");
+    let native = plan(&example, &["--cluster", "staging", "--format", "json"]);
+    let kubectl = plan(&example, &["--cluster", "staging", "--format", "json", "--renderer", "kubectl"]);
+    assert_eq!((native.code, kubectl.code), (0, 0), "{}", kubectl.stderr);
+    let n: serde_json::Value = serde_json::from_str(&native.stdout).unwrap();
+    let k: serde_json::Value = serde_json::from_str(&kubectl.stdout).unwrap();
+    assert_eq!(n["layers"], k["layers"]);
+    let count = |v: &serde_json::Value| v["kustomizations"].as_array().unwrap().iter().map(|k| k["objects"].as_array().unwrap().len()).sum::<usize>();
+    assert_eq!(count(&n), count(&k), "both renderers see the same objects");
+}
+
+#[test]
+fn the_kubectl_renderer_handles_what_the_native_one_refuses() {
+    if !have_kubectl() {
+        return;
+    }
+    let d = repo(&[
+        ("apps/app/kustomization.yaml", "resources: [cm.yaml]\nreplacements:\n  - source:\n      kind: ConfigMap\n      name: a\n      fieldPath: metadata.name\n    targets:\n      - select:\n          kind: ConfigMap\n        fieldPaths: [data.self]\n        options:\n          create: true\n"),
+    ]);
+    assert_eq!(plan(d.path(), &["--cluster", "test"]).code, 2);
+    let r = plan(d.path(), &["--cluster", "test", "--renderer", "kubectl", "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let app = v["kustomizations"].as_array().unwrap().iter().find(|k| k["name"] == "app").unwrap();
+    assert_eq!(app["objects"][0]["kind"], "ConfigMap");
+}
