@@ -4,6 +4,7 @@
 //! [`kustomize`], [`flux`], [`model`], [`graph`], [`plan`].
 //! IO at the edges: [`disk`] reads the repo, [`exec`] owns every child process.
 
+pub mod builtin;
 pub mod commands;
 pub mod disk;
 pub mod error;

@@ -118,33 +118,11 @@ pub fn map_at_mut<'a>(v: &'a mut Value, path: &[&str], create: bool) -> Option<&
     cur.as_object_mut()
 }
 
-/// Built-in Kubernetes kinds that are cluster-scoped. This is what kustomize knows from its
-/// embedded schema: it sets `namespace:` on every other kind, custom resources included.
+/// Built-in Kubernetes kinds that are cluster-scoped (from k8s-openapi). This is what
+/// kustomize knows from its embedded schema: it sets `namespace:` on every other kind,
+/// custom resources included.
 pub fn is_builtin_cluster_scoped(group: &str, kind: &str) -> bool {
-    matches!(
-        (group, kind),
-        ("", "Namespace" | "Node" | "PersistentVolume" | "ComponentStatus")
-            | ("apiextensions.k8s.io", "CustomResourceDefinition")
-            | ("apiregistration.k8s.io", "APIService")
-            | ("rbac.authorization.k8s.io", "ClusterRole" | "ClusterRoleBinding")
-            | (
-                "admissionregistration.k8s.io",
-                "MutatingWebhookConfiguration"
-                    | "ValidatingWebhookConfiguration"
-                    | "ValidatingAdmissionPolicy"
-                    | "ValidatingAdmissionPolicyBinding"
-                    | "MutatingAdmissionPolicy"
-                    | "MutatingAdmissionPolicyBinding"
-            )
-            | ("storage.k8s.io", "StorageClass" | "CSIDriver" | "CSINode" | "VolumeAttachment" | "VolumeAttributesClass")
-            | ("scheduling.k8s.io", "PriorityClass")
-            | ("node.k8s.io", "RuntimeClass")
-            | ("networking.k8s.io", "IngressClass" | "IPAddress" | "ServiceCIDR")
-            | ("policy", "PodSecurityPolicy")
-            | ("certificates.k8s.io", "CertificateSigningRequest" | "ClusterTrustBundle")
-            | ("flowcontrol.apiserver.k8s.io", "FlowSchema" | "PriorityLevelConfiguration")
-            | ("resource.k8s.io", "DeviceClass" | "ResourceSlice")
-    )
+    crate::builtin::find(group, kind).is_some_and(|k| !k.namespaced)
 }
 
 /// Cluster-scoped as far as the harness knows: built-in kinds and the custom resources of
@@ -167,29 +145,9 @@ pub fn is_known_cluster_scoped(group: &str, kind: &str) -> bool {
 
 /// Groups served by the Kubernetes API server itself (kinds kustomize has a schema for).
 pub fn is_builtin_group(group: &str) -> bool {
-    matches!(
-        group,
-        "" | "apps"
-            | "batch"
-            | "autoscaling"
-            | "policy"
-            | "networking.k8s.io"
-            | "rbac.authorization.k8s.io"
-            | "storage.k8s.io"
-            | "scheduling.k8s.io"
-            | "node.k8s.io"
-            | "admissionregistration.k8s.io"
-            | "apiextensions.k8s.io"
-            | "apiregistration.k8s.io"
-            | "certificates.k8s.io"
-            | "coordination.k8s.io"
-            | "discovery.k8s.io"
-            | "events.k8s.io"
-            | "flowcontrol.apiserver.k8s.io"
-            | "resource.k8s.io"
-    )
+    crate::builtin::is_builtin_group(group)
 }
 
-pub fn is_builtin_kind(group: &str, _kind: &str) -> bool {
-    is_builtin_group(group)
+pub fn is_builtin_kind(group: &str, kind: &str) -> bool {
+    crate::builtin::find(group, kind).is_some()
 }
