@@ -1,5 +1,7 @@
 //! What the `cargo xtask` verbs do, as library functions: the binary only parses flags.
 
+use crate::catalogue::Catalogue;
+use crate::config::{self, RepoConfig};
 use crate::disk::DiskFiles;
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::{EntryKind, Files};
@@ -80,7 +82,24 @@ pub fn plan(req: &PlanRequest) -> Result<Plan> {
         RendererChoice::Kubectl => &KubectlRenderer,
     };
     let model = model::load(&files, &opts, renderer)?;
-    let (graph, mut findings) = crate::graph::analyse(&model);
+    let config = load_config(&files)?;
+    Ok(analyse(&model, &config))
+}
+
+/// The repo's `.flux-harness.yaml`, or the defaults.
+pub fn load_config(files: &dyn Files) -> Result<RepoConfig> {
+    match files.kind(config::FILE) {
+        Some(EntryKind::File) => RepoConfig::parse(&files.read(config::FILE)?),
+        _ => Ok(RepoConfig::default()),
+    }
+}
+
+/// Graph, rules and the repo config's overrides over a loaded model.
+pub fn analyse(model: &model::RepoModel, config: &RepoConfig) -> Plan {
+    let mut catalogue = Catalogue::builtin();
+    catalogue.extend(config.catalogue.clone());
+    let (graph, mut findings) = crate::graph::analyse(model);
     findings.extend(model.findings.iter().cloned());
-    Ok(Plan::build(&model, &graph, findings))
+    findings.extend(crate::rules::check(model, &graph, &catalogue, config));
+    Plan::build(model, &graph, config.apply(findings))
 }

@@ -5,7 +5,9 @@
 //! IO at the edges: [`disk`] reads the repo, [`exec`] owns every child process.
 
 pub mod builtin;
+pub mod catalogue;
 pub mod commands;
+pub mod config;
 pub mod disk;
 pub mod error;
 pub mod exec;
@@ -19,6 +21,7 @@ pub mod labels;
 pub mod model;
 pub mod object;
 pub mod plan;
+pub mod rules;
 pub mod yaml;
 
 pub use error::{Error, ErrorKind, Loc, Result};

@@ -204,10 +204,17 @@ impl Plan {
             count(Severity::Warning),
             count(Severity::Info)
         );
+        let mut groups: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
         for f in &self.findings {
-            let _ = writeln!(out, "  {:<7} {}:{} [{}] {}", f.severity.as_str(), f.file, f.line, f.rule, f.message);
-            if let Some(fix) = &f.fix {
-                let _ = writeln!(out, "          fix: {fix}");
+            groups.entry(f.kustomization.as_deref().unwrap_or("(repository)")).or_default().push(f);
+        }
+        for (k, fs) in groups {
+            let _ = writeln!(out, "  {k}");
+            for f in fs {
+                let _ = writeln!(out, "    {:<7} {}:{} [{}] {}", f.severity.as_str(), f.file, f.line, f.rule, f.message);
+                if let Some(fix) = &f.fix {
+                    let _ = writeln!(out, "            fix: {fix}");
+                }
             }
         }
         out

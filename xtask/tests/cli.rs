@@ -71,7 +71,7 @@ fn error_findings_exit_1() {
     let d = repo(&[("clusters/test/apps.yaml", &APP_KS.replace("spec:\n", "spec:\n  dependsOn:\n    - name: ghost\n"))]);
     let r = plan(d.path(), &["--cluster", "test"]);
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("clusters/test/apps.yaml:1 [dependency-missing]"), "{}", r.stdout);
+    assert!(r.stdout.contains("  flux-system/app\n    error   clusters/test/apps.yaml:1 [dependency-missing]"), "{}", r.stdout);
 }
 
 #[test]

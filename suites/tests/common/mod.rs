@@ -1,6 +1,8 @@
 //! Helpers shared by the suites.
 #![allow(dead_code)]
 
+pub mod repo;
+
 use std::path::{Path, PathBuf};
 
 /// The project root (the suites crate sits one level below it).

@@ -1,0 +1,92 @@
+//! The repo's own configuration: `.flux-harness.yaml` at its root.
+//!
+//! ```yaml
+//! catalogue:            # charts and groups, same format as harness/data/catalogue.yaml
+//!   charts: {}
+//! preinstalledCRDs:     # API groups installed before Flux (cluster creation, a CRD helmfile)
+//!   - monitoring.coreos.com
+//! severity:             # rule id -> error | warning | info
+//!   pss-missing: info
+//! suppress:             # each needs a reason
+//!   - rule: webhook-ordering
+//!     kustomization: flux-system/apps   # optional
+//!     file: apps/x.yaml                 # optional
+//!     reason: the webhook exempts this namespace through a label set at runtime
+//! ```
+
+use crate::catalogue::{Catalogue, parse_typed};
+use crate::error::{Error, ErrorKind, Result};
+use crate::findings::{Finding, Severity};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub const FILE: &str = ".flux-harness.yaml";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RepoConfig {
+    #[serde(default)]
+    pub catalogue: Catalogue,
+    #[serde(default, rename = "preinstalledCRDs")]
+    pub preinstalled_crds: Vec<String>,
+    #[serde(default)]
+    pub severity: BTreeMap<String, Severity>,
+    #[serde(default)]
+    pub suppress: Vec<Suppression>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Suppression {
+    pub rule: String,
+    pub kustomization: Option<String>,
+    pub file: Option<String>,
+    pub reason: String,
+}
+
+impl<'de> Deserialize<'de> for Severity {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "error" => Ok(Severity::Error),
+            "warning" => Ok(Severity::Warning),
+            "info" => Ok(Severity::Info),
+            other => Err(serde::de::Error::custom(format!("unknown severity '{other}' (error, warning, info)"))),
+        }
+    }
+}
+
+impl RepoConfig {
+    pub fn parse(text: &str) -> Result<RepoConfig> {
+        let c: RepoConfig = parse_typed(FILE, text)?;
+        for s in &c.suppress {
+            if s.reason.trim().is_empty() {
+                return Err(Error::in_file(ErrorKind::BadObject, FILE, format!("suppression of '{}' needs a reason", s.rule)));
+            }
+        }
+        Ok(c)
+    }
+
+    /// Applies severity overrides and suppressions. Suppressed findings are kept as info
+    /// findings that say who suppressed them and why, so nothing disappears silently.
+    pub fn apply(&self, findings: Vec<Finding>) -> Vec<Finding> {
+        findings
+            .into_iter()
+            .map(|mut f| {
+                if let Some(s) = self.severity.get(&f.rule) {
+                    f.severity = *s;
+                }
+                let sup = self.suppress.iter().find(|s| {
+                    s.rule == f.rule
+                        && s.kustomization.as_ref().is_none_or(|k| f.kustomization.as_ref() == Some(k))
+                        && s.file.as_ref().is_none_or(|p| &f.file == p)
+                });
+                if let Some(s) = sup {
+                    f.severity = Severity::Info;
+                    f.message = format!("(suppressed in {FILE}: {}) {}", s.reason, f.message);
+                }
+                f
+            })
+            .collect()
+    }
+}

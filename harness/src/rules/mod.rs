@@ -1,0 +1,210 @@
+//! The bootstrap rules: the mistakes that break a Flux bootstrap, found offline, each
+//! pointing at a file and line with a fix. One module per concern; the shared knowledge
+//! (who provides which kind, who creates which namespace, who depends on whom) is built
+//! once in [`Ctx`]. Rule ids and docs: docs/rules.md.
+//!
+//! Pure: reads the model, the graph, the catalogue and the repo config.
+
+mod cni;
+mod crds;
+mod helm;
+mod monitoring;
+mod namespaces;
+mod netpol;
+mod owners;
+mod policy;
+mod sources;
+mod webhooks;
+
+use crate::catalogue::{Catalogue, Chart, RegisteredBy};
+use crate::config::RepoConfig;
+use crate::error::Loc;
+use crate::findings::{Finding, Severity};
+use crate::graph::Graph;
+use crate::model::{Origin, RepoModel};
+use crate::object::Object;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Namespaces every cluster has before Flux applies anything.
+pub const ALWAYS_NAMESPACES: [&str; 5] = ["default", "kube-system", "kube-public", "kube-node-lease", "flux-system"];
+
+/// How a kind comes to exist in the cluster.
+#[derive(Debug, Clone)]
+pub enum Via {
+    /// A CustomResourceDefinition rendered by the Kustomization.
+    Crd(Loc),
+    /// A chart of the catalogue installed by HelmRelease `hr` (index).
+    Chart { hr: usize, registered_by: RegisteredBy },
+    /// A ConstraintTemplate rendered by the Kustomization (Gatekeeper creates the CRD).
+    Template(Loc),
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// The Kustomization whose apply brings it.
+    pub k: usize,
+    pub via: Via,
+}
+
+pub struct Ctx<'a> {
+    pub model: &'a RepoModel,
+    pub graph: &'a Graph,
+    pub cat: &'a Catalogue,
+    pub cfg: &'a RepoConfig,
+    /// Transitive dependsOn of each Kustomization.
+    pub deps: Vec<BTreeSet<usize>>,
+    /// The Kustomizations that applied each one (parent, grandparent ...).
+    pub ancestors: Vec<Vec<usize>>,
+    /// Namespace → the Kustomizations whose objects create it, with the object.
+    pub namespaces: BTreeMap<String, Vec<(usize, &'a Object)>>,
+    /// (group, kind) → providers; kind `*` for group-wide providers.
+    providers: BTreeMap<(String, String), Vec<Provider>>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(model: &'a RepoModel, graph: &'a Graph, cat: &'a Catalogue, cfg: &'a RepoConfig) -> Self {
+        let n = model.kustomizations.len();
+        let mut deps = vec![BTreeSet::new(); n];
+        for (i, d) in deps.iter_mut().enumerate() {
+            let mut stack: Vec<usize> = graph.deps[i].clone();
+            while let Some(x) = stack.pop() {
+                if d.insert(x) {
+                    stack.extend(graph.deps[x].iter().copied());
+                }
+            }
+        }
+        let ancestors = (0..n)
+            .map(|i| {
+                let mut out = vec![];
+                let mut cur = model.kustomizations[i].parent;
+                while let Some(p) = cur {
+                    if out.contains(&p) {
+                        break;
+                    }
+                    out.push(p);
+                    cur = model.kustomizations[p].parent;
+                }
+                out
+            })
+            .collect();
+        let mut namespaces: BTreeMap<String, Vec<(usize, &Object)>> = BTreeMap::new();
+        let mut providers: BTreeMap<(String, String), Vec<Provider>> = BTreeMap::new();
+        for (i, k) in model.kustomizations.iter().enumerate() {
+            for o in &k.objects {
+                match (o.group(), o.kind()) {
+                    ("", "Namespace") => namespaces.entry(o.name().to_string()).or_default().push((i, o)),
+                    ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+                        let g = o.value.pointer("/spec/group").and_then(|v| v.as_str()).unwrap_or("");
+                        let kd = o.value.pointer("/spec/names/kind").and_then(|v| v.as_str()).unwrap_or("");
+                        providers.entry((g.into(), kd.into())).or_default().push(Provider { k: i, via: Via::Crd(o.origin.clone()) });
+                    }
+                    ("templates.gatekeeper.sh", "ConstraintTemplate") => {
+                        let kd = o.value.pointer("/spec/crd/spec/names/kind").and_then(|v| v.as_str()).unwrap_or("");
+                        providers
+                            .entry(("constraints.gatekeeper.sh".into(), kd.into()))
+                            .or_default()
+                            .push(Provider { k: i, via: Via::Template(o.origin.clone()) });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (j, h) in model.helm_releases.iter().enumerate() {
+            if let Some(chart) = cat.chart(&h.spec.chart) {
+                for g in chart.crds.iter().filter(|g| g.enabled(&h.spec.values)) {
+                    if g.registered_by == RegisteredBy::Template {
+                        continue;
+                    }
+                    for kind in &g.kinds {
+                        providers
+                            .entry((g.group.clone(), kind.clone()))
+                            .or_default()
+                            .push(Provider { k: h.owner, via: Via::Chart { hr: j, registered_by: g.registered_by } });
+                    }
+                }
+            }
+        }
+        Ctx { model, graph, cat, cfg, deps, ancestors, namespaces, providers }
+    }
+
+    pub fn kid(&self, i: usize) -> String {
+        let k = &self.model.kustomizations[i].spec;
+        format!("{}/{}", k.namespace, k.name)
+    }
+
+    pub fn name(&self, i: usize) -> String {
+        crate::graph::display_k(self.model, i)
+    }
+
+    /// Kustomizations that are rendered (their objects are known).
+    pub fn rendered(&self) -> impl Iterator<Item = (usize, &'a crate::model::KustomizationNode)> + '_ {
+        self.model.kustomizations.iter().enumerate().filter(|(_, k)| !matches!(k.origin, Origin::NotRendered(_)))
+    }
+
+    /// Is `p` applied before `k` starts: `k` itself excluded, a dependency (transitively)
+    /// or an ancestor of `k` (or of a dependency).
+    pub fn before(&self, k: usize, p: usize) -> bool {
+        self.deps[k].contains(&p) || self.ancestors[k].contains(&p)
+    }
+
+    pub fn providers(&self, group: &str, kind: &str) -> Vec<&Provider> {
+        let mut out: Vec<&Provider> = self.providers.get(&(group.to_string(), kind.to_string())).into_iter().flatten().collect();
+        out.extend(self.providers.get(&(group.to_string(), "*".to_string())).into_iter().flatten());
+        out
+    }
+
+    /// The kinds a Kustomization provides to others (via chart CRDs, operator CRDs,
+    /// templates, CRD files), as (group, kind) pairs.
+    pub fn provided_by(&self, k: usize) -> Vec<(&(String, String), &Provider)> {
+        self.providers.iter().flat_map(|(gk, ps)| ps.iter().filter(move |p| p.k == k).map(move |p| (gk, p))).collect()
+    }
+
+    pub fn preinstalled(&self, group: &str) -> bool {
+        self.cfg.preinstalled_crds.iter().any(|g| g == group)
+    }
+
+    pub fn chart_of(&self, hr: usize) -> Option<&'a Chart> {
+        self.cat.chart(&self.model.helm_releases[hr].spec.chart)
+    }
+
+    /// Labels of a namespace as the cluster will have them: those of the Namespace object
+    /// in the repo, plus `kubernetes.io/metadata.name`, which Kubernetes sets itself.
+    pub fn namespace_labels(&self, ns: &str) -> serde_json::Map<String, serde_json::Value> {
+        let mut labels = self
+            .namespaces
+            .get(ns)
+            .and_then(|v| v.first())
+            .and_then(|(_, o)| o.value.pointer("/metadata/labels"))
+            .and_then(|l| l.as_object())
+            .cloned()
+            .unwrap_or_default();
+        labels.insert("kubernetes.io/metadata.name".into(), ns.into());
+        labels
+    }
+
+    pub fn finding(&self, rule: &str, severity: Severity, loc: &Loc, k: Option<usize>, msg: String) -> Finding {
+        let f = Finding::new(rule, severity, loc, msg);
+        match k {
+            Some(i) => f.for_kustomization(&self.kid(i)),
+            None => f,
+        }
+    }
+}
+
+/// Runs every rule. The repo config's severity overrides and suppressions are applied by
+/// the caller, over these and the model's findings alike.
+pub fn check(model: &RepoModel, graph: &Graph, cat: &Catalogue, cfg: &RepoConfig) -> Vec<Finding> {
+    let ctx = Ctx::new(model, graph, cat, cfg);
+    let mut out = vec![];
+    crds::check(&ctx, &mut out);
+    monitoring::check(&ctx, &mut out);
+    webhooks::check(&ctx, &mut out);
+    helm::check(&ctx, &mut out);
+    cni::check(&ctx, &mut out);
+    netpol::check(&ctx, &mut out);
+    namespaces::check(&ctx, &mut out);
+    owners::check(&ctx, &mut out);
+    policy::check(&ctx, &mut out);
+    sources::check(&ctx, &mut out);
+    out
+}
