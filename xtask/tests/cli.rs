@@ -199,3 +199,18 @@ fn the_kubectl_renderer_handles_what_the_native_one_refuses() {
     let app = v["kustomizations"].as_array().unwrap().iter().find(|k| k["name"] == "app").unwrap();
     assert_eq!(app["objects"][0]["kind"], "ConfigMap");
 }
+
+#[test]
+fn github_actions_gets_annotations_on_stderr_and_clean_json_on_stdout() {
+    let d = repo(&[("clusters/test/apps.yaml", &APP_KS.replace("spec:\n", "spec:\n  dependsOn:\n    - name: ghost\n"))]);
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["plan", "--cluster", "test", "--format", "json", "--repo"])
+        .arg(d.path())
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("::error file=clusters/test/apps.yaml,line=1,title=dependency-missing::Kustomization flux-system/app depends on flux-system/ghost"), "{stderr}");
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("stdout stays valid JSON");
+    assert_eq!(out.status.code(), Some(1));
+}
