@@ -51,6 +51,19 @@ impl Renderer for KubectlRenderer {
 
 /// Loads a repo and computes its plan. Errors are load errors (exit code 2).
 pub fn plan(req: &PlanRequest) -> Result<Plan> {
+    let (model, config) = load(req)?;
+    Ok(analyse(&model, &config))
+}
+
+/// Simulates the bootstrap of a repo. Errors: the repo does not load, or a bad fault.
+pub fn simulate(req: &PlanRequest, sim: crate::sim::SimConfig) -> Result<crate::sim::report::SimReport> {
+    let (model, config) = load(req)?;
+    let (graph, _) = crate::graph::analyse(&model);
+    crate::sim::simulate(&model, &graph, &config, sim)
+}
+
+/// Loads the repo model and the repo's config.
+pub fn load(req: &PlanRequest) -> Result<(model::RepoModel, RepoConfig)> {
     let files = DiskFiles::open(&req.repo)?;
     let mapped: Vec<(String, DiskFiles)> = req
         .sources
@@ -83,7 +96,7 @@ pub fn plan(req: &PlanRequest) -> Result<Plan> {
     };
     let model = model::load(&files, &opts, renderer)?;
     let config = load_config(&files)?;
-    Ok(analyse(&model, &config))
+    Ok((model, config))
 }
 
 /// The repo's `.flux-harness.yaml`, or the defaults.

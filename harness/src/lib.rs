@@ -22,6 +22,7 @@ pub mod model;
 pub mod object;
 pub mod plan;
 pub mod rules;
+pub mod sim;
 pub mod yaml;
 
 pub use error::{Error, ErrorKind, Loc, Result};

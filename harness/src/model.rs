@@ -84,6 +84,8 @@ pub struct SourceNode {
 #[derive(Debug, Clone)]
 pub struct RepoModel {
     pub entry: usize,
+    /// The source that is this repository (the entry's `flux-system` GitRepository).
+    pub self_source: Ref,
     /// The directory the entry syncs (e.g. `clusters/staging`).
     pub entry_path: String,
     pub kustomizations: Vec<KustomizationNode>,
@@ -249,7 +251,7 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
         files,
         opts,
         renderer,
-        model: RepoModel { entry: 0, entry_path: entry_dir.clone(), kustomizations: vec![], helm_releases: vec![], sources: vec![], findings: vec![] },
+        model: RepoModel { entry: 0, self_source: self_source.clone(), entry_path: entry_dir.clone(), kustomizations: vec![], helm_releases: vec![], sources: vec![], findings: vec![] },
         self_source,
         self_url,
         var_sources: BTreeMap::new(),

@@ -56,6 +56,23 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Offline: predict the bootstrap timeline, stalls and deadlocks (virtual time).
+    Simulate {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Inject a fault: webhook-down:NAME@FROM-TO, cilium-restart@T,
+        /// chart-fail:NS/NAME=N, slow-chart:NS/NAME=DURATION, node-late@T.
+        #[arg(long = "fault", value_name = "FAULT")]
+        faults: Vec<String>,
+        /// Seed of the interval jitter (same seed, same timeline).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A CNI already runs when Flux starts (as the e2e pre-installs Cilium).
+        #[arg(long)]
+        cni_preinstalled: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Benchmarks (release build): `plan` against kubectl, and on generated repos.
     Bench {
         /// Which benchmark: plan.
@@ -108,6 +125,26 @@ fn main() -> ExitCode {
                         eprint!("{}", plan.to_github_annotations());
                     }
                     ExitCode::from(plan.exit_code() as u8)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Simulate { repo, faults, seed, cni_preinstalled, format } => {
+            let result = request(&repo).map_err(|e| harness::Error::new(harness::ErrorKind::Usage, e)).and_then(|req| {
+                let faults = faults.iter().map(|f| harness::sim::Fault::parse(f)).collect::<harness::Result<Vec<_>>>()?;
+                let cfg = harness::sim::SimConfig { seed, cni_preinstalled, faults, ..Default::default() };
+                harness::commands::simulate(&req, cfg)
+            });
+            match result {
+                Ok(report) => {
+                    match format {
+                        Format::Json => println!("{}", report.to_json()),
+                        Format::Text => print!("{}", report.to_text()),
+                    }
+                    ExitCode::from(if report.converged { 0 } else { 1 })
                 }
                 Err(e) => {
                     eprintln!("error: {e}");

@@ -20,9 +20,12 @@ impl Repo {
     /// A Flux Kustomization `name` for `./apps/<name>` (extra: YAML lines under spec, 2-space indented).
     pub fn ks(mut self, name: &str, deps: &[&str], extra: &str) -> Self {
         self.ks.push_str(&format!(
-            "---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: {name}\n  namespace: flux-system\nspec:\n  interval: 5m\n  path: ./apps/{name}\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n"
+            "---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: {name}\n  namespace: flux-system\nspec:\n  path: ./apps/{name}\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n"
         ));
         // Defaults unless the test sets them.
+        if !extra.contains("  interval:") {
+            self.ks.push_str("  interval: 5m\n");
+        }
         if !extra.contains("  prune:") {
             self.ks.push_str("  prune: false\n");
         }
@@ -49,12 +52,23 @@ impl Repo {
         self.file(&format!("apps/{ks}/{file}"), text)
     }
 
-    pub fn plan(mut self) -> Plan {
+    pub fn load(mut self) -> (harness::model::RepoModel, harness::config::RepoConfig) {
         self.files.insert("clusters/test/ks.yaml", &self.ks);
         let opts = LoadOptions { entry: Entry::Cluster("test".into()), sources: vec![] };
         let m = model::load(&self.files, &opts, &NativeRenderer).unwrap_or_else(|e| panic!("load failed: {e}"));
         let cfg = harness::commands::load_config(&self.files).unwrap_or_else(|e| panic!("config: {e}"));
+        (m, cfg)
+    }
+
+    pub fn plan(self) -> Plan {
+        let (m, cfg) = self.load();
         harness::commands::analyse(&m, &cfg)
+    }
+
+    pub fn simulate(self, sim: harness::sim::SimConfig) -> harness::Result<harness::sim::report::SimReport> {
+        let (m, cfg) = self.load();
+        let (g, _) = harness::graph::analyse(&m);
+        harness::sim::simulate(&m, &g, &cfg, sim)
     }
 }
 
