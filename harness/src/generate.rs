@@ -1,5 +1,6 @@
-//! Generated Flux repos for benchmarks and scale tests: `n` Flux Kustomizations in a
-//! layered DAG (each depends on up to three earlier ones), each with a small app.
+//! Generated Flux repos for benchmarks and scale tests: `n` Flux Kustomizations in ten
+//! tiers (each depends on up to three of the tier before, as platform repos are layered),
+//! each with a small app.
 //! Pure: returns the files; the caller writes them.
 
 pub fn flux_repo(n: usize) -> Vec<(String, String)> {
@@ -7,6 +8,10 @@ pub fn flux_repo(n: usize) -> Vec<(String, String)> {
     files.push((
         "clusters/bench/flux-system/gotk-sync.yaml".to_string(),
         "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: flux-system\n  namespace: flux-system\nspec:\n  interval: 1m\n  url: https://git.example.com/bench.git\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: flux-system\n  namespace: flux-system\nspec:\n  interval: 10m\n  path: ./clusters/bench\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n".to_string(),
+    ));
+    files.push((
+        "clusters/bench/namespace.yaml".to_string(),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n  labels:\n    pod-security.kubernetes.io/enforce: restricted\n".to_string(),
     ));
     let mut ks = String::new();
     let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
@@ -17,12 +22,12 @@ pub fn flux_repo(n: usize) -> Vec<(String, String)> {
         seed
     };
     for i in 0..n {
+        let tier_size = n.div_ceil(10).max(1);
+        let tier = i / tier_size;
         let mut deps = vec![];
-        if i > 0 {
-            for _ in 0..(next() % 4) {
-                // Mostly recent ones, so the DAG has depth as well as width.
-                let back = 1 + (next() % 40) as usize;
-                let d = i.saturating_sub(back);
+        if tier > 0 {
+            for _ in 0..(1 + next() % 3) {
+                let d = (tier - 1) * tier_size + (next() as usize % tier_size);
                 if !deps.contains(&d) {
                     deps.push(d);
                 }
@@ -38,10 +43,10 @@ pub fn flux_repo(n: usize) -> Vec<(String, String)> {
             }
         }
         let dir = format!("apps/app-{i:04}");
-        files.push((format!("{dir}/kustomization.yaml"), "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: apps\nlabels:\n  - pairs:\n      app.kubernetes.io/part-of: bench\nresources:\n  - deploy.yaml\nconfigMapGenerator:\n  - name: settings\n    literals:\n      - MODE=bench\n".to_string()));
+        files.push((format!("{dir}/kustomization.yaml"), format!("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: apps\nlabels:\n  - pairs:\n      app.kubernetes.io/part-of: bench\nresources:\n  - deploy.yaml\nconfigMapGenerator:\n  - name: settings-{i:04}\n    literals:\n      - MODE=bench\n")));
         files.push((
             format!("{dir}/deploy.yaml"),
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ${APP}\nspec:\n  selector:\n    matchLabels:\n      app: ${APP}\n  template:\n    metadata:\n      labels:\n        app: ${APP}\n    spec:\n      containers:\n        - name: app\n          image: registry.example/app:1.0\n          envFrom:\n            - configMapRef:\n                name: settings\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: ${APP}\nspec:\n  selector:\n    app: ${APP}\n  ports:\n    - port: 80\n".to_string(),
+            format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ${{APP}}\nspec:\n  selector:\n    matchLabels:\n      app: ${{APP}}\n  template:\n    metadata:\n      labels:\n        app: ${{APP}}\n    spec:\n      containers:\n        - name: app\n          image: registry.example/app:1.0\n          envFrom:\n            - configMapRef:\n                name: settings-{i:04}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: ${{APP}}\nspec:\n  selector:\n    app: ${{APP}}\n  ports:\n    - port: 80\n"),
         ));
     }
     files.push(("clusters/bench/apps.yaml".to_string(), ks));

@@ -73,10 +73,10 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
-    /// Benchmarks (release build): `plan` against kubectl, and on generated repos.
+    /// Benchmarks (release build): plan (against kubectl, and generated repos), simulate, all.
     Bench {
-        /// Which benchmark: plan.
-        #[arg(default_value = "plan")]
+        /// Which benchmark: plan, simulate or all.
+        #[arg(default_value = "all")]
         which: String,
     },
 }

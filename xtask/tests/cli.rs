@@ -214,3 +214,39 @@ fn github_actions_gets_annotations_on_stderr_and_clean_json_on_stdout() {
     serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("stdout stays valid JSON");
     assert_eq!(out.status.code(), Some(1));
 }
+
+fn simulate(repo: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).arg("simulate").arg("--repo").arg(repo).args(args).output().unwrap();
+    Run { code: out.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+}
+
+#[test]
+fn simulate_exits_0_when_it_converges_and_prints_the_json_contract() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("examples/netcorp-infra");
+    let r = simulate(&example, &["--cluster", "staging", "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    for key in ["converged", "total_seconds", "ready_order", "layers", "stuck", "deadlock", "timeline"] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(v["converged"], true);
+    assert!(v["deadlock"].is_null());
+    assert!(v["ready_order"][0].get("at_seconds").is_some());
+    let text = simulate(&example, &["--cluster", "staging"]);
+    assert!(text.stdout.contains("layer 0 (Ready at") && text.stdout.contains("critical path:"), "{}", text.stdout);
+}
+
+#[test]
+fn simulate_exits_1_when_it_does_not_converge_and_2_on_bad_input() {
+    let cyc = APP_KS.replace("spec:\n", "spec:\n  dependsOn:\n    - name: app\n");
+    let d = repo(&[("clusters/test/apps.yaml", &cyc)]);
+    let r = simulate(d.path(), &["--cluster", "test", "--format", "json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["deadlock"]["cycle"], serde_json::json!(["Kustomization flux-system/app"]));
+    let ok = repo(&[]);
+    expect_load_error(&simulate(ok.path(), &["--cluster", "test", "--fault", "chart-fail:ghost/ghost=1"]), &["no HelmRelease ghost/ghost"]);
+    expect_load_error(&simulate(ok.path(), &["--cluster", "test", "--fault", "meteor"]), &["unknown fault"]);
+    let broken = repo(&[("apps/app/cm.yaml", "a: [\n")]);
+    expect_load_error(&simulate(broken.path(), &["--cluster", "test"]), &["apps/app/cm.yaml:1:4", "invalid YAML"]);
+}

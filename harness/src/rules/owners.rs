@@ -25,7 +25,10 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             continue;
         }
         let prunes = list.iter().any(|(i, _)| ctx.model.kustomizations[*i].spec.prune);
-        let who: Vec<String> = list.iter().map(|(i, loc)| format!("{} ({loc})", ctx.name(*i))).collect();
+        let mut who: Vec<String> = list.iter().take(3).map(|(i, loc)| format!("{} ({loc})", ctx.name(*i))).collect();
+        if list.len() > 3 {
+            who.push(format!("{} more", list.len() - 3));
+        }
         let id = if crate::object::is_known_cluster_scoped("", &kind) && ns == "default" { format!("{kind}/{name}") } else { format!("{kind}/{ns}/{name}") };
         let id = if kind == "Namespace" { format!("Namespace/{name}") } else { id };
         let (first, loc) = &list[1];
