@@ -1,7 +1,8 @@
 //! The Flux bootstrap harness: everything `cargo xtask` does lives here.
 //!
 //! Pure logic (no IO, no processes): [`yaml`], [`object`], [`files`] (the trait),
-//! [`kustomize`], [`flux`], [`model`], [`graph`], [`plan`].
+//! [`kustomize`], [`flux`], [`model`], [`graph`], [`catalogue`], [`config`], [`rules`],
+//! [`sim`], [`plan`].
 //! IO at the edges: [`disk`] reads the repo, [`exec`] owns every child process.
 
 pub mod builtin;
