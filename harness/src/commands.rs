@@ -7,7 +7,6 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::files::{EntryKind, Files};
 use crate::kustomize::{self, FluxOverlay, KUSTOMIZATION_FILES};
 use crate::model::{self, Entry, LoadOptions, MappedSource, NativeRenderer, Renderer};
-use crate::object::Object;
 use crate::plan::Plan;
 use std::path::PathBuf;
 
@@ -32,20 +31,21 @@ pub struct PlanRequest {
 pub struct KubectlRenderer;
 
 impl Renderer for KubectlRenderer {
-    fn render(&self, files: &dyn Files, dir: &str, overlay: &FluxOverlay) -> Result<Vec<Object>> {
+    fn render(&self, files: &dyn Files, dir: &str, overlay: &FluxOverlay) -> Result<kustomize::Rendered> {
         let root = files
             .disk_root()
             .ok_or_else(|| Error::new(ErrorKind::Usage, "the kubectl renderer needs a repository on disk"))?;
         let has_kustomization = KUSTOMIZATION_FILES.iter().any(|k| files.kind(format!("{dir}/{k}").trim_start_matches('/')) == Some(EntryKind::File));
-        let objects = if has_kustomization {
+        let (objects, notes) = if has_kustomization {
             let text = crate::exec::kubectl_kustomize(&root.join(dir))?;
             let label = format!("{} (kubectl kustomize output)", crate::files::display_dir(dir));
-            kustomize::objects_from_text(&label, &text)?
+            (kustomize::objects_from_text(&label, &text)?, vec![])
         } else {
             // Flux generates the kustomization: the native renderer lists the same files.
-            kustomize::build_flux_path(files, dir, &FluxOverlay::default())?
+            let r = kustomize::build_flux_path(files, dir, &FluxOverlay::default())?;
+            (r.objects, r.notes)
         };
-        kustomize::apply_overlay(files, objects, overlay, dir)
+        Ok(kustomize::Rendered { objects: kustomize::apply_overlay(files, objects, overlay, dir)?, notes })
     }
 }
 

@@ -14,14 +14,14 @@ use std::collections::BTreeMap;
 
 /// Renders a directory of a source the way kustomize-controller's build step does.
 pub trait Renderer {
-    fn render(&self, files: &dyn Files, dir: &str, overlay: &FluxOverlay) -> Result<Vec<Object>>;
+    fn render(&self, files: &dyn Files, dir: &str, overlay: &FluxOverlay) -> Result<kustomize::Rendered>;
 }
 
 /// The built-in renderer: native kustomize plus Flux's overlay, no processes.
 pub struct NativeRenderer;
 
 impl Renderer for NativeRenderer {
-    fn render(&self, files: &dyn Files, dir: &str, overlay: &FluxOverlay) -> Result<Vec<Object>> {
+    fn render(&self, files: &dyn Files, dir: &str, overlay: &FluxOverlay) -> Result<kustomize::Rendered> {
         kustomize::build_flux_path(files, dir, overlay)
     }
 }
@@ -214,8 +214,8 @@ struct Loader<'a> {
     var_sources: BTreeMap<(String, String, String), Object>,
     /// Kustomizations not rendered yet.
     pending: Vec<usize>,
-    /// The entry directory's objects, already rendered to find the entry.
-    prerendered: Option<Vec<Object>>,
+    /// The entry directory, already rendered to find the entry.
+    prerendered: Option<kustomize::Rendered>,
 }
 
 /// Loads the model. Errors are for repos that cannot be loaded at all (exit code 2);
@@ -223,7 +223,8 @@ struct Loader<'a> {
 pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> Result<RepoModel> {
     let entry_dir = resolve_entry_dir(files, &opts.entry)?;
     // Render the entry directory to find the flux-system Kustomization that syncs it.
-    let objects = renderer.render(files, &entry_dir, &FluxOverlay::default()).map_err(|e| e.context(format!("while rendering the cluster entry {}", files::display_dir(&entry_dir))))?;
+    let rendered = renderer.render(files, &entry_dir, &FluxOverlay::default()).map_err(|e| e.context(format!("while rendering the cluster entry {}", files::display_dir(&entry_dir))))?;
+    let objects = rendered.objects.clone();
     let mut entry_spec = None;
     let mut self_source = Ref { kind: "GitRepository".into(), namespace: "flux-system".into(), name: "flux-system".into() };
     let mut candidates: Vec<Kustomization> = vec![];
@@ -272,7 +273,7 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
     }
     // The entry usually syncs the directory just rendered with no overlay: reuse it.
     if entry_spec.path == entry_dir && entry_spec.overlay.is_empty() && l.is_self(&entry_spec.source) {
-        l.prerendered = Some(objects);
+        l.prerendered = Some(rendered);
     }
     l.model.kustomizations.push(KustomizationNode { spec: entry_spec, objects: vec![], origin: Origin::Repo, parent: None, synthesized });
     l.pending.push(0);
@@ -381,10 +382,16 @@ impl Loader<'_> {
                 ));
             }
         }
-        let mut objects = match self.prerendered.take().filter(|_| i == self.model.entry) {
-            Some(objects) => objects,
+        let rendered = match self.prerendered.take().filter(|_| i == self.model.entry) {
+            Some(r) => r,
             None => self.renderer.render(files, &spec.path, &spec.overlay).map_err(|e| e.context(ctx()))?,
         };
+        for n in &rendered.notes {
+            self.model.findings.push(
+                Finding::new(n.rule, if n.error { Severity::Error } else { Severity::Info }, &n.loc, n.message.clone()).for_kustomization(&kid),
+            );
+        }
+        let mut objects = rendered.objects;
         self.substitute(&spec, &kid, &mut objects)?;
         // Register what Flux will see before anything else reads the objects.
         for o in &objects {

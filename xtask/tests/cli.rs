@@ -82,8 +82,15 @@ fn malformed_yaml_names_file_line_and_column() {
 
 #[test]
 fn a_document_that_is_not_an_object() {
-    let d = repo(&[("apps/app/list.yaml", "---\n- just\n- a list\n")]);
+    // Listed by a kustomization: kustomize fails, the repo does not load.
+    let d = repo(&[("apps/app/list.yaml", "---\n- just\n- a list\n"), ("apps/app/kustomization.yaml", "resources: [cm.yaml, list.yaml]\n")]);
     expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["apps/app/list.yaml:2", "expected a Kubernetes object"]);
+    // In a directory Flux generates a kustomization for: Flux fails that Kustomization's
+    // build; the plan says so at the file and keeps analysing the rest.
+    let d = repo(&[("apps/app/list.yaml", "---\n- just\n- a list\n")]);
+    let r = plan(d.path(), &["--cluster", "test"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("apps/app/list.yaml:2 [flux-build-failed]") && r.stdout.contains("failed to decode Kubernetes YAML from apps/app/list.yaml"), "{}", r.stdout);
 }
 
 #[test]

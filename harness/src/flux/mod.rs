@@ -205,6 +205,7 @@ impl Kustomization {
                 .collect(),
             common_labels: cm.and_then(|c| c.get("labels")).and_then(Value::as_object).cloned().unwrap_or_default(),
             common_annotations: cm.and_then(|c| c.get("annotations")).and_then(Value::as_object).cloned().unwrap_or_default(),
+            components: spec.get("components").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect(),
             origin: Some(obj.origin.clone()),
         };
         Ok(Kustomization {

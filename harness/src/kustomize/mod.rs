@@ -9,6 +9,7 @@
 
 pub mod generate;
 pub mod patch;
+pub mod replace;
 pub mod transform;
 
 use crate::error::{Error, ErrorKind, Loc, Result};
@@ -25,12 +26,12 @@ const SUPPORTED: &[&str] = &[
     "apiVersion", "kind", "metadata", "resources", "bases", "components", "namespace", "namePrefix",
     "nameSuffix", "commonLabels", "labels", "commonAnnotations", "images", "replicas", "patches",
     "patchesStrategicMerge", "patchesJson6902", "configMapGenerator", "secretGenerator",
-    "generatorOptions", "sortOptions",
+    "generatorOptions", "sortOptions", "replacements", "configurations",
 ];
 
 /// Fields kustomize knows that the native renderer does not implement yet.
 const NOT_YET: &[&str] = &[
-    "replacements", "configurations", "helmCharts", "helmGlobals", "helmChartInflationGenerator",
+    "helmCharts", "helmGlobals", "helmChartInflationGenerator",
     "transformers", "generators", "validators", "vars", "crds", "openapi", "buildMetadata",
 ];
 
@@ -46,6 +47,8 @@ pub struct FluxOverlay {
     pub images: Vec<ImageRule>,
     pub common_labels: Map<String, Value>,
     pub common_annotations: Map<String, Value>,
+    /// `spec.components`, relative to `spec.path`.
+    pub components: Vec<String>,
     /// Where these came from, for error messages.
     pub origin: Option<Loc>,
 }
@@ -60,7 +63,25 @@ impl FluxOverlay {
             && self.images.is_empty()
             && self.common_labels.is_empty()
             && self.common_annotations.is_empty()
+            && self.components.is_empty()
     }
+}
+
+/// Something the renderer could not use but that does not stop the build, for the model
+/// to turn into a finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub rule: &'static str,
+    pub error: bool,
+    pub loc: Loc,
+    pub message: String,
+}
+
+/// The output of a Flux build: objects and notes.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    pub objects: Vec<Object>,
+    pub notes: Vec<Note>,
 }
 
 /// A resource while it is being built: the object plus what kustomize tracks about it.
@@ -138,29 +159,35 @@ impl Kust {
 /// Builds `dir` the way Flux does for a Kustomization whose `spec.path` is `dir`: the
 /// kustomization file there (or the one Flux generates when there is none), with the
 /// Flux overlay applied at the outermost level.
-pub fn build_flux_path(files: &dyn Files, dir: &str, overlay: &FluxOverlay) -> Result<Vec<Object>> {
-    let mut b = Builder { files, stack: vec![] };
-    let kust = match b.find_kustomization(dir)? {
+pub fn build_flux_path(files: &dyn Files, dir: &str, overlay: &FluxOverlay) -> Result<Rendered> {
+    let mut b = Builder { files, stack: vec![], notes: vec![], extra_refs: vec![] };
+    let mut kust = match b.find_kustomization(dir)? {
         Some(k) => k,
         None => b.generated_kustomization(dir)?,
     };
+    // Flux appends spec.components to the kustomization's own.
+    if !overlay.components.is_empty() {
+        let mut list = kust.v.get("components").and_then(Value::as_array).cloned().unwrap_or_default();
+        list.extend(overlay.components.iter().map(|c| Value::String(c.clone())));
+        kust.v.insert("components".into(), Value::Array(list));
+    }
     let mut res = b.build_target(&kust, vec![], Some(overlay))?;
-    finish(&mut res);
-    Ok(res.into_iter().map(|r| r.obj).collect())
+    finish_with(&mut res, &b.extra_refs);
+    Ok(Rendered { objects: res.into_iter().map(|r| r.obj).collect(), notes: b.notes })
 }
 
 /// Builds a kustomization directory exactly as `kustomize build DIR` would.
 pub fn build(files: &dyn Files, dir: &str) -> Result<Vec<Object>> {
-    let mut b = Builder { files, stack: vec![] };
+    let mut b = Builder { files, stack: vec![], notes: vec![], extra_refs: vec![] };
     let kust = b.find_kustomization(dir)?.ok_or_else(|| missing_kustomization(dir))?;
     let mut res = b.build_target(&kust, vec![], None)?;
-    finish(&mut res);
+    finish_with(&mut res, &b.extra_refs);
     Ok(res.into_iter().map(|r| r.obj).collect())
 }
 
 /// Applies Flux's overlay to objects rendered elsewhere (the kubectl renderer).
 pub fn apply_overlay(files: &dyn Files, objects: Vec<Object>, overlay: &FluxOverlay, dir: &str) -> Result<Vec<Object>> {
-    let b = Builder { files, stack: vec![] };
+    let b = Builder { files, stack: vec![], notes: vec![], extra_refs: vec![] };
     let kust = Kust { file: format!("{}/kustomization.yaml", files::display_dir(dir)), dir: dir.into(), text: String::new(), v: Map::new() };
     let mut res: Vec<Res> = objects.into_iter().map(Res::new).collect();
     b.run_transformers(&kust, &mut res, Some(overlay))?;
@@ -178,6 +205,11 @@ fn missing_kustomization(dir: &str) -> Error {
 
 /// Hash suffixes on generated names, then every reference to a renamed object follows.
 fn finish(res: &mut [Res]) {
+    finish_with(res, &[]);
+}
+
+/// `finish` with extra name references from `configurations:` files.
+fn finish_with(res: &mut [Res], extra: &[(String, Option<String>, String)]) {
     for r in res.iter_mut().filter(|r| r.needs_hash) {
         r.remember_name();
         let hash = generate::name_hash(&r.obj.value);
@@ -195,14 +227,15 @@ fn finish(res: &mut [Res]) {
     if renamed.is_empty() {
         return;
     }
-    let refs = transform::name_refs();
+    let mut refs: Vec<(String, Option<String>, String)> = transform::name_refs().to_vec();
+    refs.extend(extra.iter().cloned());
     for (kind, ns, olds, new) in &renamed {
         for referrer in res.iter_mut() {
             if !ns.is_empty() && referrer.obj.namespace().is_some_and(|n| n != ns) {
                 continue;
             }
             for old in olds {
-                transform::fix_reference(&mut referrer.obj.value, kind, old, new, refs);
+                transform::fix_reference(&mut referrer.obj.value, kind, old, new, &refs);
             }
         }
     }
@@ -212,6 +245,9 @@ struct Builder<'a> {
     files: &'a dyn Files,
     /// Directories being built, outermost first: a repeat is a cycle.
     stack: Vec<String>,
+    notes: Vec<Note>,
+    /// Name references declared by `configurations:` files.
+    extra_refs: Vec<(String, Option<String>, String)>,
 }
 
 impl Builder<'_> {
@@ -256,7 +292,7 @@ impl Builder<'_> {
     /// What Flux generates for a `spec.path` without a kustomization file: every `.yaml`
     /// and `.yml` file below it, and whole any subdirectory that has its own
     /// kustomization file.
-    fn generated_kustomization(&self, dir: &str) -> Result<Kust> {
+    fn generated_kustomization(&mut self, dir: &str) -> Result<Kust> {
         match self.files.kind(dir) {
             Some(EntryKind::Dir) => {}
             Some(EntryKind::File) => {
@@ -266,13 +302,47 @@ impl Builder<'_> {
         }
         let mut resources = vec![];
         let mut seen = vec![];
-        self.scan(dir, dir, &mut resources, &mut seen)?;
+        let templates = std::cell::RefCell::new(vec![]);
+        self.scan(dir, dir, &mut resources, &mut seen, &templates)?;
+        for t in templates.into_inner() {
+            self.notes.push(Note {
+                rule: "template-ignored",
+                error: false,
+                loc: Loc::new(&t, 1),
+                message: format!("{t} is a template: Flux does not render templates, so it is not applied (render it before committing, or list the output)"),
+            });
+        }
+        // Flux refuses the whole build when a listed file is not Kubernetes YAML (a Helm
+        // values file, a helmfile); report it at the file and keep analysing the rest.
+        let mut keep = vec![];
+        for r in resources {
+            let path = join_file(dir, &r);
+            if self.files.kind(&path) == Some(EntryKind::File) {
+                let text = self.files.read(&path)?;
+                if let Err(e) = objects_from_text(&path, &text) {
+                    let loc = Loc::new(&path, e.line.unwrap_or(1));
+                    self.notes.push(Note {
+                        rule: "flux-build-failed",
+                        error: true,
+                        loc,
+                        message: format!(
+                            "{} has no kustomization.yaml, so Flux lists every YAML file in it, and fails the whole build: failed to decode Kubernetes YAML from {path}: {}",
+                            files::display_dir(dir),
+                            e.message
+                        ),
+                    });
+                    continue;
+                }
+            }
+            keep.push(r);
+        }
+        let resources = keep;
         let mut v = Map::new();
         v.insert("resources".into(), Value::Array(resources.into_iter().map(Value::String).collect()));
         Ok(Kust { file: format!("{}/kustomization.yaml (generated by Flux)", files::display_dir(dir)), dir: dir.into(), text: String::new(), v })
     }
 
-    fn scan(&self, root: &str, dir: &str, out: &mut Vec<String>, seen: &mut Vec<String>) -> Result<()> {
+    fn scan(&self, root: &str, dir: &str, out: &mut Vec<String>, seen: &mut Vec<String>, templates: &std::cell::RefCell<Vec<String>>) -> Result<()> {
         let id = self.files.identity(dir);
         if seen.contains(&id) {
             return Err(Error::in_file(ErrorKind::SymlinkLoop, dir, "symlink loop: this directory leads back to one already being read"));
@@ -289,12 +359,14 @@ impl Builder<'_> {
                     if KUSTOMIZATION_FILES.iter().any(|k| self.files.kind(&join_file(&path, k)).is_some()) {
                         out.push(rel);
                     } else {
-                        self.scan(root, &path, out, seen)?;
+                        self.scan(root, &path, out, seen, templates)?;
                     }
                 }
                 EntryKind::File => {
                     if name.ends_with(".yaml") || name.ends_with(".yml") {
                         out.push(rel);
+                    } else if name.ends_with(".j2") || name.ends_with(".tmpl") || name.ends_with(".gotmpl") {
+                        templates.borrow_mut().push(path.clone());
                     }
                 }
             }
@@ -321,6 +393,9 @@ impl Builder<'_> {
     }
 
     fn build_target_inner(&mut self, k: &Kust, acc: &mut Vec<Res>, overlay: Option<&FluxOverlay>) -> Result<()> {
+        for c in k.strings("configurations")? {
+            self.load_configuration(k, &c)?;
+        }
         let mut refs = k.strings("resources")?;
         refs.extend(k.strings("bases")?);
         let mut seen: std::collections::HashMap<crate::object::ResId, usize> =
@@ -340,11 +415,13 @@ impl Builder<'_> {
 
     fn load_resource(&mut self, k: &Kust, reference: &str) -> Result<Vec<Res>> {
         if is_remote(reference) {
-            return Err(Error::at(
-                ErrorKind::Unsupported,
-                &k.loc("resources"),
-                format!("remote resource '{reference}' cannot be analysed offline; vendor it into the repo or map it with --source"),
-            ));
+            self.notes.push(Note {
+                rule: "remote-resource",
+                error: false,
+                loc: k.loc("resources"),
+                message: format!("remote resource '{reference}' cannot be analysed offline: its objects are not in the plan (vendor it into the repository to check it)"),
+            });
+            return Ok(vec![]);
         }
         let path = files::join(&k.dir, reference).map_err(|m| Error::at(ErrorKind::MissingPath, &k.loc("resources"), m))?;
         match self.files.kind(&path) {
@@ -368,6 +445,36 @@ impl Builder<'_> {
                 format!("resource '{reference}' does not exist ({})", files::display_dir(&path)),
             )),
         }
+    }
+
+    /// A `configurations:` file: transformer customisations. `nameReference` is
+    /// implemented (the common use: HelmRelease valuesFrom, cert-manager issuers ...).
+    fn load_configuration(&mut self, k: &Kust, reference: &str) -> Result<()> {
+        let path = files::join(&k.dir, reference).map_err(|m| k.err("configurations", m))?;
+        let text = self.files.read(&path).map_err(|e| e.context(format!("configuration listed in {}", k.file)))?;
+        let doc = yaml::parse_one(&path, &text)?;
+        for (key, v) in doc.value.as_object().into_iter().flatten() {
+            match key.as_str() {
+                "nameReference" => {
+                    for nr in v.as_array().into_iter().flatten() {
+                        let kind = nr.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+                        for fs in nr.get("fieldSpecs").and_then(Value::as_array).into_iter().flatten() {
+                            let path = fs.get("path").and_then(Value::as_str).unwrap_or("").replace("\\/", "/");
+                            let referrer = fs.get("kind").and_then(Value::as_str).map(str::to_string);
+                            self.extra_refs.push((kind.clone(), referrer, path));
+                        }
+                    }
+                }
+                other => {
+                    return Err(Error::at(
+                        ErrorKind::Unsupported,
+                        &Loc::new(&path, doc.line),
+                        format!("configurations '{other}' is not supported by the native renderer yet (nameReference is); run with --renderer kubectl"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn load_file(&self, path: &str) -> Result<Vec<Res>> {
@@ -625,7 +732,31 @@ impl Builder<'_> {
                 transform::set_images(&mut r.obj.value, &rules);
             }
         }
+        // replacements
+        for entry in k.list("replacements") {
+            for (rep, loc) in self.replacement_entries(k, entry)? {
+                apply_replacement(acc, &rep, &loc)?;
+            }
+        }
         Ok(())
+    }
+
+    /// A `replacements:` entry: inline, or `path:` to a file holding one replacement or a
+    /// top-level list of them.
+    fn replacement_entries(&self, k: &Kust, entry: &Value) -> Result<Vec<(Value, Loc)>> {
+        match entry.get("path").and_then(Value::as_str) {
+            Some(p) => {
+                let path = files::join(&k.dir, p).map_err(|m| k.err("replacements", m))?;
+                let text = self.files.read(&path).map_err(|e| e.context(format!("replacement listed in {}", k.file)))?;
+                let doc = yaml::parse_one(&path, &text)?;
+                let loc = Loc::new(&path, doc.line);
+                Ok(match doc.value {
+                    Value::Array(a) => a.into_iter().map(|v| (v, loc.clone())).collect(),
+                    v => vec![(v, loc)],
+                })
+            }
+            None => Ok(vec![(entry.clone(), k.loc("replacements"))]),
+        }
     }
 
     /// The documents of one patch entry (`path:` file or inline `patch:`), each with the
@@ -813,6 +944,47 @@ impl Selector {
         }
         true
     }
+}
+
+fn apply_replacement(acc: &mut [Res], rep: &Value, loc: &Loc) -> Result<()> {
+    let src = rep.get("source").ok_or_else(|| Error::at(ErrorKind::Render, loc, "a replacement needs a source"))?;
+    let sel = Selector::parse(src).map_err(|m| Error::at(ErrorKind::Render, loc, m))?;
+    let field = replace::parse_path(src.get("fieldPath").and_then(Value::as_str).unwrap_or("metadata.name"));
+    let matches: Vec<usize> = (0..acc.len()).filter(|&i| sel.matches(&acc[i])).collect();
+    let i = match matches.as_slice() {
+        [i] => *i,
+        [] => return Err(Error::at(ErrorKind::Render, loc, format!("replacement source {} matches no resource", serde_json::to_string(src).unwrap_or_default()))),
+        _ => return Err(Error::at(ErrorKind::Render, loc, format!("replacement source {} matches {} resources; it must match one", serde_json::to_string(src).unwrap_or_default(), matches.len()))),
+    };
+    let value = replace::get(&mut acc[i].obj.value, &field)
+        .cloned()
+        .ok_or_else(|| Error::at(ErrorKind::Render, loc, format!("replacement source field '{}' does not exist in {}", field.join("."), acc[i].obj.display_id())))?;
+    let value = replace::pick(value, src.get("options"));
+    for t in rep.get("targets").and_then(Value::as_array).into_iter().flatten() {
+        let select = t.get("select").map(Selector::parse).transpose().map_err(|m| Error::at(ErrorKind::Render, loc, m))?;
+        let rejects: Vec<Selector> = t.get("reject").and_then(Value::as_array).into_iter().flatten().map(Selector::parse).collect::<std::result::Result<_, _>>().map_err(|m| Error::at(ErrorKind::Render, loc, m))?;
+        let opts = t.get("options");
+        let create = opts.and_then(|o| o.get("create")).and_then(Value::as_bool).unwrap_or(false);
+        for r in acc.iter_mut() {
+            if select.as_ref().is_some_and(|s| !s.matches(r)) || rejects.iter().any(|s| s.matches(r)) {
+                continue;
+            }
+            for fp in t.get("fieldPaths").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+                let path = replace::parse_path(fp);
+                let existing = replace::get(&mut r.obj.value, &path).cloned();
+                if existing.is_none() && !create {
+                    return Err(Error::at(
+                        ErrorKind::Render,
+                        loc,
+                        format!("replacement target field '{fp}' does not exist in {} (set options.create to add it)", r.obj.display_id()),
+                    ));
+                }
+                let v = replace::splice(existing.as_ref(), value.clone(), opts);
+                replace::set(&mut r.obj.value, &path, v, create);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn apply_json6902(acc: &mut [Res], ops: &[Value], target: &Selector, src: &Loc) -> Result<()> {
