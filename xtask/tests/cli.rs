@@ -159,8 +159,8 @@ fn an_unknown_cluster_lists_the_known_ones() {
 
 #[test]
 fn an_unsupported_kustomize_field_points_at_kubectl() {
-    let d = repo(&[("apps/app/kustomization.yaml", "resources: [cm.yaml]\nreplacements:\n  - path: r.yaml\n")]);
-    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["apps/app/kustomization.yaml:2", "'replacements'", "--renderer kubectl"]);
+    let d = repo(&[("apps/app/kustomization.yaml", "resources: [cm.yaml]\nvars:\n  - name: X\n    objref: {kind: ConfigMap, name: a, apiVersion: v1}\n")]);
+    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["apps/app/kustomization.yaml:2", "'vars'", "--renderer kubectl"]);
 }
 
 fn have_kubectl() -> bool {
@@ -197,7 +197,7 @@ fn the_kubectl_renderer_handles_what_the_native_one_refuses() {
         return;
     }
     let d = repo(&[
-        ("apps/app/kustomization.yaml", "resources: [cm.yaml]\nreplacements:\n  - source:\n      kind: ConfigMap\n      name: a\n      fieldPath: metadata.name\n    targets:\n      - select:\n          kind: ConfigMap\n        fieldPaths: [data.self]\n        options:\n          create: true\n"),
+        ("apps/app/kustomization.yaml", "resources: [cm.yaml]\nvars:\n  - name: SELF\n    objref: {kind: ConfigMap, name: a, apiVersion: v1}\n    fieldref: {fieldpath: metadata.name}\n"),
     ]);
     assert_eq!(plan(d.path(), &["--cluster", "test"]).code, 2);
     let r = plan(d.path(), &["--cluster", "test", "--renderer", "kubectl", "--format", "json"]);
