@@ -320,6 +320,11 @@ impl Builder<'_> {
             if self.files.kind(&path) == Some(EntryKind::File) {
                 let text = self.files.read(&path)?;
                 if let Err(e) = objects_from_text(&path, &text) {
+                    // Broken YAML is broken input; valid YAML that is not Kubernetes
+                    // (values files, helmfiles) is what Flux trips over.
+                    if matches!(e.kind, ErrorKind::Yaml | ErrorKind::TooLarge) {
+                        return Err(e);
+                    }
                     let loc = Loc::new(&path, e.line.unwrap_or(1));
                     self.notes.push(Note {
                         rule: "flux-build-failed",
