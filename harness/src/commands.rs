@@ -94,8 +94,25 @@ pub fn load(req: &PlanRequest) -> Result<(model::RepoModel, RepoConfig)> {
         RendererChoice::Native => &NativeRenderer,
         RendererChoice::Kubectl => &KubectlRenderer,
     };
-    let model = model::load(&files, &opts, renderer)?;
-    let config = load_config(&files)?;
+    let mut model = model::load(&files, &opts, renderer)?;
+    let mut config = load_config(&files)?;
+    // CRDs a bootstrap helmfile installs exist before Flux runs.
+    let mut catalogue = Catalogue::builtin();
+    catalogue.extend(config.catalogue.clone());
+    for h in crate::helmfile::detect(&files, &catalogue) {
+        let unknown: Vec<&String> = h.charts.iter().filter(|c| catalogue.chart(c).is_none() && c.ends_with("-crds")).collect();
+        let mut msg = format!(
+            "bootstrap helmfile {} installs {} before Flux: CRD groups {} are taken as pre-installed",
+            h.path,
+            h.charts.join(", "),
+            if h.groups.is_empty() { "(none known)".to_string() } else { h.groups.join(", ") }
+        );
+        if !unknown.is_empty() {
+            msg.push_str(&format!("; the CRDs of {} are not in the catalogue (list their groups under preinstalledCRDs)", unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+        }
+        model.findings.push(crate::findings::Finding::new("bootstrap-helmfile", crate::findings::Severity::Info, &crate::Loc::new(&h.path, 1), msg));
+        config.preinstalled_crds.extend(h.groups);
+    }
     Ok((model, config))
 }
 

@@ -241,12 +241,25 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
         self_source = k.source.clone();
         entry_spec = Some(k);
     }
+    // Installed by the Flux Operator: the FluxInstance says what the cluster syncs.
+    let mut operator_sync = None;
+    if entry_spec.is_none()
+        && let Some(sync) = crate::operator::find_sync(&objects)
+    {
+        let mut k = synthesized_entry(&sync.path);
+        k.source.kind = sync.kind.clone();
+        k.origin = sync.origin.clone();
+        self_source = k.source.clone();
+        entry_spec = Some(k);
+        operator_sync = Some(sync);
+    }
     let synthesized = entry_spec.is_none();
     let entry_spec = entry_spec.unwrap_or_else(|| synthesized_entry(&entry_dir));
     let self_url = objects
         .iter()
         .find(|o| o.kind() == self_source.kind && o.name() == self_source.name && flux::namespace_of(o) == self_source.namespace)
-        .and_then(|o| o.value.pointer("/spec/url").and_then(|u| u.as_str()).map(str::to_string));
+        .and_then(|o| o.value.pointer("/spec/url").and_then(|u| u.as_str()).map(str::to_string))
+        .or_else(|| operator_sync.as_ref().and_then(|s| s.url.clone()));
 
     let mut l = Loader {
         files,
@@ -259,6 +272,17 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
         pending: vec![],
         prerendered: None,
     };
+    if let Some(sync) = &operator_sync {
+        l.model.findings.push(Finding::new(
+            "entry-flux-operator",
+            Severity::Info,
+            &sync.origin,
+            format!("Flux is installed by the Flux Operator: the entry syncs ./{} from the {} {}", sync.path, sync.kind, sync.url.as_deref().unwrap_or("(no url)")),
+        ));
+        if !matches!(files.kind(&sync.path), Some(EntryKind::Dir)) {
+            return Err(Error::at(ErrorKind::MissingPath, &sync.origin, format!("the FluxInstance syncs ./{}, which is not a directory of the repository", sync.path)));
+        }
+    }
     if synthesized {
         l.model.findings.push(Finding::new(
             "entry-synthesized",
@@ -278,6 +302,7 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
     l.model.kustomizations.push(KustomizationNode { spec: entry_spec, objects: vec![], origin: Origin::Repo, parent: None, synthesized });
     l.pending.push(0);
     l.run()?;
+    l.merge_values_from();
     if l.model.kustomizations.len() == 1 && l.model.helm_releases.is_empty() && l.model.kustomizations[0].objects.is_empty() {
         return Err(Error::in_file(
             ErrorKind::NotFluxRepo,
@@ -305,6 +330,53 @@ impl Loader<'_> {
         }
     }
 
+    /// HelmRelease `valuesFrom`: ConfigMaps and Secrets of the repo merged under
+    /// `spec.values`, as helm-controller does, so the rules see the values it installs with.
+    fn merge_values_from(&mut self) {
+        for j in 0..self.model.helm_releases.len() {
+            let h = self.model.helm_releases[j].spec.clone();
+            let Some(list) = h.raw.pointer("/spec/valuesFrom").and_then(|v| v.as_array()) else { continue };
+            let hid = format!("{}/{}", h.namespace, h.name);
+            let owner = format!("{}/{}", self.model.kustomizations[self.model.helm_releases[j].owner].spec.namespace, self.model.kustomizations[self.model.helm_releases[j].owner].spec.name);
+            let mut merged = serde_json::Value::Object(serde_json::Map::new());
+            for vf in list {
+                let kind = vf.get("kind").and_then(|v| v.as_str()).unwrap_or("ConfigMap");
+                let name = vf.get("name").and_then(|v| v.as_str()).unwrap_or("");
+                let key = vf.get("valuesKey").and_then(|v| v.as_str()).unwrap_or("values.yaml");
+                let optional = vf.get("optional").and_then(|v| v.as_bool()).unwrap_or(false);
+                let Some(o) = self.var_sources.get(&(kind.to_string(), h.namespace.clone(), name.to_string())) else {
+                    if !optional {
+                        self.model.findings.push(
+                            Finding::new(
+                                "values-from-missing",
+                                Severity::Error,
+                                &h.origin,
+                                format!("HelmRelease {hid} takes values from {kind} {}/{name}, which the repository does not define: helm-controller fails with ValuesError", h.namespace),
+                            )
+                            .for_kustomization(&owner)
+                            .fix("create it (a configMapGenerator with a `configurations:` nameReference for HelmRelease spec/valuesFrom/name keeps hashed names in step), or mark it optional"),
+                        );
+                    }
+                    continue;
+                };
+                if o.value.get("sops").is_some() {
+                    continue;
+                }
+                let Some(text) = var_values(o).into_iter().find(|(k, _)| k == key).map(|(_, v)| v) else { continue };
+                let Ok(doc) = crate::yaml::parse_one(&o.origin.file, &text) else { continue };
+                match vf.get("targetPath").and_then(|v| v.as_str()) {
+                    Some(tp) => {
+                        let path = crate::kustomize::replace::parse_path(tp);
+                        crate::kustomize::replace::set(&mut merged, &path, serde_json::Value::String(text.trim().to_string()), true);
+                    }
+                    None => deep_merge(&mut merged, &doc.value),
+                }
+            }
+            deep_merge(&mut merged, &h.values);
+            self.model.helm_releases[j].spec.values = merged;
+        }
+    }
+
     fn inputs_known(&self, i: usize) -> bool {
         let k = &self.model.kustomizations[i].spec;
         let source_known = self.is_self(&k.source) || self.mapped(&k.source).is_some() || self.model.source(&k.source).is_some();
@@ -313,11 +385,11 @@ impl Loader<'_> {
     }
 
     fn is_self(&self, r: &Ref) -> bool {
+        if r == &self.self_source {
+            return true;
+        }
         if r.kind != "GitRepository" {
             return false;
-        }
-        if r.name == self.self_source.name && r.namespace == self.self_source.namespace {
-            return true;
         }
         let url = self.model.source(r).and_then(|i| self.model.sources[i].spec.url.clone());
         matches!((url, &self.self_url), (Some(a), Some(b)) if flux::same_repo_url(&a, b))
@@ -339,6 +411,18 @@ impl Loader<'_> {
             (opts.sources[m].files, Origin::Mapped(opts.sources[m].key.clone()))
         } else {
             let reason = match self.model.source(&spec.source) {
+                Some(_) if spec.source.kind == "ExternalArtifact" => {
+                    self.model.findings.push(
+                        Finding::new(
+                            "not-analysable",
+                            Severity::Info,
+                            &spec.origin,
+                            format!("Kustomization {kid} reads {}, an artifact built in the cluster; its manifests cannot be analysed offline", spec.source),
+                        )
+                        .for_kustomization(&kid),
+                    );
+                    format!("source {} is built in the cluster", spec.source)
+                }
                 Some(s) => {
                     let url = self.model.sources[s].spec.url.clone().unwrap_or_default();
                     self.model.findings.push(
@@ -393,6 +477,28 @@ impl Loader<'_> {
         }
         let mut objects = rendered.objects;
         self.substitute(&spec, &kid, &mut objects)?;
+        let mut expanded = vec![];
+        for o in &objects {
+            match (o.group(), o.kind()) {
+                (crate::operator::GROUP, "ResourceSet") => match crate::operator::expand_resource_set(o) {
+                    crate::operator::Expansion::Objects(v) => expanded.extend(v),
+                    crate::operator::Expansion::NotAnalysable(why) => self.model.findings.push(
+                        Finding::new("not-analysable", Severity::Info, &o.origin, format!("ResourceSet {} cannot be expanded offline: {why}", o.display_id())).for_kustomization(&kid),
+                    ),
+                },
+                (_, "ArtifactGenerator") => self.model.findings.push(
+                    Finding::new(
+                        "not-analysable",
+                        Severity::Info,
+                        &o.origin,
+                        format!("{} builds artifacts in the cluster (source-watcher); the ExternalArtifacts it produces cannot be analysed offline", o.display_id()),
+                    )
+                    .for_kustomization(&kid),
+                ),
+                _ => {}
+            }
+        }
+        objects.extend(expanded);
         // Register what Flux will see before anything else reads the objects.
         for o in &objects {
             match flux::classify(o)? {
@@ -476,9 +582,19 @@ impl Loader<'_> {
                 continue;
             }
             let mut unresolved = vec![];
-            substitute_value(&mut o.value, &vars, &mut unresolved).map_err(|m| {
-                Error::at(ErrorKind::Render, &o.origin, format!("postBuild substitution in {}: {m}", o.display_id())).context(format!("while rendering Kustomization {kid}"))
-            })?;
+            if let Err(m) = substitute_value(&mut o.value, &vars, &mut unresolved) {
+                self.model.findings.push(
+                    Finding::new(
+                        "substitution-failed",
+                        Severity::Error,
+                        &o.origin,
+                        format!("postBuild substitution in {} fails: {m}; Flux fails the build of Kustomization {kid}", o.display_id()),
+                    )
+                    .for_kustomization(kid)
+                    .fix("escape shell expressions as $${...}, or label the object kustomize.toolkit.fluxcd.io/substitute: disabled"),
+                );
+                continue;
+            }
             unresolved.sort();
             unresolved.dedup();
             if !unresolved.is_empty() {
@@ -535,6 +651,24 @@ fn var_values(o: &Object) -> Vec<(String, String)> {
     }
     out.retain(|(_, v)| !v.starts_with("ENC["));
     out
+}
+
+/// Helm's values merge: maps merge key by key, anything else is replaced.
+fn deep_merge(into: &mut serde_json::Value, from: &serde_json::Value) {
+    match (into.as_object_mut(), from.as_object()) {
+        (Some(a), Some(b)) => {
+            for (k, v) in b {
+                match a.get_mut(k) {
+                    Some(x) if x.is_object() && v.is_object() => deep_merge(x, v),
+                    _ => {
+                        a.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        _ if !from.is_null() => *into = from.clone(),
+        _ => {}
+    }
 }
 
 /// Substitutes in every string of a value (keys are left alone).
