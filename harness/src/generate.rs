@@ -52,3 +52,33 @@ pub fn flux_repo(n: usize) -> Vec<(String, String)> {
     files.push(("clusters/bench/apps.yaml".to_string(), ks));
     files
 }
+
+/// The per-app layout (`kubernetes/apps/<ns>/<app>/ks.yaml` with the manifests in
+/// `app/`), `namespaces` × `apps` Flux Kustomizations synced from `kubernetes/flux/cluster`.
+pub fn per_app_repo(namespaces: usize, apps: usize) -> Vec<(String, String)> {
+    let mut files = vec![(
+        "kubernetes/flux/cluster/ks.yaml".to_string(),
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: cluster-apps\n  namespace: flux-system\nspec:\n  interval: 1h\n  path: ./kubernetes/apps\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n".to_string(),
+    )];
+    let mut top = String::from("resources:\n");
+    for n in 0..namespaces {
+        top.push_str(&format!("  - ./ns{n}\n"));
+        let mut nsk = format!("namespace: ns{n}\nresources:\n  - ./namespace.yaml\n");
+        files.push((
+            format!("kubernetes/apps/ns{n}/namespace.yaml"),
+            format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ns{n}\n  labels:\n    pod-security.kubernetes.io/enforce: restricted\n"),
+        ));
+        for a in 0..apps {
+            nsk.push_str(&format!("  - ./app{a}/ks.yaml\n"));
+            files.push((
+                format!("kubernetes/apps/ns{n}/app{a}/ks.yaml"),
+                format!("apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: app{a}\nspec:\n  interval: 1h\n  path: ./kubernetes/apps/ns{n}/app{a}/app\n  targetNamespace: ns{n}\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n    namespace: flux-system\n"),
+            ));
+            files.push((format!("kubernetes/apps/ns{n}/app{a}/app/kustomization.yaml"), "resources: [svc.yaml]\n".into()));
+            files.push((format!("kubernetes/apps/ns{n}/app{a}/app/svc.yaml"), format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: app{a}\nspec:\n  ports: [{{port: 80}}]\n")));
+        }
+        files.push((format!("kubernetes/apps/ns{n}/kustomization.yaml"), nsk));
+    }
+    files.push(("kubernetes/apps/kustomization.yaml".into(), top));
+    files
+}

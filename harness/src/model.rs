@@ -273,6 +273,7 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
         prerendered: None,
     };
     if let Some(sync) = &operator_sync {
+        l.model.entry_path = sync.path.clone();
         l.model.findings.push(Finding::new(
             "entry-flux-operator",
             Severity::Info,

@@ -328,3 +328,13 @@ fn severity_overrides_and_suppressions_come_from_the_repo_config() {
     let typo = harness::config::RepoConfig::parse("severty:\n  x: error\n").unwrap_err();
     assert_eq!(typo.location().unwrap(), ".flux-harness.yaml:1:1");
 }
+
+#[test]
+fn misplaced_fields_of_flux_objects() {
+    let p = base().ks("a", &[], "").obj("a", "ns.yaml", &ns("a")).ks("b", &[], "").obj("b", "ns.yaml", &ns("b")).plan();
+    none(&p, "misplaced-field");
+    let child = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: c\n  namespace: flux-system\nspec:\n  interval: 5m\n  path: ./apps/a\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\ndependsOn:\n  - name: a\n";
+    let p = base().ks("a", &[], "").obj("a", "ns.yaml", &ns("a")).file("clusters/test/c.yaml", child).plan();
+    let f = one(&p, "misplaced-field", Warning);
+    assert!(f.message.contains("`dependsOn`") && f.fix.as_deref() == Some("indent `dependsOn` under `spec:`"));
+}

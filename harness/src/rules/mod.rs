@@ -7,6 +7,7 @@
 
 mod cni;
 mod crds;
+mod fields;
 mod helm;
 mod monitoring;
 mod namespaces;
@@ -197,6 +198,7 @@ pub fn check(model: &RepoModel, graph: &Graph, cat: &Catalogue, cfg: &RepoConfig
     let ctx = Ctx::new(model, graph, cat, cfg);
     let mut out = vec![];
     crds::check(&ctx, &mut out);
+    fields::check(&ctx, &mut out);
     monitoring::check(&ctx, &mut out);
     webhooks::check(&ctx, &mut out);
     helm::check(&ctx, &mut out);
