@@ -6,6 +6,7 @@
 //! IO at the edges: [`disk`] reads the repo, [`exec`] owns every child process.
 
 pub mod builtin;
+pub mod apiserver;
 pub mod catalogue;
 pub mod commands;
 pub mod config;

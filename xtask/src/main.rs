@@ -73,6 +73,26 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Serve the simulated bootstrap over the Kubernetes API (kubectl, k9s, kube-rs) until Ctrl-C.
+    SimCluster {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Virtual seconds per real second (60: one simulated minute per second).
+        #[arg(long, default_value_t = 60.0)]
+        speed: f64,
+        #[arg(long = "fault", value_name = "FAULT")]
+        faults: Vec<String>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        cni_preinstalled: bool,
+        /// Port on 127.0.0.1 (0: a free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Where to write the kubeconfig.
+        #[arg(long, default_value = "target/sim-cluster/kubeconfig")]
+        kubeconfig: PathBuf,
+    },
     /// Benchmarks (release build): plan (against kubectl, and generated repos), simulate, all.
     Bench {
         /// Which benchmark: plan, simulate or all.
@@ -146,6 +166,36 @@ fn main() -> ExitCode {
                     }
                     ExitCode::from(if report.converged { 0 } else { 1 })
                 }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::SimCluster { repo, speed, faults, seed, cni_preinstalled, port, kubeconfig } => {
+            let result = request(&repo).map_err(|e| harness::Error::new(harness::ErrorKind::Usage, e)).and_then(|req| {
+                let faults = faults.iter().map(|f| harness::sim::Fault::parse(f)).collect::<harness::Result<Vec<_>>>()?;
+                let cfg = harness::sim::SimConfig { seed, cni_preinstalled, faults, ..Default::default() };
+                let (model, config) = harness::commands::load(&req)?;
+                let rt = tokio::runtime::Runtime::new().map_err(|e| harness::Error::new(harness::ErrorKind::Io, e.to_string()))?;
+                rt.block_on(async move {
+                    let cluster = harness::apiserver::driver::start(model, config, cfg, speed, port).await?;
+                    if let Some(dir) = kubeconfig.parent() {
+                        std::fs::create_dir_all(dir).map_err(|e| harness::Error::new(harness::ErrorKind::Io, format!("{}: {e}", dir.display())))?;
+                    }
+                    std::fs::write(&kubeconfig, cluster.server.kubeconfig()).map_err(|e| harness::Error::new(harness::ErrorKind::Io, format!("{}: {e}", kubeconfig.display())))?;
+                    let abs = std::fs::canonicalize(&kubeconfig).unwrap_or(kubeconfig.clone());
+                    println!("simulated cluster on {} (speed {speed}x; listening on loopback only)", cluster.server.url());
+                    println!("export KUBECONFIG={}", abs.display());
+                    println!("kubectl get kustomizations -A -w    # Ctrl-C to stop");
+                    let _ = tokio::signal::ctrl_c().await;
+                    let _ = std::fs::remove_file(&kubeconfig);
+                    println!("stopped after {} virtual seconds", cluster.virtual_ms() / 1000);
+                    Ok::<_, harness::Error>(())
+                })
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(2)

@@ -1,0 +1,108 @@
+//! Drives the simulator in scaled real time (`speed` virtual seconds per second) and
+//! mirrors its cluster into the served store, so clients see real watch events.
+
+use super::{ServerHandle, Shared};
+use crate::config::RepoConfig;
+use crate::error::Result;
+use crate::graph::Graph;
+use crate::model::RepoModel;
+use crate::sim::{SimConfig, Simulator};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub struct SimCluster {
+    pub server: ServerHandle,
+    sim: Arc<Mutex<Simulator<'static>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SimCluster {
+    /// The simulator's report so far.
+    pub fn report(&self) -> crate::sim::report::SimReport {
+        self.sim.lock().unwrap().report()
+    }
+
+    pub fn finished(&self) -> bool {
+        self.sim.lock().unwrap().finished()
+    }
+
+    pub fn virtual_ms(&self) -> u64 {
+        self.sim.lock().unwrap().now_ms()
+    }
+}
+
+impl Drop for SimCluster {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.server.stop();
+    }
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Copies the simulator's objects into the store, writing only what changed.
+fn sync(shared: &Shared, objects: Vec<Value>, last: &mut HashMap<(String, String, String), Value>) {
+    let mut objects = objects;
+    // CRDs first (their kinds must be served), then namespaces, then the rest.
+    objects.sort_by_key(|o| match o.get("kind").and_then(Value::as_str) {
+        Some("CustomResourceDefinition") => 0,
+        Some("Namespace") => 1,
+        _ => 2,
+    });
+    for o in objects {
+        let av = o.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        let group = crate::object::split_api_version(av).0.to_string();
+        let kind = o.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+        let Some(res) = shared.store.lock().unwrap().resource_for_kind(&group, &kind) else { continue };
+        let name = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+        let ns = if res.namespaced { o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string() } else { String::new() };
+        let k = (format!("{group}/{kind}"), ns.clone(), name);
+        if last.get(&k) == Some(&o) {
+            continue;
+        }
+        last.insert(k, o.clone());
+        shared.put(&res, &ns, o);
+    }
+}
+
+/// Starts the API server and the simulation behind it. The model and graph live as long
+/// as the process (they are leaked: a server runs until the process ends).
+pub async fn start(model: RepoModel, config: RepoConfig, sim: SimConfig, speed: f64, port: u16) -> Result<SimCluster> {
+    let model: &'static RepoModel = Box::leak(Box::new(model));
+    let (graph, _) = crate::graph::analyse(model);
+    let graph: &'static Graph = Box::leak(Box::new(graph));
+    let mut cat = crate::catalogue::Catalogue::builtin();
+    cat.extend(config.catalogue.clone());
+    let simulator = Arc::new(Mutex::new(Simulator::new(model, graph, &cat, &config, sim)?));
+    let server = super::start(port).await?;
+    let shared = server.shared.clone();
+    {
+        let s = simulator.clone();
+        *shared.admission.lock().unwrap() = Some(Box::new(move |group: &str, kind: &str, ns: Option<&str>, name: &str| s.lock().unwrap().admission(group, kind, ns, name)));
+    }
+    let start_wall = wall_ms();
+    let speed = speed.max(0.001);
+    let time = move |virtual_ms: u64| super::tls::rfc3339(start_wall + (virtual_ms as f64 / speed) as u64);
+    // The cluster at t=0 is there before the first client request.
+    let mut last = HashMap::new();
+    let initial = simulator.lock().unwrap().cluster_objects(&time);
+    sync(&shared, initial, &mut last);
+    let sim2 = simulator.clone();
+    let task = tokio::spawn(async move {
+        let t0 = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let target = (t0.elapsed().as_millis() as f64 * speed) as u64;
+            let objects = {
+                let mut s = sim2.lock().unwrap();
+                s.advance_to(target);
+                s.cluster_objects(&time)
+            };
+            sync(&shared, objects, &mut last);
+        }
+    });
+    Ok(SimCluster { server, sim: simulator, task })
+}
