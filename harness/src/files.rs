@@ -86,6 +86,11 @@ impl MemFiles {
         self
     }
 
+    /// Every file and its content.
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.files.iter()
+    }
+
     pub fn insert(&mut self, path: &str, text: &str) {
         self.files.insert(path.trim_start_matches("./").to_string(), text.to_string());
     }

@@ -11,6 +11,7 @@ pub mod catalogue;
 pub mod commands;
 pub mod config;
 pub mod disk;
+pub mod e2e;
 pub mod error;
 pub mod exec;
 pub mod files;

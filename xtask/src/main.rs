@@ -22,6 +22,21 @@ enum Format {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum E2eFormat {
+    Text,
+    Json,
+    Junit,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ProviderArg {
+    Sim,
+    Kind,
+    K3d,
+    Existing,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum RendererArg {
     Native,
@@ -72,6 +87,42 @@ enum Command {
         cni_preinstalled: bool,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+    },
+    /// Bootstrap the repo on a cluster and prove every layer becomes Ready in order.
+    E2e {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// sim (default: the simulated cluster, no Docker), kind, k3d, or existing (--context).
+        #[arg(long, value_enum, default_value = "sim")]
+        provider: ProviderArg,
+        /// The kubeconfig context of an existing cluster (never created nor deleted).
+        #[arg(long)]
+        context: Option<String>,
+        /// Keep the cluster after the run.
+        #[arg(long)]
+        keep: bool,
+        /// Seconds until everything must be Ready (virtual seconds on sim).
+        #[arg(long, default_value_t = 1800.0)]
+        timeout: f64,
+        /// An age key for the sops-age secret.
+        #[arg(long)]
+        age_key: Option<PathBuf>,
+        /// Print every command and manifest instead of running anything.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: E2eFormat,
+        /// Virtual seconds per real second on sim.
+        #[arg(long, default_value_t = 600.0)]
+        speed: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where reports and diagnostics go.
+        #[arg(long, default_value = "target/e2e")]
+        artifacts: PathBuf,
+        /// A reviewed layer snapshot (JSON) the layer order must equal.
+        #[arg(long)]
+        layers_snapshot: Option<PathBuf>,
     },
     /// Serve the simulated bootstrap over the Kubernetes API (kubectl, k9s, kube-rs) until Ctrl-C.
     SimCluster {
@@ -165,6 +216,77 @@ fn main() -> ExitCode {
                         Format::Text => print!("{}", report.to_text()),
                     }
                     ExitCode::from(if report.converged { 0 } else { 1 })
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::E2e { repo, provider, context, keep, timeout, age_key, dry_run, format, speed, seed, artifacts, layers_snapshot } => {
+            use harness::e2e::plan::ProviderKind;
+            use harness::e2e::run::{E2eRequest, Provider};
+            let plan_req = match request(&repo) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let provider = match provider {
+                ProviderArg::Sim => Provider::Sim,
+                ProviderArg::Kind => Provider::Real(ProviderKind::Kind),
+                ProviderArg::K3d => Provider::Real(ProviderKind::K3d),
+                ProviderArg::Existing => Provider::Real(ProviderKind::Existing),
+            };
+            let req = E2eRequest { plan: plan_req, provider, context, keep, timeout_seconds: timeout, age_key, artifacts: artifacts.clone(), speed, seed, layers_snapshot, run_id: std::process::id().to_string() };
+            if dry_run {
+                return match provider {
+                    Provider::Sim => {
+                        println!("provider sim: an in-process simulated cluster on 127.0.0.1 (HTTPS, bearer token), the repo's CNI taken as pre-installed, {speed}x speed; nothing external runs");
+                        ExitCode::SUCCESS
+                    }
+                    Provider::Real(kind) => match harness::commands::load(&req.plan).and_then(|(model, _)| harness::e2e::run::real_plan(&req, kind, &model, "http://GIT-SERVER:PORT/repo.git")) {
+                        Ok(steps) => {
+                            print!("{}", harness::e2e::plan::render(&steps));
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            ExitCode::from(2)
+                        }
+                    },
+                };
+            }
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let progress = |m: &str| eprintln!("==> {m}");
+            let result = rt.block_on(async {
+                tokio::select! {
+                    r = harness::e2e::run::run(&req, &progress) => Some(r),
+                    _ = tokio::signal::ctrl_c() => None,
+                }
+            });
+            let Some(result) = result else {
+                eprintln!("interrupted: the run was stopped and what it created removed");
+                return ExitCode::from(130);
+            };
+            match result {
+                Ok(report) => {
+                    let _ = std::fs::create_dir_all(&artifacts);
+                    let _ = std::fs::write(artifacts.join("report.json"), report.to_json());
+                    let _ = std::fs::write(artifacts.join("junit.xml"), report.to_junit());
+                    match format {
+                        E2eFormat::Text => print!("{}", report.to_text()),
+                        E2eFormat::Json => println!("{}", report.to_json()),
+                        E2eFormat::Junit => print!("{}", report.to_junit()),
+                    }
+                    ExitCode::from(if report.passed { 0 } else { 1 })
                 }
                 Err(e) => {
                     eprintln!("error: {e}");

@@ -15,6 +15,7 @@ pub struct SimCluster {
     pub server: ServerHandle,
     sim: Arc<Mutex<Simulator<'static>>>,
     task: tokio::task::JoinHandle<()>,
+    go: Arc<tokio::sync::Notify>,
 }
 
 impl SimCluster {
@@ -25,6 +26,11 @@ impl SimCluster {
 
     pub fn finished(&self) -> bool {
         self.sim.lock().unwrap().finished()
+    }
+
+    /// Lets a cluster started paused run (virtual time starts now).
+    pub fn resume(&self) {
+        self.go.notify_one();
     }
 
     pub fn virtual_ms(&self) -> u64 {
@@ -71,6 +77,12 @@ fn sync(shared: &Shared, objects: Vec<Value>, last: &mut HashMap<(String, String
 /// Starts the API server and the simulation behind it. The model and graph live as long
 /// as the process (they are leaked: a server runs until the process ends).
 pub async fn start(model: RepoModel, config: RepoConfig, sim: SimConfig, speed: f64, port: u16) -> Result<SimCluster> {
+    start_paused(model, config, sim, speed, port, false).await
+}
+
+/// `paused`: virtual time stands still until [`SimCluster::resume`], so a client can set
+/// up its watches and see the bootstrap from its first second.
+pub async fn start_paused(model: RepoModel, config: RepoConfig, sim: SimConfig, speed: f64, port: u16, paused: bool) -> Result<SimCluster> {
     let model: &'static RepoModel = Box::leak(Box::new(model));
     let (graph, _) = crate::graph::analyse(model);
     let graph: &'static Graph = Box::leak(Box::new(graph));
@@ -91,10 +103,17 @@ pub async fn start(model: RepoModel, config: RepoConfig, sim: SimConfig, speed: 
     let initial = simulator.lock().unwrap().cluster_objects(&time);
     sync(&shared, initial, &mut last);
     let sim2 = simulator.clone();
+    let go = Arc::new(tokio::sync::Notify::new());
+    let go2 = go.clone();
     let task = tokio::spawn(async move {
+        if paused {
+            go2.notified().await;
+        }
         let t0 = tokio::time::Instant::now();
+        // About three virtual seconds per step, so clients see times close to the model's.
+        let tick = std::time::Duration::from_secs_f64((3.0 / speed).clamp(0.002, 0.05));
         loop {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            tokio::time::sleep(tick).await;
             let target = (t0.elapsed().as_millis() as f64 * speed) as u64;
             let objects = {
                 let mut s = sim2.lock().unwrap();
@@ -104,5 +123,5 @@ pub async fn start(model: RepoModel, config: RepoConfig, sim: SimConfig, speed: 
             sync(&shared, objects, &mut last);
         }
     });
-    Ok(SimCluster { server, sim: simulator, task })
+    Ok(SimCluster { server, sim: simulator, task, go })
 }

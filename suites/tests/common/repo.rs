@@ -52,6 +52,16 @@ impl Repo {
         self.file(&format!("apps/{ks}/{file}"), text)
     }
 
+    /// Writes the repo to disk (for runs that read a directory).
+    pub fn write_to(mut self, dir: &std::path::Path) {
+        self.files.insert("clusters/test/ks.yaml", &self.ks);
+        for (p, t) in self.files.entries() {
+            let f = dir.join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, t).unwrap();
+        }
+    }
+
     pub fn load(mut self) -> (harness::model::RepoModel, harness::config::RepoConfig) {
         self.files.insert("clusters/test/ks.yaml", &self.ks);
         let opts = LoadOptions { entry: Entry::Cluster("test".into()), sources: vec![] };

@@ -1,0 +1,141 @@
+//! What a bootstrap must show: every Kustomization (and HelmRelease with dependsOn) Ready
+//! only after its dependencies, everything Ready within the timeout, the layer order the
+//! reviewed snapshot says, nothing Stalled. Pure: works on recorded observations.
+
+use crate::graph::Graph;
+use crate::model::RepoModel;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One condition change seen on the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Observation {
+    pub at_seconds: f64,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// `Ready` or `Stalled`.
+    pub condition: String,
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Violation {
+    /// `order`, `timeout`, `stalled` or `layers`.
+    pub kind: String,
+    pub objects: Vec<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KRow {
+    pub name: String,
+    pub layer: Option<usize>,
+    pub ready_at_seconds: Option<f64>,
+    pub dependencies_ready_at_seconds: Option<f64>,
+}
+
+fn first_ready(obs: &[Observation]) -> BTreeMap<(String, String, String), f64> {
+    let mut m = BTreeMap::new();
+    for o in obs.iter().filter(|o| o.condition == "Ready" && o.status == "True") {
+        m.entry((o.kind.clone(), o.namespace.clone(), o.name.clone())).or_insert(o.at_seconds);
+    }
+    m
+}
+
+fn last_state(obs: &[Observation], kind: &str, ns: &str, name: &str) -> String {
+    obs.iter()
+        .rev()
+        .find(|o| o.kind == kind && o.namespace == ns && o.name == name && o.condition == "Ready")
+        .map(|o| format!("{} {}: {}", o.status, o.reason, o.message))
+        .unwrap_or_else(|| "never reported a Ready condition".into())
+}
+
+pub fn check(model: &RepoModel, graph: &Graph, obs: &[Observation], timeout_seconds: f64, expected_layers: Option<&Vec<Vec<String>>>) -> (Vec<KRow>, Vec<Violation>) {
+    let ready = first_ready(obs);
+    let k_at = |i: usize| {
+        let k = &model.kustomizations[i].spec;
+        ready.get(&("Kustomization".into(), k.namespace.clone(), k.name.clone())).copied()
+    };
+    let mut rows = vec![];
+    let mut violations = vec![];
+    for i in 0..model.kustomizations.len() {
+        if i == model.entry {
+            continue;
+        }
+        let k = &model.kustomizations[i].spec;
+        let name = crate::graph::display_k(model, i);
+        let at = k_at(i);
+        let deps: Vec<(usize, Option<f64>)> = graph.deps[i].iter().map(|&d| (d, k_at(d))).collect();
+        let deps_at = if deps.iter().all(|(_, t)| t.is_some()) { deps.iter().filter_map(|(_, t)| *t).fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t)))) } else { None };
+        if let Some(t) = at {
+            for (d, dt) in &deps {
+                match dt {
+                    Some(dt) if *dt <= t => {}
+                    other => violations.push(Violation {
+                        kind: "order".into(),
+                        objects: vec![name.clone(), crate::graph::display_k(model, *d)],
+                        message: format!(
+                            "Kustomization {name} became Ready at {t:.0}s, before its dependency {} ({})",
+                            crate::graph::display_k(model, *d),
+                            other.map(|x| format!("Ready at {x:.0}s")).unwrap_or_else(|| "never Ready".into())
+                        ),
+                    }),
+                }
+            }
+        }
+        match at {
+            Some(t) if t <= timeout_seconds => {}
+            _ => violations.push(Violation {
+                kind: "timeout".into(),
+                objects: vec![name.clone()],
+                message: format!("Kustomization {name} was not Ready within {timeout_seconds:.0}s (last: {})", last_state(obs, "Kustomization", &k.namespace, &k.name)),
+            }),
+        }
+        rows.push(KRow { name, layer: graph.layer_of[i], ready_at_seconds: at, dependencies_ready_at_seconds: deps_at });
+    }
+    for (j, h) in model.helm_releases.iter().enumerate() {
+        let key = ("HelmRelease".to_string(), h.spec.namespace.clone(), h.spec.name.clone());
+        let hid = format!("{}/{}", h.spec.namespace, h.spec.name);
+        let at = ready.get(&key).copied();
+        if let Some(t) = at {
+            for &d in &graph.hr_deps[j] {
+                let dh = &model.helm_releases[d].spec;
+                let dt = ready.get(&("HelmRelease".to_string(), dh.namespace.clone(), dh.name.clone())).copied();
+                if dt.is_none_or(|dt| dt > t) {
+                    violations.push(Violation {
+                        kind: "order".into(),
+                        objects: vec![hid.clone(), format!("{}/{}", dh.namespace, dh.name)],
+                        message: format!("HelmRelease {hid} became Ready at {t:.0}s, before its dependency {}/{}", dh.namespace, dh.name),
+                    });
+                }
+            }
+        }
+        if at.is_none_or(|t| t > timeout_seconds) {
+            violations.push(Violation {
+                kind: "timeout".into(),
+                objects: vec![hid.clone()],
+                message: format!("HelmRelease {hid} was not Ready within {timeout_seconds:.0}s (last: {})", last_state(obs, "HelmRelease", &h.spec.namespace, &h.spec.name)),
+            });
+        }
+    }
+    for o in obs.iter().filter(|o| o.condition == "Stalled" && o.status == "True") {
+        let id = format!("{} {}/{}", o.kind, o.namespace, o.name);
+        if !violations.iter().any(|v| v.kind == "stalled" && v.objects == vec![id.clone()]) {
+            violations.push(Violation { kind: "stalled".into(), objects: vec![id.clone()], message: format!("{id} went Stalled at {:.0}s: {}: {}", o.at_seconds, o.reason, o.message) });
+        }
+    }
+    if let Some(expected) = expected_layers {
+        let planned: Vec<Vec<String>> = graph.layers.iter().map(|l| l.iter().map(|&i| crate::graph::display_k(model, i)).collect()).collect();
+        if &planned != expected {
+            violations.push(Violation {
+                kind: "layers".into(),
+                objects: vec![],
+                message: format!("the layer order changed from the reviewed snapshot: expected {expected:?}, the repo now gives {planned:?}; review it and update the snapshot (--update-snapshot)"),
+            });
+        }
+    }
+    (rows, violations)
+}

@@ -1,0 +1,4 @@
+pub mod assert;
+pub mod plan;
+pub mod report;
+pub mod run;

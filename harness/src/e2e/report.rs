@@ -1,0 +1,92 @@
+//! The e2e report: text for people, JSON (the contract in README), JUnit for CI.
+
+use super::assert::{KRow, Observation, Violation};
+use serde::Serialize;
+use std::fmt::Write;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Predicted {
+    pub name: String,
+    pub predicted_seconds: Option<f64>,
+    pub observed_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct E2eReport {
+    pub provider: String,
+    pub passed: bool,
+    pub duration_seconds: f64,
+    pub kustomizations: Vec<KRow>,
+    pub violations: Vec<Violation>,
+    pub artifacts: Option<String>,
+    /// The simulator's prediction next to what was observed.
+    pub predicted_vs_observed: Vec<Predicted>,
+    pub timeline: Vec<Observation>,
+    /// For the sim provider: times are virtual seconds.
+    pub time_unit: String,
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+impl E2eReport {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("report serialises")
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{} on {} in {:.0} {} ({} Kustomizations)",
+            if self.passed { "PASSED" } else { "FAILED" },
+            self.provider,
+            self.duration_seconds,
+            self.time_unit,
+            self.kustomizations.len()
+        );
+        let _ = writeln!(out, "\n  {:<34} {:>5} {:>10} {:>10} {:>10}", "Kustomization", "layer", "Ready", "deps Ready", "predicted");
+        let mut rows = self.kustomizations.clone();
+        rows.sort_by(|a, b| a.layer.cmp(&b.layer).then_with(|| a.name.cmp(&b.name)));
+        for r in &rows {
+            let p = self.predicted_vs_observed.iter().find(|p| p.name == r.name).and_then(|p| p.predicted_seconds);
+            let f = |x: Option<f64>| x.map(|v| format!("{v:.0}s")).unwrap_or_else(|| "-".into());
+            let _ = writeln!(out, "  {:<34} {:>5} {:>10} {:>10} {:>10}", r.name, r.layer.map(|l| l.to_string()).unwrap_or_else(|| "-".into()), f(r.ready_at_seconds), f(r.dependencies_ready_at_seconds), f(p));
+        }
+        if !self.violations.is_empty() {
+            let _ = writeln!(out, "\nviolations:");
+            for v in &self.violations {
+                let _ = writeln!(out, "  [{}] {}", v.kind, v.message);
+            }
+        }
+        if let Some(a) = &self.artifacts {
+            let _ = writeln!(out, "\ndiagnostics: {a}");
+        }
+        out
+    }
+
+    /// One test case per Kustomization; a failure carries the violations about it.
+    pub fn to_junit(&self) -> String {
+        let failures = self.kustomizations.iter().filter(|k| self.violations.iter().any(|v| v.objects.first() == Some(&k.name))).count();
+        let mut out = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"flux-bootstrap\" tests=\"{}\" failures=\"{failures}\">\n  <testsuite name=\"bootstrap-{}\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">\n",
+            self.kustomizations.len(),
+            xml(&self.provider),
+            self.kustomizations.len(),
+            self.duration_seconds
+        );
+        for k in &self.kustomizations {
+            let _ = write!(out, "    <testcase classname=\"kustomization\" name=\"{}\" time=\"{:.3}\"", xml(&k.name), k.ready_at_seconds.unwrap_or(0.0));
+            let vs: Vec<&Violation> = self.violations.iter().filter(|v| v.objects.first() == Some(&k.name)).collect();
+            if vs.is_empty() {
+                out.push_str("/>\n");
+            } else {
+                let msg = vs.iter().map(|v| v.message.clone()).collect::<Vec<_>>().join("\n");
+                let _ = write!(out, ">\n      <failure type=\"{}\" message=\"{}\">{}</failure>\n    </testcase>\n", xml(&vs[0].kind), xml(&vs[0].message), xml(&msg));
+            }
+        }
+        out.push_str("  </testsuite>\n</testsuites>\n");
+        out
+    }
+}

@@ -1,0 +1,323 @@
+//! `cargo xtask e2e`: bootstrap the repo on a cluster, watch every Kustomization and
+//! HelmRelease with kube-rs, check the assertions, write diagnostics on failure, clean up.
+//! Providers: `sim` (the simulated cluster, in-process), `kind`, `k3d`, `existing` (the
+//! bootstrap plan, executed through `exec`).
+
+use super::assert::{self, Observation};
+use super::plan::{self, ProviderKind, Step};
+use super::report::{E2eReport, Predicted};
+use crate::commands::PlanRequest;
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::RepoModel;
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Sim,
+    Real(ProviderKind),
+}
+
+impl Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Sim => "sim",
+            Provider::Real(ProviderKind::Kind) => "kind",
+            Provider::Real(ProviderKind::K3d) => "k3d",
+            Provider::Real(ProviderKind::Existing) => "existing",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct E2eRequest {
+    pub plan: PlanRequest,
+    pub provider: Provider,
+    pub context: Option<String>,
+    pub keep: bool,
+    /// Seconds (virtual seconds on the sim provider).
+    pub timeout_seconds: f64,
+    pub age_key: Option<PathBuf>,
+    pub artifacts: PathBuf,
+    /// Virtual seconds per real second on the sim provider.
+    pub speed: f64,
+    pub seed: u64,
+    /// A reviewed layer snapshot (JSON list of lists of names) to compare against.
+    pub layers_snapshot: Option<PathBuf>,
+    /// Names the cluster and the run branch (`flux-harness-<run_id>`).
+    pub run_id: String,
+}
+
+/// What the run needs from outside: a way to report progress.
+pub type Progress<'a> = &'a dyn Fn(&str);
+
+fn kube_error(e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Io, format!("Kubernetes API: {e}"))
+}
+
+fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+/// Records every change of the Ready and Stalled conditions of Kustomizations and
+/// HelmReleases until all those of the model are Ready, or the deadline.
+pub async fn watch(client: kube::Client, model: &RepoModel, deadline: Duration, seconds: &(dyn Fn(Duration) -> f64 + Sync), started: &(dyn Fn() + Sync)) -> Vec<Observation> {
+    let mut start = Instant::now();
+    let ks: Api<DynamicObject> = Api::all_with(client.clone(), &ar("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations"));
+    let hrs: Api<DynamicObject> = Api::all_with(client, &ar("helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases"));
+    let tag = |kind: &'static str| move |o: DynamicObject| (kind, o);
+    let stream = futures::stream::select(
+        watcher(ks, watcher::Config::default()).default_backoff().applied_objects().filter_map(|r| async move { r.ok() }).map(tag("Kustomization")),
+        watcher(hrs, watcher::Config::default()).default_backoff().applied_objects().filter_map(|r| async move { r.ok() }).map(tag("HelmRelease")),
+    );
+    futures::pin_mut!(stream);
+    let mut want: BTreeSet<(String, String, String)> = model
+        .kustomizations
+        .iter()
+        .filter(|k| !k.spec.suspend)
+        .map(|k| ("Kustomization".to_string(), k.spec.namespace.clone(), k.spec.name.clone()))
+        .chain(model.helm_releases.iter().map(|h| ("HelmRelease".to_string(), h.spec.namespace.clone(), h.spec.name.clone())))
+        .collect();
+    let mut last: BTreeMap<(String, String, String, String), (String, String, String)> = BTreeMap::new();
+    let mut out = vec![];
+    // Both watches have listed once the first object arrives (the entry Kustomization
+    // exists from the start): the clock starts there.
+    let mut first = true;
+    while !want.is_empty() {
+        let left = deadline.saturating_sub(start.elapsed());
+        let Ok(Some((kind, o))) = tokio::time::timeout(left, stream.next()).await else { break };
+        if first {
+            first = false;
+            started();
+            start = Instant::now();
+        }
+        let ns = o.metadata.namespace.clone().unwrap_or_default();
+        let name = o.metadata.name.clone().unwrap_or_default();
+        for c in o.data["status"]["conditions"].as_array().into_iter().flatten() {
+            let ctype = c["type"].as_str().unwrap_or("");
+            if ctype != "Ready" && ctype != "Stalled" {
+                continue;
+            }
+            let state = (c["status"].as_str().unwrap_or("").to_string(), c["reason"].as_str().unwrap_or("").to_string(), c["message"].as_str().unwrap_or("").to_string());
+            let key = (kind.to_string(), ns.clone(), name.clone(), ctype.to_string());
+            if last.get(&key) == Some(&state) {
+                continue;
+            }
+            last.insert(key, state.clone());
+            out.push(Observation { at_seconds: seconds(start.elapsed()), kind: kind.into(), namespace: ns.clone(), name: name.clone(), condition: ctype.into(), status: state.0.clone(), reason: state.1, message: state.2 });
+            if ctype == "Ready" && state.0 == "True" {
+                want.remove(&(kind.to_string(), ns.clone(), name.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Values of the repo's Secrets (and SOPS ciphertext): they must never reach an artifact.
+fn secret_values(model: &RepoModel) -> Vec<String> {
+    let mut out = vec![];
+    for o in model.kustomizations.iter().flat_map(|k| &k.objects).filter(|o| o.kind() == "Secret" && o.group().is_empty()) {
+        for field in ["data", "stringData"] {
+            for v in o.value.get(field).and_then(|d| d.as_object()).into_iter().flat_map(|m| m.values()) {
+                let s = crate::kustomize::transform::scalar_string(v);
+                if s.len() >= 4 {
+                    out.push(s.clone());
+                    if field == "data"
+                        && let Some(dec) = crate::kustomize::generate::base64_decode(&s).and_then(|b| String::from_utf8(b).ok())
+                        && dec.len() >= 4
+                    {
+                        out.push(dec);
+                    }
+                }
+            }
+        }
+    }
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out
+}
+
+fn write_artifact(dir: &Path, name: &str, content: &str, secrets: &[String]) -> Result<()> {
+    let mut text = content.to_string();
+    for s in secrets {
+        text = text.replace(s.as_str(), "<redacted>");
+    }
+    std::fs::write(dir.join(name), text).map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", dir.join(name).display())))
+}
+
+/// Diagnostics for a failed run: the status of every Flux object, the chains that explain
+/// what is stuck, the timeline. Secret values never appear.
+async fn diagnostics(dir: &Path, client: &kube::Client, model: &RepoModel, obs: &[Observation], chains: &str, extra: &[(&str, String)]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", dir.display())))?;
+    let secrets = secret_values(model);
+    let mut status = serde_json::Map::new();
+    for (g, v, k, p) in [
+        ("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations"),
+        ("helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases"),
+        ("source.toolkit.fluxcd.io", "v1", "GitRepository", "gitrepositories"),
+        ("source.toolkit.fluxcd.io", "v1", "HelmRepository", "helmrepositories"),
+    ] {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar(g, v, k, p));
+        let items: Vec<serde_json::Value> = match api.list(&ListParams::default()).await {
+            Ok(l) => l.items.into_iter().map(|o| serde_json::json!({"namespace": o.metadata.namespace, "name": o.metadata.name, "status": o.data["status"]})).collect(),
+            Err(e) => vec![serde_json::json!({"error": e.to_string()})],
+        };
+        status.insert(k.to_string(), serde_json::Value::Array(items));
+    }
+    write_artifact(dir, "status.json", &serde_json::to_string_pretty(&status).unwrap_or_default(), &secrets)?;
+    write_artifact(dir, "stuck.txt", chains, &secrets)?;
+    write_artifact(dir, "timeline.json", &serde_json::to_string_pretty(obs).unwrap_or_default(), &secrets)?;
+    for (name, content) in extra {
+        write_artifact(dir, name, content, &secrets)?;
+    }
+    Ok(())
+}
+
+fn load_snapshot(path: &Option<PathBuf>) -> Result<Option<Vec<Vec<String>>>> {
+    let Some(p) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(p).map_err(|e| Error::in_file(ErrorKind::MissingPath, &p.display().to_string(), format!("cannot read the layer snapshot: {e}")))?;
+    serde_json::from_str(&text).map(Some).map_err(|e| Error::in_file(ErrorKind::BadObject, &p.display().to_string(), format!("the layer snapshot is not a JSON list of lists of names: {e}")))
+}
+
+fn predicted(model: &RepoModel, config: &crate::config::RepoConfig, sim: crate::sim::SimConfig, rows: &[assert::KRow]) -> Vec<Predicted> {
+    let (graph, _) = crate::graph::analyse(model);
+    let Ok(p) = crate::sim::simulate(model, &graph, config, sim) else { return vec![] };
+    rows.iter()
+        .map(|r| Predicted {
+            name: r.name.clone(),
+            predicted_seconds: p.ready_order.iter().find(|x| x.kind == "Kustomization" && x.name == r.name).map(|x| x.at_seconds),
+            observed_seconds: r.ready_at_seconds,
+        })
+        .collect()
+}
+
+/// Runs the e2e. `Err` is a setup error (exit 2); a report that did not pass is exit 1.
+pub async fn run(req: &E2eRequest, progress: Progress<'_>) -> Result<E2eReport> {
+    let (model, config) = crate::commands::load(&req.plan)?;
+    let expected = load_snapshot(&req.layers_snapshot)?;
+    match req.provider {
+        Provider::Sim => run_sim(req, model, config, expected, progress).await,
+        Provider::Real(kind) => run_real(req, kind, model, config, expected, progress).await,
+    }
+}
+
+async fn run_sim(req: &E2eRequest, model: RepoModel, config: crate::config::RepoConfig, expected: Option<Vec<Vec<String>>>, progress: Progress<'_>) -> Result<E2eReport> {
+    // As on a real cluster, the CNI runs before Flux starts.
+    let sim = crate::sim::SimConfig { cni_preinstalled: true, seed: req.seed, ..Default::default() };
+    progress("starting the simulated cluster (HTTPS on 127.0.0.1)");
+    let cluster = crate::apiserver::driver::start_paused(model.clone(), config.clone(), sim.clone(), req.speed, 0, true).await?;
+    let kc = kube::config::Kubeconfig::from_yaml(&cluster.server.kubeconfig()).map_err(kube_error)?;
+    let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.map_err(kube_error)?).map_err(kube_error)?;
+    let speed = req.speed;
+    progress("watching Kustomizations and HelmReleases");
+    let real_deadline = Duration::from_secs_f64(req.timeout_seconds / speed) + Duration::from_millis(500);
+    let obs = watch(client.clone(), &model, real_deadline, &move |d: Duration| (d.as_secs_f64() * speed).round(), &|| cluster.resume()).await;
+    let (graph, _) = crate::graph::analyse(&model);
+    let (rows, violations) = assert::check(&model, &graph, &obs, req.timeout_seconds, expected.as_ref());
+    let passed = violations.is_empty();
+    let duration = obs.iter().map(|o| o.at_seconds).fold(0.0, f64::max);
+    let mut artifacts = None;
+    if !passed {
+        let sim_report = cluster.report();
+        let chains = sim_report
+            .stuck
+            .iter()
+            .map(|s| format!("{} {}: {} {}\n    {} {}\n", s.kind, s.name, s.reason, s.message, s.name, s.because))
+            .collect::<String>()
+            + &sim_report.deadlock.map(|d| format!("DEADLOCK: {}\n", d.explanation)).unwrap_or_default();
+        let notes = "the sim provider has no controller logs, events or node CNI configs: status.json, stuck.txt and timeline.json come from the simulated cluster\n".to_string();
+        diagnostics(&req.artifacts, &client, &model, &obs, &chains, &[("README.txt", notes)]).await?;
+        artifacts = Some(req.artifacts.display().to_string());
+    }
+    drop(cluster);
+    let predicted_vs_observed = predicted(&model, &config, sim, &rows);
+    Ok(E2eReport { provider: "sim".into(), passed, duration_seconds: duration, kustomizations: rows, violations, artifacts, predicted_vs_observed, timeline: obs, time_unit: "virtual seconds".into() })
+}
+
+/// Runs cleanup steps in reverse order when dropped (success, failure, panic), unless kept.
+struct Cleanup {
+    steps: Vec<crate::exec::Cmd>,
+    keep: bool,
+    done: bool,
+}
+
+impl Cleanup {
+    fn run(&mut self) {
+        if self.done || self.keep {
+            return;
+        }
+        self.done = true;
+        for cmd in self.steps.iter().rev() {
+            if let Err(e) = cmd.output() {
+                eprintln!("cleanup: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        self.run();
+    }
+}
+
+/// The executable plan for a real provider (also what `--dry-run` prints).
+pub fn real_plan(req: &E2eRequest, kind: ProviderKind, model: &RepoModel, git_url: &str) -> Result<Vec<Step>> {
+    if kind == ProviderKind::Existing && req.context.is_none() {
+        return Err(Error::new(ErrorKind::Usage, "--provider existing needs --context NAME: the harness never uses a cluster it did not create unless you name it"));
+    }
+    let root = req.plan.repo.clone();
+    let gotk = crate::files::join(&model.entry_path, "flux-system/gotk-components.yaml").ok().map(|p| root.join(p)).filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))));
+    let project = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(|p| p.join("kind-configs")).unwrap_or_default();
+    let run_id = &req.run_id;
+    Ok(plan::build(&plan::PlanInput {
+        provider: kind,
+        cluster_name: format!("flux-harness-{run_id}"),
+        context: req.context.clone(),
+        repo_dir: root.display().to_string(),
+        kind_configs: project.display().to_string(),
+        artifacts: req.artifacts.display().to_string(),
+        model,
+        gotk_components: gotk.map(|p| p.display().to_string()),
+        git_url: git_url.to_string(),
+        run_branch: format!("flux-harness/run-{run_id}"),
+        age_key: req.age_key.as_ref().map(|p| p.display().to_string()),
+    }))
+}
+
+async fn run_real(req: &E2eRequest, kind: ProviderKind, model: RepoModel, _config: crate::config::RepoConfig, _expected: Option<Vec<Vec<String>>>, progress: Progress<'_>) -> Result<E2eReport> {
+    // The local git server that serves the working tree to the cluster's pods is not
+    // built yet; without it Flux has nothing to pull. Say so before touching anything.
+    let _ = real_plan(req, kind, &model, "http://GIT-SERVER/repo.git")?;
+    progress("the real-cluster run needs the harness's git server");
+    Err(Error::new(
+        ErrorKind::Unsupported,
+        format!("--provider {}: the local git server that serves the working tree to the cluster is not implemented yet, so a real bootstrap cannot run; --dry-run prints the full plan", Provider::Real(kind).name()),
+    ))
+}
+
+/// Executes plan steps (used by the real providers and by tests with fake executables):
+/// writes files, runs commands, and runs cleanup steps in reverse order afterwards, also
+/// when a step fails or the thread panics, unless `keep`.
+pub fn execute(steps: &[Step], keep: bool) -> Result<()> {
+    let mut cleanup = Cleanup { steps: vec![], keep, done: false };
+    for s in steps {
+        match s {
+            Step::Write { path, content, .. } => {
+                if let Some(parent) = Path::new(path).parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", parent.display())))?;
+                }
+                std::fs::write(path, content).map_err(|e| Error::new(ErrorKind::Io, format!("{path}: {e}")))?;
+            }
+            Step::Run { cmd, cleanup: true, .. } => cleanup.steps.push(cmd.clone()),
+            Step::Run { what, cmd, .. } => {
+                cmd.output().map_err(|e| e.context(format!("while trying to {what}")))?;
+            }
+        }
+    }
+    cleanup.run();
+    Ok(())
+}
