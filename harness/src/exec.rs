@@ -33,14 +33,17 @@ impl Cmd {
     }
 
     /// Runs to completion and returns stdout. A failure carries the command and stderr.
+    /// While it runs, [`kill_running`] can stop it (an interrupted run).
     pub fn output(&self) -> Result<String> {
         let mut e = duct::cmd(&self.program, &self.args).stdout_capture().stderr_capture().unchecked();
         if let Some(d) = &self.dir {
             e = e.dir(d);
         }
-        let out = e.run().map_err(|err| {
-            Error::new(ErrorKind::Io, format!("cannot run `{}`: {err}", self.display()))
-        })?;
+        let handle = std::sync::Arc::new(e.start().map_err(|err| Error::new(ErrorKind::Io, format!("cannot run `{}`: {err}", self.display())))?);
+        RUNNING.lock().unwrap().push(handle.clone());
+        let out = handle.wait().cloned();
+        RUNNING.lock().unwrap().retain(|h| !std::sync::Arc::ptr_eq(h, &handle));
+        let out = out.map_err(|err| Error::new(ErrorKind::Io, format!("cannot run `{}`: {err}", self.display())))?;
         if !out.status.success() {
             return Err(Error::new(
                 ErrorKind::Render,
@@ -53,6 +56,17 @@ impl Cmd {
             ));
         }
         String::from_utf8(out.stdout).map_err(|_| Error::new(ErrorKind::Io, format!("`{}` printed non-UTF-8 output", self.display())))
+    }
+}
+
+/// Commands running now, so an interrupted run can stop them before cleaning up.
+static RUNNING: std::sync::Mutex<Vec<std::sync::Arc<duct::Handle>>> = std::sync::Mutex::new(Vec::new());
+
+/// Kills every command started through [`Cmd::output`] that is still running.
+pub fn kill_running() {
+    let handles: Vec<_> = RUNNING.lock().unwrap().drain(..).collect();
+    for h in handles {
+        let _ = h.kill();
     }
 }
 
@@ -75,4 +89,34 @@ pub fn have(program: &str) -> bool {
 pub fn kubectl_kustomize(dir: &Path) -> Result<String> {
     let d = dir.display().to_string();
     Cmd::new("kubectl", &["kustomize", "--load-restrictor=LoadRestrictionsNone", &d]).output()
+}
+
+/// Runs a CGI program (git http-backend) with `env`, feeding `stdin`, and returns its
+/// whole output (headers, blank line, body). Blocking: call from `spawn_blocking`.
+pub fn cgi(program: &str, args: &[&str], env: &[(String, String)], stdin: Vec<u8>) -> Result<Vec<u8>> {
+    let mut e = duct::cmd(program, args).stdin_bytes(stdin).stdout_capture().stderr_capture().unchecked();
+    for (k, v) in env {
+        e = e.env(k, v);
+    }
+    let out = e.run().map_err(|err| Error::new(ErrorKind::Io, format!("cannot run `{program}`: {err}")))?;
+    if !out.status.success() {
+        return Err(Error::new(ErrorKind::Io, format!("`{program}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(out.stdout)
+}
+
+/// Runs with extra environment variables; stdout on success.
+pub fn output_with_env(cmd: &Cmd, env: &[(&str, &str)]) -> Result<String> {
+    let mut e = duct::cmd(&cmd.program, &cmd.args).stdout_capture().stderr_capture().unchecked();
+    if let Some(d) = &cmd.dir {
+        e = e.dir(d);
+    }
+    for (k, v) in env {
+        e = e.env(k, v);
+    }
+    let out = e.run().map_err(|err| Error::new(ErrorKind::Io, format!("cannot run `{}`: {err}", cmd.display())))?;
+    if !out.status.success() {
+        return Err(Error::new(ErrorKind::Io, format!("`{}` failed ({}):\n{}", cmd.display(), out.status, String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -203,3 +203,66 @@ fn a_failing_step_still_deletes_the_cluster_and_keep_keeps_it() {
     let _ = with_path(bin.path(), || run::execute(&steps, true));
     assert!(!std::fs::read_to_string(&log).unwrap().contains("kind delete"), "--keep keeps the cluster");
 }
+
+fn sh(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git").args(args).current_dir(dir).env("GIT_CONFIG_COUNT", "1").env("GIT_CONFIG_KEY_0", "safe.directory").env("GIT_CONFIG_VALUE_0", "*").output().unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn the_git_server_serves_the_working_tree_to_a_real_git_client() {
+    if !common::require_program("git", "the git server is tested with a real git client") {
+        return;
+    }
+    let user = tempfile::tempdir().unwrap();
+    let u = user.path();
+    sh(u, &["init", "--quiet", "-b", "main"]);
+    std::fs::write(u.join("committed.yaml"), "a: 1\n").unwrap();
+    std::fs::write(u.join(".gitignore"), "secret.key\n").unwrap();
+    sh(u, &["add", "."]);
+    sh(u, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "first"]);
+    // Uncommitted work: a change, a new file, an ignored file.
+    std::fs::write(u.join("committed.yaml"), "a: 2\n").unwrap();
+    std::fs::write(u.join("new.yaml"), "b: 1\n").unwrap();
+    std::fs::write(u.join("secret.key"), "AGE-SECRET-KEY\n").unwrap();
+    let status_before = sh(u, &["status", "--porcelain"]);
+    let root = tempfile::tempdir().unwrap();
+    let server = harness::e2e::git::start(u, &root.path().join("git"), "flux-harness/run-test", "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let url = server.url("127.0.0.1");
+    let clone = tempfile::tempdir().unwrap();
+    let dest = clone.path().join("c");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("git").args(["clone", "--quiet", "--branch", "flux-harness/run-test", &url, dest.to_str().unwrap()]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "git clone: {}", String::from_utf8_lossy(&out.stderr));
+    let dest = clone.path().join("c");
+    assert_eq!(std::fs::read_to_string(dest.join("committed.yaml")).unwrap(), "a: 2\n", "uncommitted changes are in the snapshot");
+    assert!(dest.join("new.yaml").is_file());
+    assert!(!dest.join("secret.key").exists(), ".gitignore is honoured");
+    assert_eq!(sh(&dest, &["rev-parse", "HEAD"]).trim(), server.revision);
+    assert_eq!(sh(u, &["status", "--porcelain"]), status_before, "the user's repository is untouched");
+    assert_eq!(sh(u, &["rev-list", "--count", "HEAD"]).trim(), "1");
+}
+
+/// Opt-in: `HARNESS_DOCKER_TESTS=1` with a Docker engine and a `git` image built from a
+/// debootstrap rootfs (`docker import`, see README) named `flux-harness/git`.
+#[tokio::test]
+async fn the_git_server_is_reachable_from_a_container_on_a_docker_network() {
+    if std::env::var("HARNESS_DOCKER_TESTS").as_deref() != Ok("1") {
+        eprintln!("SKIPPED: set HARNESS_DOCKER_TESTS=1 (needs a Docker engine and the flux-harness/git image; see README) to clone from a container on a docker network");
+        return;
+    }
+    let user = tempfile::tempdir().unwrap();
+    std::fs::write(user.path().join("x.yaml"), "a: 1\n").unwrap();
+    let gw = std::process::Command::new("docker").args(["network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"]).output().unwrap();
+    let gateway = String::from_utf8_lossy(&gw.stdout).trim().to_string();
+    let root = tempfile::tempdir().unwrap();
+    let server = harness::e2e::git::start(user.path(), &root.path().join("git"), "run", format!("{gateway}:0").parse().unwrap()).await.unwrap();
+    let url = server.url(&gateway);
+    let out = tokio::task::spawn_blocking(move || std::process::Command::new("docker").args(["run", "--rm", "flux-harness/git", "git", "ls-remote", &url]).output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("refs/heads/run"));
+}

@@ -273,6 +273,8 @@ fn main() -> ExitCode {
                 }
             });
             let Some(result) = result else {
+                // Cleanup ran when the run was cancelled; do not wait for blocking threads.
+                rt.shutdown_background();
                 eprintln!("interrupted: the run was stopped and what it created removed");
                 return ExitCode::from(130);
             };

@@ -257,3 +257,75 @@ fn simulate_exits_1_when_it_does_not_converge_and_2_on_bad_input() {
     let broken = repo(&[("apps/app/cm.yaml", "a: [\n")]);
     expect_load_error(&simulate(broken.path(), &["--cluster", "test"]), &["apps/app/cm.yaml:1:4", "invalid YAML"]);
 }
+
+/// Fake executables that log their calls; `kind create` takes 30 s (to be interrupted).
+fn slow_fakes(dir: &Path) -> std::path::PathBuf {
+    let log = dir.join("calls.log");
+    for prog in ["kind", "helm", "kubectl", "flux", "docker"] {
+        let body = if prog == "kind" { "case \"$1\" in create) sleep 30;; esac\n" } else { "" };
+        let p = dir.join(prog);
+        std::fs::write(&p, format!("#!/bin/sh\necho \"{prog} $*\" >> {}\n{body}exit 0\n", log.display())).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    log
+}
+
+#[test]
+fn ctrl_c_during_cluster_creation_deletes_the_cluster() {
+    let bin = tempfile::tempdir().unwrap();
+    let log = slow_fakes(bin.path());
+    let art = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("examples/netcorp-infra");
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["e2e", "--provider", "kind", "--cluster", "staging", "--repo"])
+        .arg(&example)
+        .arg("--artifacts")
+        .arg(art.path())
+        .env("PATH", path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until kind create runs, then interrupt.
+    for _ in 0..100 {
+        if std::fs::read_to_string(&log).is_ok_and(|l| l.contains("kind create")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(calls.contains("kind delete cluster --name flux-harness-"), "{calls}");
+    assert!(!calls.contains("helm upgrade"), "nothing after the interrupt: {calls}");
+}
+
+#[test]
+fn e2e_dry_run_prints_the_plan_and_runs_nothing() {
+    let bin = tempfile::tempdir().unwrap();
+    let log = slow_fakes(bin.path());
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("examples/netcorp-infra");
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).args(["e2e", "--provider", "k3d", "--dry-run", "--cluster", "staging", "--repo"]).arg(&example).env("PATH", path).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("$ k3d cluster create") && text.contains("$ helm upgrade --install cilium") && text.contains("on success, failure or Ctrl-C"), "{text}");
+    assert!(!log.exists(), "--dry-run runs nothing");
+    let none = Command::new(env!("CARGO_BIN_EXE_xtask")).args(["e2e", "--provider", "existing", "--dry-run", "--cluster", "staging", "--repo"]).arg(&example).output().unwrap();
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("needs --context"));
+}
+
+#[test]
+fn e2e_on_sim_passes_and_writes_reports() {
+    let art = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("examples/envs-infra");
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).args(["e2e", "--cluster", "staging", "--format", "json", "--repo"]).arg(&example).arg("--artifacts").arg(art.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["provider"].as_str(), v["passed"].as_bool()), (Some("sim"), Some(true)));
+    assert!(art.path().join("report.json").is_file() && art.path().join("junit.xml").is_file());
+}

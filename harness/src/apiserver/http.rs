@@ -236,6 +236,8 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
+// A rejected body is answered as it is, so the error is the response itself.
+#[allow(clippy::result_large_err)]
 fn parse_body(body: &Bytes) -> Result<Value, Response<Body>> {
     let v: Value = serde_json::from_slice(body).map_err(|e| status(400, "BadRequest", &format!("the request body is not valid JSON: {e}")))?;
     if !v.is_object() && !v.is_array() {
@@ -244,6 +246,7 @@ fn parse_body(body: &Bytes) -> Result<Value, Response<Body>> {
     Ok(v)
 }
 
+#[allow(clippy::result_large_err)]
 fn parse_yaml_body(body: &Bytes) -> Result<Value, Response<Body>> {
     let text = std::str::from_utf8(body).map_err(|_| status(400, "BadRequest", "the request body is not UTF-8"))?;
     match crate::yaml::parse_one("request", text) {

@@ -1,4 +1,5 @@
 pub mod assert;
+pub mod git;
 pub mod plan;
 pub mod report;
 pub mod run;

@@ -82,7 +82,9 @@ pub async fn watch(client: kube::Client, model: &RepoModel, deadline: Duration, 
         .map(|k| ("Kustomization".to_string(), k.spec.namespace.clone(), k.spec.name.clone()))
         .chain(model.helm_releases.iter().map(|h| ("HelmRelease".to_string(), h.spec.namespace.clone(), h.spec.name.clone())))
         .collect();
-    let mut last: BTreeMap<(String, String, String, String), (String, String, String)> = BTreeMap::new();
+    // (kind, namespace, name, condition) -> (status, reason, message) last recorded.
+    type CondKey = (String, String, String, String);
+    let mut last: BTreeMap<CondKey, (String, String, String)> = BTreeMap::new();
     let mut out = vec![];
     // Both watches have listed once the first object arrives (the entry Kustomization
     // exists from the start): the clock starts there.
@@ -250,6 +252,8 @@ impl Cleanup {
             return;
         }
         self.done = true;
+        // An interrupted run may still have a command going (kind create ...).
+        crate::exec::kill_running();
         for cmd in self.steps.iter().rev() {
             if let Err(e) = cmd.output() {
                 eprintln!("cleanup: {e}");
@@ -288,35 +292,148 @@ pub fn real_plan(req: &E2eRequest, kind: ProviderKind, model: &RepoModel, git_ur
     }))
 }
 
-async fn run_real(req: &E2eRequest, kind: ProviderKind, model: RepoModel, _config: crate::config::RepoConfig, _expected: Option<Vec<Vec<String>>>, progress: Progress<'_>) -> Result<E2eReport> {
-    // The local git server that serves the working tree to the cluster's pods is not
-    // built yet; without it Flux has nothing to pull. Say so before touching anything.
-    let _ = real_plan(req, kind, &model, "http://GIT-SERVER/repo.git")?;
-    progress("the real-cluster run needs the harness's git server");
-    Err(Error::new(
-        ErrorKind::Unsupported,
-        format!("--provider {}: the local git server that serves the working tree to the cluster is not implemented yet, so a real bootstrap cannot run; --dry-run prints the full plan", Provider::Real(kind).name()),
-    ))
+/// The address pods reach this machine on: the gateway of the cluster's docker network.
+fn gateway(kind: ProviderKind, cluster_name: &str) -> Result<String> {
+    let network = match kind {
+        ProviderKind::Kind => "kind".to_string(),
+        ProviderKind::K3d => format!("k3d-{cluster_name}"),
+        ProviderKind::Existing => {
+            return std::env::var("HARNESS_GIT_HOST").map_err(|_| {
+                Error::new(ErrorKind::Usage, "--provider existing: set HARNESS_GIT_HOST to an address of this machine that the cluster's pods can reach (the harness's git server binds to it)")
+            });
+        }
+    };
+    let out = crate::exec::Cmd::new("docker", &["network", "inspect", &network, "-f", "{{range .IPAM.Config}}{{.Gateway}} {{end}}"]).output()?;
+    out.split_whitespace().find(|a| a.parse::<std::net::Ipv4Addr>().is_ok()).map(str::to_string).ok_or_else(|| Error::new(ErrorKind::Io, format!("docker network {network} has no IPv4 gateway")))
+}
+
+async fn run_real(req: &E2eRequest, kind: ProviderKind, model: RepoModel, config: crate::config::RepoConfig, expected: Option<Vec<Vec<String>>>, progress: Progress<'_>) -> Result<E2eReport> {
+    let cluster_name = format!("flux-harness-{}", req.run_id);
+    std::fs::create_dir_all(&req.artifacts).map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", req.artifacts.display())))?;
+    // The entry needs the git server's URL, which needs the cluster's network: run the
+    // plan up to the entry, start the server, then apply the entry.
+    let draft = real_plan(req, kind, &model, "http://GIT-SERVER/repo.git")?;
+    let entry_steps = 2;
+    // The guard knows every cleanup command before the first command runs.
+    let mut guard = Cleanup { steps: cleanup_commands(&draft), keep: req.keep, done: false };
+    for s in &draft[..draft.len() - entry_steps] {
+        execute_step_async(s, &mut guard, progress).await?;
+    }
+    let host = gateway(kind, &cluster_name)?;
+    let branch = format!("flux-harness/run-{}", req.run_id);
+    progress(&format!("serving the working tree on http://{host} (branch {branch})"));
+    let git = super::git::start(&req.plan.repo, &req.artifacts.join("git"), &branch, format!("{host}:0").parse().map_err(|e| Error::new(ErrorKind::Usage, format!("{host}: {e}")))?).await?;
+    let plan = real_plan(req, kind, &model, &git.url(&host))?;
+    for s in &plan[plan.len() - entry_steps..] {
+        execute_step_async(s, &mut guard, progress).await?;
+    }
+    let client = match (&req.context, kind) {
+        (Some(ctx), ProviderKind::Existing) => {
+            let opts = kube::config::KubeConfigOptions { context: Some(ctx.clone()), ..Default::default() };
+            kube::Client::try_from(kube::Config::from_kubeconfig(&opts).await.map_err(kube_error)?).map_err(kube_error)?
+        }
+        _ => {
+            let kc = kube::config::Kubeconfig::read_from(req.artifacts.join("kubeconfig")).map_err(kube_error)?;
+            kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.map_err(kube_error)?).map_err(kube_error)?
+        }
+    };
+    progress("watching Kustomizations and HelmReleases");
+    let obs = watch(client.clone(), &model, Duration::from_secs_f64(req.timeout_seconds), &|d: Duration| d.as_secs_f64().round(), &|| {}).await;
+    let (graph, _) = crate::graph::analyse(&model);
+    let (rows, violations) = assert::check(&model, &graph, &obs, req.timeout_seconds, expected.as_ref());
+    let passed = violations.is_empty();
+    let mut artifacts = None;
+    if !passed {
+        progress("collecting diagnostics");
+        let kc = req.artifacts.join("kubeconfig").display().to_string();
+        let target: Vec<String> = match (&req.context, kind) {
+            (Some(ctx), ProviderKind::Existing) => vec![format!("--context={ctx}")],
+            _ => vec!["--kubeconfig".into(), kc],
+        };
+        let kubectl = |args: &[&str]| {
+            let mut a: Vec<&str> = target.iter().map(String::as_str).collect();
+            a.extend_from_slice(args);
+            crate::exec::Cmd::new("kubectl", &a).output().unwrap_or_else(|e| format!("{e}\n"))
+        };
+        let mut extra: Vec<(&str, String)> = vec![
+            ("events.txt", kubectl(&["get", "events", "-A", "--sort-by=.lastTimestamp"])),
+            ("kustomize-controller.log", kubectl(&["-n", "flux-system", "logs", "deploy/kustomize-controller", "--tail=2000"])),
+            ("helm-controller.log", kubectl(&["-n", "flux-system", "logs", "deploy/helm-controller", "--tail=2000"])),
+            ("source-controller.log", kubectl(&["-n", "flux-system", "logs", "deploy/source-controller", "--tail=2000"])),
+        ];
+        if kind == ProviderKind::Kind {
+            let nodes = crate::exec::Cmd::new("kind", &["get", "nodes", "--name", &cluster_name]).output().unwrap_or_default();
+            let mut cni = String::new();
+            for n in nodes.split_whitespace() {
+                cni.push_str(&format!("== {n}\n"));
+                cni.push_str(&crate::exec::Cmd::new("docker", &["exec", n, "sh", "-c", "ls -l /etc/cni/net.d; cat /etc/cni/net.d/05-cilium.conflist"]).output().unwrap_or_else(|e| format!("{e}\n")));
+            }
+            extra.push(("node-cni.txt", cni));
+        }
+        let chains = violations.iter().map(|v| format!("[{}] {}\n", v.kind, v.message)).collect::<String>();
+        diagnostics(&req.artifacts, &client, &model, &obs, &chains, &extra).await?;
+        artifacts = Some(req.artifacts.display().to_string());
+    }
+    if req.keep && kind != ProviderKind::Existing {
+        progress(&format!("kept: export KUBECONFIG={}", req.artifacts.join("kubeconfig").display()));
+    }
+    drop(git);
+    guard.run();
+    let duration = obs.iter().map(|o| o.at_seconds).fold(0.0, f64::max);
+    let sim = crate::sim::SimConfig { cni_preinstalled: true, seed: req.seed, ..Default::default() };
+    let predicted_vs_observed = predicted(&model, &config, sim, &rows);
+    Ok(E2eReport { provider: Provider::Real(kind).name().into(), passed, duration_seconds: duration, kustomizations: rows, violations, artifacts, predicted_vs_observed, timeline: obs, time_unit: "seconds".into() })
+}
+
+/// As [`execute_step`], with commands on a blocking thread so that Ctrl-C (which cancels
+/// the run's future and so drops the cleanup guard) is seen while a long command runs.
+async fn execute_step_async(s: &Step, guard: &mut Cleanup, progress: Progress<'_>) -> Result<()> {
+    match s {
+        Step::Run { what, cmd, cleanup: false } => {
+            progress(what);
+            let c = cmd.clone();
+            tokio::task::spawn_blocking(move || c.output())
+                .await
+                .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?
+                .map(|_| ())
+                .map_err(|e| e.context(format!("while trying to {what}")))
+        }
+        other => execute_step(other, guard, progress),
+    }
+}
+
+fn execute_step(s: &Step, guard: &mut Cleanup, progress: Progress<'_>) -> Result<()> {
+    match s {
+        Step::Write { path, content, .. } => {
+            if let Some(parent) = Path::new(path).parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", parent.display())))?;
+            }
+            std::fs::write(path, content).map_err(|e| Error::new(ErrorKind::Io, format!("{path}: {e}")))
+        }
+        Step::Run { cmd, cleanup: true, .. } => {
+            if !guard.steps.contains(cmd) {
+                guard.steps.push(cmd.clone());
+            }
+            Ok(())
+        }
+        Step::Run { what, cmd, .. } => {
+            progress(what);
+            cmd.output().map(|_| ()).map_err(|e| e.context(format!("while trying to {what}")))
+        }
+    }
 }
 
 /// Executes plan steps (used by the real providers and by tests with fake executables):
 /// writes files, runs commands, and runs cleanup steps in reverse order afterwards, also
 /// when a step fails or the thread panics, unless `keep`.
+fn cleanup_commands(steps: &[Step]) -> Vec<crate::exec::Cmd> {
+    steps.iter().filter_map(|s| if let Step::Run { cmd, cleanup: true, .. } = s { Some(cmd.clone()) } else { None }).collect()
+}
+
 pub fn execute(steps: &[Step], keep: bool) -> Result<()> {
-    let mut cleanup = Cleanup { steps: vec![], keep, done: false };
+    let mut cleanup = Cleanup { steps: cleanup_commands(steps), keep, done: false };
     for s in steps {
-        match s {
-            Step::Write { path, content, .. } => {
-                if let Some(parent) = Path::new(path).parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", parent.display())))?;
-                }
-                std::fs::write(path, content).map_err(|e| Error::new(ErrorKind::Io, format!("{path}: {e}")))?;
-            }
-            Step::Run { cmd, cleanup: true, .. } => cleanup.steps.push(cmd.clone()),
-            Step::Run { what, cmd, .. } => {
-                cmd.output().map_err(|e| e.context(format!("while trying to {what}")))?;
-            }
-        }
+        execute_step(s, &mut cleanup, &|_| {})?;
     }
     cleanup.run();
     Ok(())

@@ -6,7 +6,9 @@ use crate::findings::{Finding, Severity};
 use std::collections::BTreeMap;
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
-    let mut owners: BTreeMap<(String, String, String, String), Vec<(usize, crate::Loc)>> = BTreeMap::new();
+    // (group, kind, namespace, name) -> the Kustomizations applying it.
+    type Id = (String, String, String, String);
+    let mut owners: BTreeMap<Id, Vec<(usize, crate::Loc)>> = BTreeMap::new();
     for (i, k) in ctx.rendered() {
         for o in &k.objects {
             // Flux objects applied twice are a load error already (duplicates).

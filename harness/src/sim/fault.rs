@@ -1,8 +1,8 @@
 //! Faults to reproduce incidents, parsed from `--fault` arguments:
 //!
 //! - `webhook-down:NAME@FROM-TO`   a webhook's pods are down from FROM to TO (e.g. `@60s-5m`)
-//! - `cilium-restart@T`            the Cilium agents restart at T (network down ~20 s,
-//!                                 the conflist is rewritten)
+//! - `cilium-restart@T`            the Cilium agents restart at T (network down ~20 s, the
+//!   conflist is rewritten)
 //! - `chart-fail:NS/NAME=N`        the HelmRelease's install fails N times
 //! - `slow-chart:NS/NAME=DURATION` the HelmRelease's install takes DURATION
 //! - `node-late@T`                 a node joins at T: DaemonSet charts roll out on it again

@@ -709,7 +709,7 @@ impl<'a> Simulator<'a> {
         let h = &self.model.helm_releases[hr].spec;
         let svc = format!("{}-webhook-service", h.name);
         let ns = self.release_ns(hr);
-        let ending = if self.h_ready(hr) { format!("dial tcp 10.96.0.10:443: connect: connection refused") } else { format!("no endpoints available for service \"{svc}\"") };
+        let ending = if self.h_ready(hr) { "dial tcp 10.96.0.10:443: connect: connection refused".to_string() } else { format!("no endpoints available for service \"{svc}\"") };
         format!("{id} dry-run failed (InternalError): Internal error occurred: failed calling webhook \"{name}\": failed to call webhook: Post \"https://{svc}.{ns}.svc:443/validate?timeout=10s\": {ending}")
     }
 

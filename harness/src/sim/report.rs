@@ -121,7 +121,7 @@ fn waits_on(s: &Simulator, e: &Entity) -> Option<Block> {
             if s.serving(*hr, name) {
                 None
             } else if s.h_ready(*hr) {
-                if !s.network_up() { Some(Block::On(Entity::Network)) } else { Some(Block::Root(format!("its pods are down (fault injected)"))) }
+                if !s.network_up() { Some(Block::On(Entity::Network)) } else { Some(Block::Root("its pods are down (fault injected)".to_string())) }
             } else {
                 Some(Block::On(Entity::H(*hr)))
             }
