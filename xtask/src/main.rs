@@ -75,16 +75,8 @@ enum Command {
     Simulate {
         #[command(flatten)]
         repo: RepoArgs,
-        /// Inject a fault: webhook-down:NAME@FROM-TO, cilium-restart@T,
-        /// chart-fail:NS/NAME=N, slow-chart:NS/NAME=DURATION, node-late@T.
-        #[arg(long = "fault", value_name = "FAULT")]
-        faults: Vec<String>,
-        /// Seed of the interval jitter (same seed, same timeline).
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// A CNI already runs when Flux starts (as the e2e pre-installs Cilium).
-        #[arg(long)]
-        cni_preinstalled: bool,
+        #[command(flatten)]
+        sim: SimArgs,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -128,15 +120,11 @@ enum Command {
     SimCluster {
         #[command(flatten)]
         repo: RepoArgs,
+        #[command(flatten)]
+        sim: SimArgs,
         /// Virtual seconds per real second (60: one simulated minute per second).
         #[arg(long, default_value_t = 60.0)]
         speed: f64,
-        #[arg(long = "fault", value_name = "FAULT")]
-        faults: Vec<String>,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        #[arg(long)]
-        cni_preinstalled: bool,
         /// Port on 127.0.0.1 (0: a free one).
         #[arg(long, default_value_t = 0)]
         port: u16,
@@ -150,6 +138,27 @@ enum Command {
         #[arg(default_value = "all")]
         which: String,
     },
+}
+
+#[derive(clap::Args, Clone)]
+struct SimArgs {
+    /// Inject a fault: webhook-down:NAME@FROM-TO, cilium-restart@T,
+    /// chart-fail:NS/NAME=N, slow-chart:NS/NAME=DURATION, node-late@T.
+    #[arg(long = "fault", value_name = "FAULT")]
+    faults: Vec<String>,
+    /// Seed of the interval jitter (same seed, same timeline).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// A CNI already runs when Flux starts (as the e2e pre-installs Cilium).
+    #[arg(long)]
+    cni_preinstalled: bool,
+}
+
+impl SimArgs {
+    fn config(&self) -> harness::Result<harness::sim::SimConfig> {
+        let faults = self.faults.iter().map(|f| harness::sim::Fault::parse(f)).collect::<harness::Result<Vec<_>>>()?;
+        Ok(harness::sim::SimConfig { seed: self.seed, cni_preinstalled: self.cni_preinstalled, faults, ..Default::default() })
+    }
 }
 
 fn request(r: &RepoArgs) -> Result<PlanRequest, String> {
@@ -203,12 +212,8 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Simulate { repo, faults, seed, cni_preinstalled, format } => {
-            let result = request(&repo).map_err(|e| harness::Error::new(harness::ErrorKind::Usage, e)).and_then(|req| {
-                let faults = faults.iter().map(|f| harness::sim::Fault::parse(f)).collect::<harness::Result<Vec<_>>>()?;
-                let cfg = harness::sim::SimConfig { seed, cni_preinstalled, faults, ..Default::default() };
-                harness::commands::simulate(&req, cfg)
-            });
+        Command::Simulate { repo, sim, format } => {
+            let result = request(&repo).map_err(|e| harness::Error::new(harness::ErrorKind::Usage, e)).and_then(|req| harness::commands::simulate(&req, sim.config()?));
             match result {
                 Ok(report) => {
                     match format {
@@ -296,10 +301,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::SimCluster { repo, speed, faults, seed, cni_preinstalled, port, kubeconfig } => {
+        Command::SimCluster { repo, sim, speed, port, kubeconfig } => {
             let result = request(&repo).map_err(|e| harness::Error::new(harness::ErrorKind::Usage, e)).and_then(|req| {
-                let faults = faults.iter().map(|f| harness::sim::Fault::parse(f)).collect::<harness::Result<Vec<_>>>()?;
-                let cfg = harness::sim::SimConfig { seed, cni_preinstalled, faults, ..Default::default() };
+                let cfg = sim.config()?;
                 let (model, config) = harness::commands::load(&req)?;
                 let rt = tokio::runtime::Runtime::new().map_err(|e| harness::Error::new(harness::ErrorKind::Io, e.to_string()))?;
                 rt.block_on(async move {
