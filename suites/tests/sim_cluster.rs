@@ -68,6 +68,17 @@ async fn typed_client_crud_and_server_side_apply() {
     let ssa2 = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"x": "2"}});
     assert_eq!(api.patch("s", &dry, &Patch::Apply(&ssa2)).await.unwrap().data.unwrap()["x"], "2");
     assert_eq!(api.get("s").await.unwrap().data.unwrap()["x"], "1", "dry-run is not stored");
+    // Field ownership: another manager changing a field it does not own is a conflict.
+    let other = PatchParams::apply("someone-else");
+    let conflict = api.patch("s", &other, &Patch::Apply(&ssa2)).await.unwrap_err();
+    match &conflict {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 409);
+            assert!(s.message.contains("conflict with \"harness-test\": .data.x"), "{}", s.message);
+        }
+        e => panic!("{e}"),
+    }
+    assert_eq!(api.patch("s", &other.clone().force(), &Patch::Apply(&ssa2)).await.unwrap().data.unwrap()["x"], "2", "force takes the field over");
     api.delete("t", &DeleteParams::default()).await.unwrap();
     let gone = api.get("t").await.unwrap_err();
     assert!(matches!(&gone, kube::Error::Api(s) if s.code == 404 && s.message == "configmaps \"t\" not found"), "{gone}");

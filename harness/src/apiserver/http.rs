@@ -212,9 +212,21 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 }
             } else if ctype.starts_with("application/strategic-merge-patch+json") {
                 crate::kustomize::patch::strategic_merge(&mut obj, &patch, crate::object::is_builtin_kind(&res.group, &res.kind), res.kind == "Service" && res.group.is_empty());
-            } else if ctype.starts_with("application/merge-patch+json") || is_apply {
-                // Server-side apply: the applied fields win (force or not, a single
-                // manager per field is not tracked by the simulation).
+            } else if is_apply {
+                // Server-side apply: fields are owned by their manager; another manager
+                // changing them is a conflict unless it forces.
+                let manager = q.get("fieldManager").cloned().unwrap_or_default();
+                if manager.is_empty() {
+                    return status(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch");
+                }
+                let force = q.get("force").is_some_and(|f| f == "true");
+                let current = if code == StatusCode::CREATED { None } else { Some(before.clone()) };
+                merge_patch(&mut obj, &patch);
+                if let Err(conflicts) = super::store::apply_ownership(&mut obj, current.as_ref(), &patch, &manager, force) {
+                    let list = conflicts.iter().map(|(m, p)| format!("- conflict with \"{m}\": {p}")).collect::<Vec<_>>().join("\n");
+                    return status(409, "Conflict", &format!("Apply failed with {} conflict{}:\n{list}", conflicts.len(), if conflicts.len() == 1 { "" } else { "s" }));
+                }
+            } else if ctype.starts_with("application/merge-patch+json") {
                 merge_patch(&mut obj, &patch);
             } else {
                 return status(415, "UnsupportedMediaType", &format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got '{ctype}')"));

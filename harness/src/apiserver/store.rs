@@ -244,6 +244,86 @@ pub fn synthetic_crd(group: &str, kind: &str, namespaced: bool) -> Value {
     })
 }
 
+/// The leaf field paths of an applied object (`.spec.replicas`), metadata identity and
+/// status aside: what a server-side apply manager owns.
+pub fn leaf_paths(v: &Value) -> Vec<String> {
+    fn walk(v: &Value, path: &str, out: &mut Vec<String>) {
+        match v.as_object() {
+            Some(m) if !m.is_empty() => {
+                for (k, x) in m {
+                    walk(x, &format!("{path}.{k}"), out);
+                }
+            }
+            _ => out.push(path.to_string()),
+        }
+    }
+    let mut out = vec![];
+    if let Some(m) = v.as_object() {
+        for (k, x) in m {
+            if matches!(k.as_str(), "apiVersion" | "kind" | "status") {
+                continue;
+            }
+            if k == "metadata" {
+                for (mk, mx) in x.as_object().into_iter().flatten() {
+                    if matches!(mk.as_str(), "labels" | "annotations") {
+                        walk(mx, &format!(".metadata.{mk}"), &mut out);
+                    }
+                }
+                continue;
+            }
+            walk(x, &format!(".{k}"), &mut out);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Server-side apply ownership, kept in `metadata.managedFields` as a simplified
+/// `fieldsV1`: each Apply manager with the leaf paths it set. Returns the conflicting
+/// (manager, path) pairs when `force` is off; else takes the fields over.
+pub fn apply_ownership(obj: &mut Value, current: Option<&Value>, applied: &Value, manager: &str, force: bool) -> Result<(), Vec<(String, String)>> {
+    let mine = leaf_paths(applied);
+    let mut managers: Vec<(String, Vec<String>)> = current
+        .and_then(|c| c.pointer("/metadata/managedFields"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            let name = m.get("manager")?.as_str()?.to_string();
+            let paths = m.pointer("/fieldsV1/paths")?.as_array()?.iter().filter_map(Value::as_str).map(str::to_string).collect();
+            Some((name, paths))
+        })
+        .collect();
+    let value_at = |v: Option<&Value>, path: &str| -> Option<Value> {
+        let ptr = path.replace('.', "/");
+        v.and_then(|v| v.pointer(&ptr)).cloned()
+    };
+    let mut conflicts = vec![];
+    for (other, paths) in &managers {
+        if other == manager {
+            continue;
+        }
+        for p in paths.iter().filter(|p| mine.contains(p)) {
+            if value_at(current, p) != value_at(Some(applied), p) {
+                conflicts.push((other.clone(), p.clone()));
+            }
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        return Err(conflicts);
+    }
+    for (other, paths) in managers.iter_mut() {
+        if other != manager {
+            paths.retain(|p| !mine.contains(p));
+        }
+    }
+    managers.retain(|(m, p)| m != manager && !p.is_empty());
+    managers.push((manager.to_string(), mine));
+    let mf: Vec<Value> = managers.into_iter().map(|(m, p)| json!({"manager": m, "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {"paths": p}})).collect();
+    crate::object::metadata_mut(obj).insert("managedFields".into(), Value::Array(mf));
+    Ok(())
+}
+
 /// Merge patch (RFC 7386).
 pub fn merge_patch(target: &mut Value, patch: &Value) {
     match (target.as_object_mut(), patch.as_object()) {
@@ -304,6 +384,22 @@ mod tests {
         assert_eq!(plural_of("Gateway"), "gateways");
         assert_eq!(plural_of("Ingress"), "ingresses");
         assert_eq!(plural_of("Certificate"), "certificates");
+    }
+
+    #[test]
+    fn apply_conflicts_between_managers() {
+        let mut obj = json!({"metadata": {"name": "x"}, "data": {"a": "1"}});
+        let first = json!({"metadata": {"name": "x"}, "data": {"a": "1"}});
+        apply_ownership(&mut obj, None, &first, "flux", false).unwrap();
+        let current = obj.clone();
+        let theirs = json!({"metadata": {"name": "x"}, "data": {"a": "2", "b": "x"}});
+        let conflicts = apply_ownership(&mut obj.clone(), Some(&current), &theirs, "kubectl", false).unwrap_err();
+        assert_eq!(conflicts, vec![("flux".to_string(), ".data.a".to_string())]);
+        // Same value: no conflict (shared ownership); force: taken over.
+        apply_ownership(&mut obj.clone(), Some(&current), &first, "kubectl", false).unwrap();
+        apply_ownership(&mut obj, Some(&current), &theirs, "kubectl", true).unwrap();
+        let mf = obj["metadata"]["managedFields"].as_array().unwrap();
+        assert!(mf.iter().all(|m| m["manager"] != "flux"), "flux lost its only field: {mf:?}");
     }
 
     #[test]
