@@ -133,7 +133,7 @@ pub fn check(model: &RepoModel, graph: &Graph, obs: &[Observation], timeout_seco
             violations.push(Violation {
                 kind: "layers".into(),
                 objects: vec![],
-                message: format!("the layer order changed from the reviewed snapshot: expected {expected:?}, the repo now gives {planned:?}; review it and update the snapshot (--update-snapshot)"),
+                message: format!("the layer order changed from the reviewed snapshot: expected {expected:?}, the repo now gives {planned:?}; review the new order and write it to the snapshot file"),
             });
         }
     }

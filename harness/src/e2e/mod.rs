@@ -1,5 +1,6 @@
 pub mod assert;
 pub mod git;
 pub mod plan;
+pub mod provider;
 pub mod report;
 pub mod run;

@@ -2,9 +2,9 @@
 //! from docs/real-cluster.md. Pure: `--dry-run` prints it, the runner executes it through
 //! `exec`, and tests snapshot it.
 
-use crate::catalogue::value_at;
 use crate::exec::Cmd;
 use crate::model::RepoModel;
+use super::provider::ClusterProvider;
 use serde_json::{Value, json};
 
 /// Flux's version when the repo does not pin one (gotk-components.yaml).
@@ -17,13 +17,8 @@ pub enum ProviderKind {
     Existing,
 }
 
-#[derive(Debug, Clone)]
 pub struct PlanInput<'a> {
-    pub provider: ProviderKind,
-    pub cluster_name: String,
-    pub context: Option<String>,
-    pub repo_dir: String,
-    pub kind_configs: String,
+    pub provider: &'a dyn ClusterProvider,
     pub artifacts: String,
     pub model: &'a RepoModel,
     /// `clusters/ENV/flux-system/gotk-components.yaml` when the repo pins Flux.
@@ -49,19 +44,14 @@ impl Step {
 }
 
 /// The values the repo's Cilium HelmRelease installs with, plus only what kind/k3d need.
-pub fn cilium_values(model: &RepoModel, provider: ProviderKind, cluster_name: &str) -> Option<(String, Option<String>, Value)> {
+pub fn cilium_values(model: &RepoModel, provider: &dyn ClusterProvider) -> Option<(String, Option<String>, Value)> {
     let h = model.helm_releases.iter().find(|h| h.spec.chart == "cilium")?;
     let url = h.spec.source.as_ref().and_then(|s| model.source(s)).and_then(|s| model.sources[s].spec.url.clone()).unwrap_or_else(|| "https://helm.cilium.io/".into());
     let mut values = h.spec.values.clone();
     if !values.is_object() {
         values = json!({});
     }
-    let host = match provider {
-        ProviderKind::Kind => format!("{cluster_name}-control-plane"),
-        ProviderKind::K3d => format!("k3d-{cluster_name}-server-0"),
-        ProviderKind::Existing => value_at(&values, "k8sServiceHost").and_then(Value::as_str).unwrap_or("").to_string(),
-    };
-    if provider != ProviderKind::Existing {
+    if let Some(host) = provider.api_server_host() {
         // The repo's values point at the production API server; the test cluster's differ.
         // Only these leaves change; the rest of the repo's values stay as they are.
         for (path, v) in [("k8sServiceHost", json!(host)), ("k8sServicePort", json!(6443)), ("ipam.mode", json!("kubernetes")), ("kubeProxyReplacement", json!(true)), ("image.pullPolicy", json!("IfNotPresent"))] {
@@ -93,52 +83,21 @@ pub fn rewritten_sources(model: &RepoModel, git_url: &str, branch: &str) -> Vec<
 
 pub fn build(p: &PlanInput) -> Vec<Step> {
     let mut steps = vec![];
-    let kc = format!("{}/kubeconfig", p.artifacts);
-    let name = &p.cluster_name;
-    // A named context is used as it is (never copied); a created cluster by its kubeconfig.
-    let target: Vec<String> = match (&p.provider, &p.context) {
-        (ProviderKind::Existing, Some(ctx)) => vec![format!("--context={ctx}")],
-        _ => vec!["--kubeconfig".into(), kc.clone()],
-    };
+    let target = p.provider.target();
     let kubectl = |what: &str, args: &[&str]| -> Step {
-        let mut a: Vec<&str> = target.iter().map(String::as_str).collect();
+        let t = target.kubectl_args();
+        let mut a: Vec<&str> = t.iter().map(String::as_str).collect();
         a.extend_from_slice(args);
         Step::run(what, "kubectl", &a)
     };
-    let helm_target: Vec<String> = match (&p.provider, &p.context) {
-        (ProviderKind::Existing, Some(ctx)) => vec!["--kube-context".into(), ctx.clone()],
-        _ => vec!["--kubeconfig".into(), kc.clone()],
-    };
-    match p.provider {
-        ProviderKind::Kind => {
-            steps.push(Step::run("create the kind cluster (no CNI, no kube-proxy)", "kind", &["create", "cluster", "--name", name, "--config", &format!("{}/kind.yaml", p.kind_configs), "--kubeconfig", &kc, "--wait", "0s"]));
-            steps.push(Step::Run { what: "delete the kind cluster".into(), cmd: Cmd::new("kind", &["delete", "cluster", "--name", name, "--kubeconfig", &kc]), cleanup: true });
-        }
-        ProviderKind::K3d => {
-            steps.push(Step::run(
-                "create the k3d cluster (no flannel, network policy, traefik or kube-proxy)",
-                "k3d",
-                &[
-                    "cluster",
-                    "create",
-                    name,
-                    "--config",
-                    &format!("{}/k3d.yaml", p.kind_configs),
-                    "--volume",
-                    &format!("{}/k3d-entrypoint-cilium.sh:/bin/k3d-entrypoint-cilium.sh@all", p.kind_configs),
-                    "--kubeconfig-update-default=false",
-                    "--kubeconfig-switch-context=false",
-                ],
-            ));
-            steps.push(Step::run("write the k3d kubeconfig", "k3d", &["kubeconfig", "write", name, "--output", &kc]));
-            steps.push(Step::Run { what: "delete the k3d cluster".into(), cmd: Cmd::new("k3d", &["cluster", "delete", name]), cleanup: true });
-        }
-        ProviderKind::Existing => {
-            let ctx = p.context.clone().unwrap_or_default();
-            steps.push(Step::run("check the named context answers (the harness never creates nor deletes it)", "kubectl", &["--context", &ctx, "cluster-info"]));
-        }
+    let helm_target = target.helm_args();
+    for (what, cmd) in p.provider.create() {
+        steps.push(Step::Run { what, cmd, cleanup: false });
     }
-    if let Some((url, version, values)) = cilium_values(p.model, p.provider, name) {
+    for (what, cmd) in p.provider.delete() {
+        steps.push(Step::Run { what, cmd, cleanup: true });
+    }
+    if let Some((url, version, values)) = cilium_values(p.model, p.provider) {
         let vf = format!("{}/cilium-values.yaml", p.artifacts);
         steps.push(Step::Write { what: "Cilium values: the repo's HelmRelease values plus the test cluster's API server".into(), path: vf.clone(), content: crate::yaml::to_yaml(&values) });
         steps.push(Step::run("add the Cilium chart repository", "helm", &["repo", "add", "cilium", &url, "--force-update"]));
@@ -156,10 +115,7 @@ pub fn build(p: &PlanInput) -> Vec<Step> {
         Some(f) => steps.push(kubectl("install Flux as the repo pins it (gotk-components.yaml)", &["apply", "--server-side", "-f", f])),
         None => {
             let mut a = vec!["install", "--version", FLUX_VERSION];
-            let flux_target: Vec<String> = match (&p.provider, &p.context) {
-                (ProviderKind::Existing, Some(ctx)) => vec!["--context".into(), ctx.clone()],
-                _ => vec!["--kubeconfig".into(), kc.clone()],
-            };
+            let flux_target = target.flux_args();
             a.extend(flux_target.iter().map(String::as_str));
             steps.push(Step::run("install Flux (the harness's pinned version)", "flux", &a));
         }

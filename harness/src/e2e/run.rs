@@ -5,6 +5,7 @@
 
 use super::assert::{self, Observation};
 use super::plan::{self, ProviderKind, Step};
+use super::provider::{ClusterProvider, Existing, K3d, Kind};
 use super::report::{E2eReport, Predicted};
 use crate::commands::PlanRequest;
 use crate::error::{Error, ErrorKind, Result};
@@ -268,47 +269,52 @@ impl Drop for Cleanup {
     }
 }
 
+/// The provider for a real cluster of this run.
+pub fn provider(req: &E2eRequest, kind: ProviderKind) -> Result<Box<dyn ClusterProvider>> {
+    let name = format!("flux-harness-{}", req.run_id);
+    let kubeconfig = req.artifacts.join("kubeconfig").display().to_string();
+    let configs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(|p| p.join("kind-configs")).unwrap_or_default().display().to_string();
+    Ok(match kind {
+        ProviderKind::Kind => Box::new(Kind { name, config: format!("{configs}/kind.yaml"), kubeconfig }),
+        ProviderKind::K3d => Box::new(K3d { name, config_dir: configs, kubeconfig }),
+        ProviderKind::Existing => {
+            let context = req.context.clone().ok_or_else(|| {
+                Error::new(ErrorKind::Usage, "--provider existing needs --context NAME: the harness never uses a cluster it did not create unless you name it")
+            })?;
+            Box::new(Existing { context })
+        }
+    })
+}
+
 /// The executable plan for a real provider (also what `--dry-run` prints).
 pub fn real_plan(req: &E2eRequest, kind: ProviderKind, model: &RepoModel, git_url: &str) -> Result<Vec<Step>> {
-    if kind == ProviderKind::Existing && req.context.is_none() {
-        return Err(Error::new(ErrorKind::Usage, "--provider existing needs --context NAME: the harness never uses a cluster it did not create unless you name it"));
-    }
+    let provider = provider(req, kind)?;
     let root = req.plan.repo.clone();
     let gotk = crate::files::join(&model.entry_path, "flux-system/gotk-components.yaml").ok().map(|p| root.join(p)).filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))));
-    let project = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(|p| p.join("kind-configs")).unwrap_or_default();
-    let run_id = &req.run_id;
     Ok(plan::build(&plan::PlanInput {
-        provider: kind,
-        cluster_name: format!("flux-harness-{run_id}"),
-        context: req.context.clone(),
-        repo_dir: root.display().to_string(),
-        kind_configs: project.display().to_string(),
+        provider: provider.as_ref(),
         artifacts: req.artifacts.display().to_string(),
         model,
         gotk_components: gotk.map(|p| p.display().to_string()),
         git_url: git_url.to_string(),
-        run_branch: format!("flux-harness/run-{run_id}"),
+        run_branch: format!("flux-harness/run-{}", req.run_id),
         age_key: req.age_key.as_ref().map(|p| p.display().to_string()),
     }))
 }
 
 /// The address pods reach this machine on: the gateway of the cluster's docker network.
-fn gateway(kind: ProviderKind, cluster_name: &str) -> Result<String> {
-    let network = match kind {
-        ProviderKind::Kind => "kind".to_string(),
-        ProviderKind::K3d => format!("k3d-{cluster_name}"),
-        ProviderKind::Existing => {
-            return std::env::var("HARNESS_GIT_HOST").map_err(|_| {
-                Error::new(ErrorKind::Usage, "--provider existing: set HARNESS_GIT_HOST to an address of this machine that the cluster's pods can reach (the harness's git server binds to it)")
-            });
-        }
+fn gateway(provider: &dyn ClusterProvider) -> Result<String> {
+    let Some(network) = provider.docker_network() else {
+        return std::env::var("HARNESS_GIT_HOST").map_err(|_| {
+            Error::new(ErrorKind::Usage, format!("--provider {}: set HARNESS_GIT_HOST to an address of this machine that the cluster's pods can reach (the harness's git server binds to it)", provider.name()))
+        });
     };
     let out = crate::exec::Cmd::new("docker", &["network", "inspect", &network, "-f", "{{range .IPAM.Config}}{{.Gateway}} {{end}}"]).output()?;
     out.split_whitespace().find(|a| a.parse::<std::net::Ipv4Addr>().is_ok()).map(str::to_string).ok_or_else(|| Error::new(ErrorKind::Io, format!("docker network {network} has no IPv4 gateway")))
 }
 
 async fn run_real(req: &E2eRequest, kind: ProviderKind, model: RepoModel, config: crate::config::RepoConfig, expected: Option<Vec<Vec<String>>>, progress: Progress<'_>) -> Result<E2eReport> {
-    let cluster_name = format!("flux-harness-{}", req.run_id);
+    let prov = provider(req, kind)?;
     std::fs::create_dir_all(&req.artifacts).map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", req.artifacts.display())))?;
     // The entry needs the git server's URL, which needs the cluster's network: run the
     // plan up to the entry, start the server, then apply the entry.
@@ -319,7 +325,7 @@ async fn run_real(req: &E2eRequest, kind: ProviderKind, model: RepoModel, config
     for s in &draft[..draft.len() - entry_steps] {
         execute_step_async(s, &mut guard, progress).await?;
     }
-    let host = gateway(kind, &cluster_name)?;
+    let host = gateway(prov.as_ref())?;
     let branch = format!("flux-harness/run-{}", req.run_id);
     progress(&format!("serving the working tree on http://{host} (branch {branch})"));
     let git = super::git::start(&req.plan.repo, &req.artifacts.join("git"), &branch, format!("{host}:0").parse().map_err(|e| Error::new(ErrorKind::Usage, format!("{host}: {e}")))?).await?;
@@ -345,36 +351,36 @@ async fn run_real(req: &E2eRequest, kind: ProviderKind, model: RepoModel, config
     let mut artifacts = None;
     if !passed {
         progress("collecting diagnostics");
-        let kc = req.artifacts.join("kubeconfig").display().to_string();
-        let target: Vec<String> = match (&req.context, kind) {
-            (Some(ctx), ProviderKind::Existing) => vec![format!("--context={ctx}")],
-            _ => vec!["--kubeconfig".into(), kc],
-        };
+        let target = prov.target().kubectl_args();
         let kubectl = |args: &[&str]| {
             let mut a: Vec<&str> = target.iter().map(String::as_str).collect();
             a.extend_from_slice(args);
             crate::exec::Cmd::new("kubectl", &a).output().unwrap_or_else(|e| format!("{e}\n"))
         };
-        let mut extra: Vec<(&str, String)> = vec![
-            ("events.txt", kubectl(&["get", "events", "-A", "--sort-by=.lastTimestamp"])),
-            ("kustomize-controller.log", kubectl(&["-n", "flux-system", "logs", "deploy/kustomize-controller", "--tail=2000"])),
-            ("helm-controller.log", kubectl(&["-n", "flux-system", "logs", "deploy/helm-controller", "--tail=2000"])),
-            ("source-controller.log", kubectl(&["-n", "flux-system", "logs", "deploy/source-controller", "--tail=2000"])),
+        let mut extra: Vec<(String, String)> = vec![
+            ("events.txt".into(), kubectl(&["get", "events", "-A", "--sort-by=.lastTimestamp"])),
+            ("kustomize-controller.log".into(), kubectl(&["-n", "flux-system", "logs", "deploy/kustomize-controller", "--tail=2000"])),
+            ("helm-controller.log".into(), kubectl(&["-n", "flux-system", "logs", "deploy/helm-controller", "--tail=2000"])),
+            ("source-controller.log".into(), kubectl(&["-n", "flux-system", "logs", "deploy/source-controller", "--tail=2000"])),
         ];
-        if kind == ProviderKind::Kind {
-            let nodes = crate::exec::Cmd::new("kind", &["get", "nodes", "--name", &cluster_name]).output().unwrap_or_default();
+        for (file, cmd) in prov.logs() {
+            extra.push((file, cmd.output().unwrap_or_else(|e| format!("{e}\n"))));
+        }
+        if let Some(nodes) = prov.nodes().and_then(|c| c.output().ok()) {
             let mut cni = String::new();
             for n in nodes.split_whitespace() {
-                cni.push_str(&format!("== {n}\n"));
-                cni.push_str(&crate::exec::Cmd::new("docker", &["exec", n, "sh", "-c", "ls -l /etc/cni/net.d; cat /etc/cni/net.d/05-cilium.conflist"]).output().unwrap_or_else(|e| format!("{e}\n")));
+                if let Some(cmd) = prov.on_node(n, "ls -l /etc/cni/net.d; cat /etc/cni/net.d/05-cilium.conflist") {
+                    cni.push_str(&format!("== {n}\n{}", cmd.output().unwrap_or_else(|e| format!("{e}\n"))));
+                }
             }
-            extra.push(("node-cni.txt", cni));
+            extra.push(("node-cni.txt".into(), cni));
         }
+        let extra: Vec<(&str, String)> = extra.iter().map(|(f, c)| (f.as_str(), c.clone())).collect();
         let chains = violations.iter().map(|v| format!("[{}] {}\n", v.kind, v.message)).collect::<String>();
         diagnostics(&req.artifacts, &client, &model, &obs, &chains, &extra).await?;
         artifacts = Some(req.artifacts.display().to_string());
     }
-    if req.keep && kind != ProviderKind::Existing {
+    if req.keep && !prov.delete().is_empty() {
         progress(&format!("kept: export KUBECONFIG={}", req.artifacts.join("kubeconfig").display()));
     }
     drop(git);

@@ -1,0 +1,180 @@
+//! Cluster providers behind one trait: how a cluster is created, reached, inspected and
+//! deleted. Every method returns commands (run through `exec`) rather than running them,
+//! so a plan can be printed, snapshotted and executed the same way.
+
+use crate::exec::Cmd;
+
+/// How commands reach the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A kubeconfig the harness wrote for a cluster it created.
+    Kubeconfig(String),
+    /// A context of the user's kubeconfig, named with --context.
+    Context(String),
+}
+
+impl Target {
+    pub fn kubectl_args(&self) -> Vec<String> {
+        match self {
+            Target::Kubeconfig(p) => vec!["--kubeconfig".into(), p.clone()],
+            Target::Context(c) => vec![format!("--context={c}")],
+        }
+    }
+    pub fn helm_args(&self) -> Vec<String> {
+        match self {
+            Target::Kubeconfig(p) => vec!["--kubeconfig".into(), p.clone()],
+            Target::Context(c) => vec!["--kube-context".into(), c.clone()],
+        }
+    }
+    pub fn flux_args(&self) -> Vec<String> {
+        match self {
+            Target::Kubeconfig(p) => vec!["--kubeconfig".into(), p.clone()],
+            Target::Context(c) => vec!["--context".into(), c.clone()],
+        }
+    }
+}
+
+pub trait ClusterProvider {
+    fn name(&self) -> &'static str;
+    /// Commands that create the cluster, with what each does (none for an existing one).
+    fn create(&self) -> Vec<(String, Cmd)>;
+    fn target(&self) -> Target;
+    /// The command that prints the cluster's node names.
+    fn nodes(&self) -> Option<Cmd>;
+    /// A shell command run on one node.
+    fn on_node(&self, node: &str, command: &str) -> Option<Cmd>;
+    /// Commands whose output is worth keeping when a run fails.
+    fn logs(&self) -> Vec<(String, Cmd)>;
+    /// Commands that delete the cluster (none for a cluster the harness did not create).
+    fn delete(&self) -> Vec<(String, Cmd)>;
+    /// The docker network whose gateway the cluster's pods reach this machine on.
+    fn docker_network(&self) -> Option<String>;
+    /// The API server as Cilium inside the cluster must address it (None: keep the repo's).
+    fn api_server_host(&self) -> Option<String>;
+}
+
+pub struct Kind {
+    pub name: String,
+    pub config: String,
+    pub kubeconfig: String,
+}
+
+impl ClusterProvider for Kind {
+    fn name(&self) -> &'static str {
+        "kind"
+    }
+    fn create(&self) -> Vec<(String, Cmd)> {
+        vec![("create the kind cluster (no CNI, no kube-proxy)".into(), Cmd::new("kind", &["create", "cluster", "--name", &self.name, "--config", &self.config, "--kubeconfig", &self.kubeconfig, "--wait", "0s"]))]
+    }
+    fn target(&self) -> Target {
+        Target::Kubeconfig(self.kubeconfig.clone())
+    }
+    fn nodes(&self) -> Option<Cmd> {
+        Some(Cmd::new("kind", &["get", "nodes", "--name", &self.name]))
+    }
+    fn on_node(&self, node: &str, command: &str) -> Option<Cmd> {
+        Some(Cmd::new("docker", &["exec", node, "sh", "-c", command]))
+    }
+    fn logs(&self) -> Vec<(String, Cmd)> {
+        vec![("kind-logs.txt".into(), Cmd::new("kind", &["export", "logs", "--name", &self.name]))]
+    }
+    fn delete(&self) -> Vec<(String, Cmd)> {
+        vec![("delete the kind cluster".into(), Cmd::new("kind", &["delete", "cluster", "--name", &self.name, "--kubeconfig", &self.kubeconfig]))]
+    }
+    fn docker_network(&self) -> Option<String> {
+        Some("kind".into())
+    }
+    fn api_server_host(&self) -> Option<String> {
+        Some(format!("{}-control-plane", self.name))
+    }
+}
+
+pub struct K3d {
+    pub name: String,
+    pub config_dir: String,
+    pub kubeconfig: String,
+}
+
+impl ClusterProvider for K3d {
+    fn name(&self) -> &'static str {
+        "k3d"
+    }
+    fn create(&self) -> Vec<(String, Cmd)> {
+        vec![
+            (
+                "create the k3d cluster (no flannel, network policy, traefik or kube-proxy)".into(),
+                Cmd::new(
+                    "k3d",
+                    &[
+                        "cluster",
+                        "create",
+                        &self.name,
+                        "--config",
+                        &format!("{}/k3d.yaml", self.config_dir),
+                        "--volume",
+                        &format!("{}/k3d-entrypoint-cilium.sh:/bin/k3d-entrypoint-cilium.sh@all", self.config_dir),
+                        "--kubeconfig-update-default=false",
+                        "--kubeconfig-switch-context=false",
+                    ],
+                ),
+            ),
+            ("write the k3d kubeconfig".into(), Cmd::new("k3d", &["kubeconfig", "write", &self.name, "--output", &self.kubeconfig])),
+        ]
+    }
+    fn target(&self) -> Target {
+        Target::Kubeconfig(self.kubeconfig.clone())
+    }
+    fn nodes(&self) -> Option<Cmd> {
+        Some(Cmd::new("docker", &["ps", "--filter", &format!("label=k3d.cluster={}", self.name), "--format", "{{.Names}}"]))
+    }
+    fn on_node(&self, node: &str, command: &str) -> Option<Cmd> {
+        Some(Cmd::new("docker", &["exec", node, "sh", "-c", command]))
+    }
+    fn logs(&self) -> Vec<(String, Cmd)> {
+        vec![("k3d-server-0.log".into(), Cmd::new("docker", &["logs", "--tail", "2000", &format!("k3d-{}-server-0", self.name)]))]
+    }
+    fn delete(&self) -> Vec<(String, Cmd)> {
+        vec![("delete the k3d cluster".into(), Cmd::new("k3d", &["cluster", "delete", &self.name]))]
+    }
+    fn docker_network(&self) -> Option<String> {
+        Some(format!("k3d-{}", self.name))
+    }
+    fn api_server_host(&self) -> Option<String> {
+        Some(format!("k3d-{}-server-0", self.name))
+    }
+}
+
+/// A cluster the user names: used as it is, never created nor deleted.
+pub struct Existing {
+    pub context: String,
+}
+
+impl ClusterProvider for Existing {
+    fn name(&self) -> &'static str {
+        "existing"
+    }
+    fn create(&self) -> Vec<(String, Cmd)> {
+        vec![("check the named context answers (the harness never creates nor deletes it)".into(), Cmd::new("kubectl", &["--context", &self.context, "cluster-info"]))]
+    }
+    fn target(&self) -> Target {
+        Target::Context(self.context.clone())
+    }
+    fn nodes(&self) -> Option<Cmd> {
+        Some(Cmd::new("kubectl", &["--context", &self.context, "get", "nodes", "-o", "name"]))
+    }
+    fn on_node(&self, _node: &str, _command: &str) -> Option<Cmd> {
+        None
+    }
+    fn logs(&self) -> Vec<(String, Cmd)> {
+        vec![]
+    }
+    fn delete(&self) -> Vec<(String, Cmd)> {
+        vec![]
+    }
+    fn docker_network(&self) -> Option<String> {
+        None
+    }
+    fn api_server_host(&self) -> Option<String> {
+        None
+    }
+}
