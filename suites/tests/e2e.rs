@@ -18,7 +18,9 @@ fn request(repo: PathBuf, cluster: &str, provider: Provider, artifacts: &Path) -
         provider,
         context: None,
         keep: false,
-        timeout_seconds: 1800.0,
+        // Generous: a passing run ends when all is Ready; this only bounds a failing one
+        // on a loaded machine (at 600x, 7,200 virtual seconds are 12 real ones).
+        timeout_seconds: 7200.0,
         age_key: None,
         artifacts: artifacts.to_path_buf(),
         speed: 600.0,
