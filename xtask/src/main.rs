@@ -270,13 +270,31 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let progress = |m: &str| eprintln!("==> {m}");
+            // A spinner for people, plain lines for CI logs.
+            use std::io::IsTerminal;
+            let spinner = std::io::stderr().is_terminal().then(|| {
+                let pb = indicatif::ProgressBar::new_spinner();
+                pb.enable_steady_tick(std::time::Duration::from_millis(120));
+                pb
+            });
+            let progress = |m: &str| match &spinner {
+                Some(pb) => {
+                    if let Some(prev) = Some(pb.message()).filter(|p| !p.is_empty()) {
+                        pb.println(format!("  done: {prev}"));
+                    }
+                    pb.set_message(m.to_string());
+                }
+                None => eprintln!("==> {m}"),
+            };
             let result = rt.block_on(async {
                 tokio::select! {
                     r = harness::e2e::run::run(&req, &progress) => Some(r),
                     _ = tokio::signal::ctrl_c() => None,
                 }
             });
+            if let Some(pb) = &spinner {
+                pb.finish_and_clear();
+            }
             let Some(result) = result else {
                 // Cleanup ran when the run was cancelled; do not wait for blocking threads.
                 rt.shutdown_background();
