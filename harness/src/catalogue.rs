@@ -185,7 +185,8 @@ impl Webhook {
     }
 
     pub fn intercepts(&self, group: &str, kind: &str) -> bool {
-        self.intercepts.groups.iter().any(|g| g == "*" || g == group) && self.intercepts.kinds.iter().any(|k| k == "*" || k == kind)
+        self.intercepts.groups.iter().any(|g| g == "*" || g == group)
+            && self.intercepts.kinds.iter().any(|k| k == "*" || k == kind)
     }
 
     /// Is a namespace (its name and labels) exempt, for a release installed in `release_ns`
@@ -257,10 +258,25 @@ mod tests {
     fn the_builtin_catalogue_covers_the_required_charts() {
         let c = Catalogue::builtin();
         for chart in [
-            "cilium", "linkerd-crds", "linkerd-control-plane", "linkerd2-cni", "linkerd-viz", "cert-manager",
-            "kube-prometheus-stack", "longhorn", "velero", "gatekeeper", "kyverno", "trivy-operator",
-            "cloudnative-pg", "rabbitmq-cluster-operator", "community-operator", "gateway-helm",
-            "external-secrets", "ingress-nginx", "metallb",
+            "cilium",
+            "linkerd-crds",
+            "linkerd-control-plane",
+            "linkerd2-cni",
+            "linkerd-viz",
+            "cert-manager",
+            "kube-prometheus-stack",
+            "longhorn",
+            "velero",
+            "gatekeeper",
+            "kyverno",
+            "trivy-operator",
+            "cloudnative-pg",
+            "rabbitmq-cluster-operator",
+            "community-operator",
+            "gateway-helm",
+            "external-secrets",
+            "ingress-nginx",
+            "metallb",
         ] {
             assert!(c.chart(chart).is_some(), "{chart} missing");
         }
@@ -274,7 +290,10 @@ mod tests {
         assert_eq!(gk.effective_policy(&json!({})), Some(FailurePolicy::Ignore));
         assert_eq!(gk.effective_policy(&json!({"validatingWebhookFailurePolicy": "Fail"})), Some(FailurePolicy::Fail));
         let ky = &c.chart("kyverno").unwrap().webhooks[0];
-        assert_eq!(ky.effective_policy(&json!({"features":{"forceFailurePolicyIgnore":{"enabled":true}}})), Some(FailurePolicy::Ignore));
+        assert_eq!(
+            ky.effective_policy(&json!({"features":{"forceFailurePolicyIgnore":{"enabled":true}}})),
+            Some(FailurePolicy::Ignore)
+        );
         let ing = &c.chart("ingress-nginx").unwrap().webhooks[0];
         assert_eq!(ing.effective_policy(&json!({"controller":{"admissionWebhooks":{"enabled":false}}})), None);
         let cm = &c.chart("cert-manager").unwrap().crds[0];

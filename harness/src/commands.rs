@@ -35,7 +35,9 @@ impl Renderer for KubectlRenderer {
         let root = files
             .disk_root()
             .ok_or_else(|| Error::new(ErrorKind::Usage, "the kubectl renderer needs a repository on disk"))?;
-        let has_kustomization = KUSTOMIZATION_FILES.iter().any(|k| files.kind(format!("{dir}/{k}").trim_start_matches('/')) == Some(EntryKind::File));
+        let has_kustomization = KUSTOMIZATION_FILES
+            .iter()
+            .any(|k| files.kind(format!("{dir}/{k}").trim_start_matches('/')) == Some(EntryKind::File));
         let (objects, notes) = if has_kustomization {
             let text = crate::exec::kubectl_kustomize(&root.join(dir))?;
             let label = format!("{} (kubectl kustomize output)", crate::files::display_dir(dir));
@@ -68,7 +70,9 @@ pub fn load(req: &PlanRequest) -> Result<(model::RepoModel, RepoConfig)> {
     let mapped: Vec<(String, DiskFiles)> = req
         .sources
         .iter()
-        .map(|(k, d)| DiskFiles::open(d).map(|f| (k.clone(), f)).map_err(|e| e.context(format!("--source {k}={}", d.display()))))
+        .map(|(k, d)| {
+            DiskFiles::open(d).map(|f| (k.clone(), f)).map_err(|e| e.context(format!("--source {k}={}", d.display())))
+        })
         .collect::<Result<_>>()?;
     let entry = match &req.entry {
         Some(e) => e.clone(),
@@ -100,7 +104,8 @@ pub fn load(req: &PlanRequest) -> Result<(model::RepoModel, RepoConfig)> {
     let mut catalogue = Catalogue::builtin();
     catalogue.extend(config.catalogue.clone());
     for h in crate::helmfile::detect(&files, &catalogue) {
-        let unknown: Vec<&String> = h.charts.iter().filter(|c| catalogue.chart(c).is_none() && c.ends_with("-crds")).collect();
+        let unknown: Vec<&String> =
+            h.charts.iter().filter(|c| catalogue.chart(c).is_none() && c.ends_with("-crds")).collect();
         let mut msg = format!(
             "bootstrap helmfile {} installs {} before Flux: CRD groups {} are taken as pre-installed",
             h.path,
@@ -108,9 +113,17 @@ pub fn load(req: &PlanRequest) -> Result<(model::RepoModel, RepoConfig)> {
             if h.groups.is_empty() { "(none known)".to_string() } else { h.groups.join(", ") }
         );
         if !unknown.is_empty() {
-            msg.push_str(&format!("; the CRDs of {} are not in the catalogue (list their groups under preinstalledCRDs)", unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+            msg.push_str(&format!(
+                "; the CRDs of {} are not in the catalogue (list their groups under preinstalledCRDs)",
+                unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ));
         }
-        model.findings.push(crate::findings::Finding::new("bootstrap-helmfile", crate::findings::Severity::Info, &crate::Loc::new(&h.path, 1), msg));
+        model.findings.push(crate::findings::Finding::new(
+            "bootstrap-helmfile",
+            crate::findings::Severity::Info,
+            &crate::Loc::new(&h.path, 1),
+            msg,
+        ));
         config.preinstalled_crds.extend(h.groups);
     }
     Ok((model, config))

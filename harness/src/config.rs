@@ -61,7 +61,11 @@ impl RepoConfig {
         let c: RepoConfig = parse_typed(FILE, text)?;
         for s in &c.suppress {
             if s.reason.trim().is_empty() {
-                return Err(Error::in_file(ErrorKind::BadObject, FILE, format!("suppression of '{}' needs a reason", s.rule)));
+                return Err(Error::in_file(
+                    ErrorKind::BadObject,
+                    FILE,
+                    format!("suppression of '{}' needs a reason", s.rule),
+                ));
             }
         }
         Ok(c)

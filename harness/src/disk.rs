@@ -38,7 +38,11 @@ impl DiskFiles {
         let full = self.full(path);
         let canon = full.canonicalize().map_err(|e| io_error(path, &e))?;
         if !canon.starts_with(&self.canonical_root) {
-            return Err(Error::in_file(ErrorKind::Io, path, "symlink points outside the repository; Flux cannot follow it"));
+            return Err(Error::in_file(
+                ErrorKind::Io,
+                path,
+                "symlink points outside the repository; Flux cannot follow it",
+            ));
         }
         Ok(canon)
     }

@@ -39,7 +39,9 @@ impl Cmd {
         if let Some(d) = &self.dir {
             e = e.dir(d);
         }
-        let handle = std::sync::Arc::new(e.start().map_err(|err| Error::new(ErrorKind::Io, format!("cannot run `{}`: {err}", self.display())))?);
+        let handle = std::sync::Arc::new(
+            e.start().map_err(|err| Error::new(ErrorKind::Io, format!("cannot run `{}`: {err}", self.display())))?,
+        );
         RUNNING.lock().unwrap().push(handle.clone());
         let out = handle.wait().cloned();
         RUNNING.lock().unwrap().retain(|h| !std::sync::Arc::ptr_eq(h, &handle));
@@ -55,7 +57,8 @@ impl Cmd {
                 ),
             ));
         }
-        String::from_utf8(out.stdout).map_err(|_| Error::new(ErrorKind::Io, format!("`{}` printed non-UTF-8 output", self.display())))
+        String::from_utf8(out.stdout)
+            .map_err(|_| Error::new(ErrorKind::Io, format!("`{}` printed non-UTF-8 output", self.display())))
     }
 }
 
@@ -80,9 +83,7 @@ pub fn shell_quote(w: &str) -> String {
 
 /// Is a program on PATH? (Used to skip oracle tests with a message, never silently.)
 pub fn have(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
+    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file())).unwrap_or(false)
 }
 
 /// `kubectl kustomize DIR` with Flux's load restrictions (none inside the repo).
@@ -100,7 +101,10 @@ pub fn cgi(program: &str, args: &[&str], env: &[(String, String)], stdin: Vec<u8
     }
     let out = e.run().map_err(|err| Error::new(ErrorKind::Io, format!("cannot run `{program}`: {err}")))?;
     if !out.status.success() {
-        return Err(Error::new(ErrorKind::Io, format!("`{program}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!("`{program}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+        ));
     }
     Ok(out.stdout)
 }
@@ -116,7 +120,10 @@ pub fn output_with_env(cmd: &Cmd, env: &[(&str, &str)]) -> Result<String> {
     }
     let out = e.run().map_err(|err| Error::new(ErrorKind::Io, format!("cannot run `{}`: {err}", cmd.display())))?;
     if !out.status.success() {
-        return Err(Error::new(ErrorKind::Io, format!("`{}` failed ({}):\n{}", cmd.display(), out.status, String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!("`{}` failed ({}):\n{}", cmd.display(), out.status, String::from_utf8_lossy(&out.stderr).trim()),
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -98,10 +98,7 @@ impl MemFiles {
 
 impl Files for MemFiles {
     fn read(&self, path: &str) -> Result<String> {
-        self.files
-            .get(path)
-            .cloned()
-            .ok_or_else(|| Error::in_file(ErrorKind::MissingPath, path, "no such file"))
+        self.files.get(path).cloned().ok_or_else(|| Error::in_file(ErrorKind::MissingPath, path, "no such file"))
     }
 
     fn kind(&self, path: &str) -> Option<EntryKind> {
@@ -145,10 +142,7 @@ mod tests {
     #[test]
     fn mem_files_lists_dirs_and_files() {
         let fs = MemFiles::new().with("a/b.yaml", "x").with("a/c/d.yaml", "y");
-        assert_eq!(
-            fs.list("a").unwrap(),
-            vec![("b.yaml".into(), EntryKind::File), ("c".into(), EntryKind::Dir)]
-        );
+        assert_eq!(fs.list("a").unwrap(), vec![("b.yaml".into(), EntryKind::File), ("c".into(), EntryKind::Dir)]);
         assert_eq!(fs.kind("a/c"), Some(EntryKind::Dir));
         assert_eq!(fs.kind("nope"), None);
     }

@@ -74,8 +74,14 @@ pub fn per_app_repo(namespaces: usize, apps: usize) -> Vec<(String, String)> {
                 format!("kubernetes/apps/ns{n}/app{a}/ks.yaml"),
                 format!("apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: app{a}\nspec:\n  interval: 1h\n  path: ./kubernetes/apps/ns{n}/app{a}/app\n  targetNamespace: ns{n}\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n    namespace: flux-system\n"),
             ));
-            files.push((format!("kubernetes/apps/ns{n}/app{a}/app/kustomization.yaml"), "resources: [svc.yaml]\n".into()));
-            files.push((format!("kubernetes/apps/ns{n}/app{a}/app/svc.yaml"), format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: app{a}\nspec:\n  ports: [{{port: 80}}]\n")));
+            files.push((
+                format!("kubernetes/apps/ns{n}/app{a}/app/kustomization.yaml"),
+                "resources: [svc.yaml]\n".into(),
+            ));
+            files.push((
+                format!("kubernetes/apps/ns{n}/app{a}/app/svc.yaml"),
+                format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: app{a}\nspec:\n  ports: [{{port: 80}}]\n"),
+            ));
         }
         files.push((format!("kubernetes/apps/ns{n}/kustomization.yaml"), nsk));
     }

@@ -91,7 +91,10 @@ pub fn analyse(model: &RepoModel) -> (Graph, Vec<Finding>) {
         for d in &h.depends_on {
             match model.helm_release(d) {
                 Some(x) => hr_deps[j].push(x),
-                None => findings.push(missing_dep(model, "HelmRelease", &hid, &h.origin, d).for_kustomization(&format!("{}/{}", owner.namespace, owner.name))),
+                None => findings.push(
+                    missing_dep(model, "HelmRelease", &hid, &h.origin, d)
+                        .for_kustomization(&format!("{}/{}", owner.namespace, owner.name)),
+                ),
             }
         }
     }
@@ -152,9 +155,14 @@ pub fn analyse(model: &RepoModel) -> (Graph, Vec<Finding>) {
             Node::HReady(j) => model.helm_releases[j].spec.origin.clone(),
         });
         let loc = first.unwrap_or_else(|| crate::Loc::new("", 1));
-        let only_deps = path.windows(2).all(|w| matches!(g.find_edge(w[0], w[1]).map(|e| g[e]), Some(Edge::DependsOn | Edge::AfterApply)));
+        let only_deps = path
+            .windows(2)
+            .all(|w| matches!(g.find_edge(w[0], w[1]).map(|e| g[e]), Some(Edge::DependsOn | Edge::AfterApply)));
         let msg = if only_deps {
-            format!("dependsOn cycle: {}. Flux never reports it: these stay DependencyNotReady forever", steps.join(" "))
+            format!(
+                "dependsOn cycle: {}. Flux never reports it: these stay DependencyNotReady forever",
+                steps.join(" ")
+            )
         } else {
             format!("deadlock: {}. Nothing in this loop can become Ready", steps.join(" "))
         };
@@ -215,7 +223,9 @@ fn missing_dep(model: &RepoModel, kind: &str, id: &str, origin: &crate::Loc, d: 
         model.kustomization(&Ref { kind: "Kustomization".into(), ..d.clone() }).map(|_| "Kustomization")
     };
     let hint = match other_kind {
-        Some(other) => format!("; {}/{} is a {other}, and a {kind}'s dependsOn can only name {kind}s", d.namespace, d.name),
+        Some(other) => {
+            format!("; {}/{} is a {other}, and a {kind}'s dependsOn can only name {kind}s", d.namespace, d.name)
+        }
         None => String::new(),
     };
     Finding::new(

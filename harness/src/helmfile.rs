@@ -15,7 +15,8 @@ pub struct Helmfile {
 
 fn is_helmfile(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    n.starts_with("helmfile") && (n.ends_with(".yaml") || n.ends_with(".yml") || n.ends_with(".yaml.gotmpl") || n.ends_with(".gotmpl"))
+    n.starts_with("helmfile")
+        && (n.ends_with(".yaml") || n.ends_with(".yml") || n.ends_with(".yaml.gotmpl") || n.ends_with(".gotmpl"))
 }
 
 /// Finds helmfiles (depth 5, hidden directories skipped) and the CRD groups they install.
@@ -35,7 +36,10 @@ pub fn detect(files: &dyn Files, cat: &Catalogue) -> Vec<Helmfile> {
                 EntryKind::File if is_helmfile(&name) => {
                     let Ok(text) = files.read(&path) else { continue };
                     // Text, not YAML: helmfiles are often Go templates.
-                    let charts: Vec<String> = chart_re.captures_iter(&text).map(|c| c[1].rsplit('/').next().unwrap_or(&c[1]).to_string()).collect();
+                    let charts: Vec<String> = chart_re
+                        .captures_iter(&text)
+                        .map(|c| c[1].rsplit('/').next().unwrap_or(&c[1]).to_string())
+                        .collect();
                     let mut groups: Vec<String> = charts
                         .iter()
                         .filter_map(|c| cat.chart(c))

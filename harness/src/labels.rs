@@ -39,7 +39,8 @@ fn term_matches(t: &str, labels: &Map<String, Value>) -> bool {
     }
     for (op, negate) in [(" notin ", true), (" in ", false)] {
         if let Some((k, set)) = t.split_once(op) {
-            let vals: Vec<&str> = set.trim().trim_start_matches('(').trim_end_matches(')').split(',').map(str::trim).collect();
+            let vals: Vec<&str> =
+                set.trim().trim_start_matches('(').trim_end_matches(')').split(',').map(str::trim).collect();
             let hit = get(k).is_some_and(|v| vals.contains(&v.as_str()));
             return if negate { !hit } else { hit };
         }
@@ -59,7 +60,13 @@ pub fn label_selector_matches(sel: &Value, labels: &Map<String, Value>) -> bool 
     }
     for e in sel.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
         let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-        let values: Vec<String> = e.get("values").and_then(Value::as_array).into_iter().flatten().map(crate::kustomize::transform::scalar_string).collect();
+        let values: Vec<String> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(crate::kustomize::transform::scalar_string)
+            .collect();
         let v = get(key);
         let ok = match e.get("operator").and_then(Value::as_str).unwrap_or("") {
             "In" => v.is_some_and(|v| values.contains(&v)),

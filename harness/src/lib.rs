@@ -5,8 +5,8 @@
 //! [`sim`], [`plan`].
 //! IO at the edges: [`disk`] reads the repo, [`exec`] owns every child process.
 
-pub mod builtin;
 pub mod apiserver;
+pub mod builtin;
 pub mod catalogue;
 pub mod commands;
 pub mod config;

@@ -102,7 +102,9 @@ impl RepoModel {
         self.helm_releases.iter().position(|h| h.spec.namespace == r.namespace && h.spec.name == r.name)
     }
     pub fn source(&self, r: &Ref) -> Option<usize> {
-        self.sources.iter().position(|s| s.spec.kind == r.kind && s.spec.namespace == r.namespace && s.spec.name == r.name)
+        self.sources
+            .iter()
+            .position(|s| s.spec.kind == r.kind && s.spec.namespace == r.namespace && s.spec.name == r.name)
     }
 }
 
@@ -153,7 +155,9 @@ fn resolve_entry_dir(files: &dyn Files, entry: &Entry) -> Result<String> {
                     Err(Error::new(
                         if known.is_empty() { ErrorKind::NotFluxRepo } else { ErrorKind::Usage },
                         if known.is_empty() {
-                            format!("no clusters/{env} directory in the repository (and no clusters/ directory at all); is this a Flux repository? Use --path DIR to name the directory Flux syncs")
+                            format!(
+                                "no clusters/{env} directory in the repository (and no clusters/ directory at all); is this a Flux repository? Use --path DIR to name the directory Flux syncs"
+                            )
                         } else {
                             format!("no clusters/{env} directory; clusters in this repository: {}", known.join(", "))
                         },
@@ -170,7 +174,9 @@ fn resolve_entry_dir(files: &dyn Files, entry: &Entry) -> Result<String> {
             match files.kind(&dir) {
                 Some(EntryKind::Dir) => Ok(dir),
                 Some(EntryKind::File) => Err(Error::in_file(ErrorKind::Usage, &dir, "--path must name a directory")),
-                None => Err(Error::in_file(ErrorKind::MissingPath, files::display_dir(&dir), "directory does not exist")),
+                None => {
+                    Err(Error::in_file(ErrorKind::MissingPath, files::display_dir(&dir), "directory does not exist"))
+                }
             }
         }
     }
@@ -223,10 +229,13 @@ struct Loader<'a> {
 pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> Result<RepoModel> {
     let entry_dir = resolve_entry_dir(files, &opts.entry)?;
     // Render the entry directory to find the flux-system Kustomization that syncs it.
-    let rendered = renderer.render(files, &entry_dir, &FluxOverlay::default()).map_err(|e| e.context(format!("while rendering the cluster entry {}", files::display_dir(&entry_dir))))?;
+    let rendered = renderer
+        .render(files, &entry_dir, &FluxOverlay::default())
+        .map_err(|e| e.context(format!("while rendering the cluster entry {}", files::display_dir(&entry_dir))))?;
     let objects = rendered.objects.clone();
     let mut entry_spec = None;
-    let mut self_source = Ref { kind: "GitRepository".into(), namespace: "flux-system".into(), name: "flux-system".into() };
+    let mut self_source =
+        Ref { kind: "GitRepository".into(), namespace: "flux-system".into(), name: "flux-system".into() };
     let mut candidates: Vec<Kustomization> = vec![];
     for o in &objects {
         if flux::classify(o)? == FluxKind::Kustomization {
@@ -257,7 +266,11 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
     let entry_spec = entry_spec.unwrap_or_else(|| synthesized_entry(&entry_dir));
     let self_url = objects
         .iter()
-        .find(|o| o.kind() == self_source.kind && o.name() == self_source.name && flux::namespace_of(o) == self_source.namespace)
+        .find(|o| {
+            o.kind() == self_source.kind
+                && o.name() == self_source.name
+                && flux::namespace_of(o) == self_source.namespace
+        })
         .and_then(|o| o.value.pointer("/spec/url").and_then(|u| u.as_str()).map(str::to_string))
         .or_else(|| operator_sync.as_ref().and_then(|s| s.url.clone()));
 
@@ -265,7 +278,15 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
         files,
         opts,
         renderer,
-        model: RepoModel { entry: 0, self_source: self_source.clone(), entry_path: entry_dir.clone(), kustomizations: vec![], helm_releases: vec![], sources: vec![], findings: vec![] },
+        model: RepoModel {
+            entry: 0,
+            self_source: self_source.clone(),
+            entry_path: entry_dir.clone(),
+            kustomizations: vec![],
+            helm_releases: vec![],
+            sources: vec![],
+            findings: vec![],
+        },
         self_source,
         self_url,
         var_sources: BTreeMap::new(),
@@ -278,10 +299,19 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
             "entry-flux-operator",
             Severity::Info,
             &sync.origin,
-            format!("Flux is installed by the Flux Operator: the entry syncs ./{} from the {} {}", sync.path, sync.kind, sync.url.as_deref().unwrap_or("(no url)")),
+            format!(
+                "Flux is installed by the Flux Operator: the entry syncs ./{} from the {} {}",
+                sync.path,
+                sync.kind,
+                sync.url.as_deref().unwrap_or("(no url)")
+            ),
         ));
         if !matches!(files.kind(&sync.path), Some(EntryKind::Dir)) {
-            return Err(Error::at(ErrorKind::MissingPath, &sync.origin, format!("the FluxInstance syncs ./{}, which is not a directory of the repository", sync.path)));
+            return Err(Error::at(
+                ErrorKind::MissingPath,
+                &sync.origin,
+                format!("the FluxInstance syncs ./{}, which is not a directory of the repository", sync.path),
+            ));
         }
     }
     if synthesized {
@@ -300,11 +330,20 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
     if entry_spec.path == entry_dir && entry_spec.overlay.is_empty() && l.is_self(&entry_spec.source) {
         l.prerendered = Some(rendered);
     }
-    l.model.kustomizations.push(KustomizationNode { spec: entry_spec, objects: vec![], origin: Origin::Repo, parent: None, synthesized });
+    l.model.kustomizations.push(KustomizationNode {
+        spec: entry_spec,
+        objects: vec![],
+        origin: Origin::Repo,
+        parent: None,
+        synthesized,
+    });
     l.pending.push(0);
     l.run()?;
     l.merge_values_from();
-    if l.model.kustomizations.len() == 1 && l.model.helm_releases.is_empty() && l.model.kustomizations[0].objects.is_empty() {
+    if l.model.kustomizations.len() == 1
+        && l.model.helm_releases.is_empty()
+        && l.model.kustomizations[0].objects.is_empty()
+    {
         return Err(Error::in_file(
             ErrorKind::NotFluxRepo,
             files::display_dir(&entry_dir),
@@ -338,7 +377,11 @@ impl Loader<'_> {
             let h = self.model.helm_releases[j].spec.clone();
             let Some(list) = h.raw.pointer("/spec/valuesFrom").and_then(|v| v.as_array()) else { continue };
             let hid = format!("{}/{}", h.namespace, h.name);
-            let owner = format!("{}/{}", self.model.kustomizations[self.model.helm_releases[j].owner].spec.namespace, self.model.kustomizations[self.model.helm_releases[j].owner].spec.name);
+            let owner = format!(
+                "{}/{}",
+                self.model.kustomizations[self.model.helm_releases[j].owner].spec.namespace,
+                self.model.kustomizations[self.model.helm_releases[j].owner].spec.name
+            );
             let mut merged = serde_json::Value::Object(serde_json::Map::new());
             for vf in list {
                 let kind = vf.get("kind").and_then(|v| v.as_str()).unwrap_or("ConfigMap");
@@ -368,7 +411,12 @@ impl Loader<'_> {
                 match vf.get("targetPath").and_then(|v| v.as_str()) {
                     Some(tp) => {
                         let path = crate::kustomize::replace::parse_path(tp);
-                        crate::kustomize::replace::set(&mut merged, &path, serde_json::Value::String(text.trim().to_string()), true);
+                        crate::kustomize::replace::set(
+                            &mut merged,
+                            &path,
+                            serde_json::Value::String(text.trim().to_string()),
+                            true,
+                        );
                     }
                     None => deep_merge(&mut merged, &doc.value),
                 }
@@ -380,9 +428,12 @@ impl Loader<'_> {
 
     fn inputs_known(&self, i: usize) -> bool {
         let k = &self.model.kustomizations[i].spec;
-        let source_known = self.is_self(&k.source) || self.mapped(&k.source).is_some() || self.model.source(&k.source).is_some();
+        let source_known =
+            self.is_self(&k.source) || self.mapped(&k.source).is_some() || self.model.source(&k.source).is_some();
         source_known
-            && k.substitute_from.iter().all(|s| s.optional || self.var_sources.contains_key(&(s.kind.clone(), k.namespace.clone(), s.name.clone())))
+            && k.substitute_from.iter().all(|s| {
+                s.optional || self.var_sources.contains_key(&(s.kind.clone(), k.namespace.clone(), s.name.clone()))
+            })
     }
 
     fn is_self(&self, r: &Ref) -> bool {
@@ -398,7 +449,9 @@ impl Loader<'_> {
 
     fn mapped(&self, r: &Ref) -> Option<usize> {
         self.opts.sources.iter().position(|m| {
-            m.key == r.name || m.key == format!("{}/{}", r.namespace, r.name) || m.key == format!("{}/{}/{}", r.kind, r.namespace, r.name)
+            m.key == r.name
+                || m.key == format!("{}/{}", r.namespace, r.name)
+                || m.key == format!("{}/{}/{}", r.kind, r.namespace, r.name)
         })
     }
 
@@ -473,7 +526,8 @@ impl Loader<'_> {
         };
         for n in &rendered.notes {
             self.model.findings.push(
-                Finding::new(n.rule, if n.error { Severity::Error } else { Severity::Info }, &n.loc, n.message.clone()).for_kustomization(&kid),
+                Finding::new(n.rule, if n.error { Severity::Error } else { Severity::Info }, &n.loc, n.message.clone())
+                    .for_kustomization(&kid),
             );
         }
         let mut objects = rendered.objects;
@@ -512,15 +566,31 @@ impl Loader<'_> {
                         continue;
                     }
                     if let Some(j) = self.model.kustomization(&k.id()) {
-                        return Err(duplicate("Kustomization", &k.id(), &k.origin, &self.model.kustomizations[j].spec.origin));
+                        return Err(duplicate(
+                            "Kustomization",
+                            &k.id(),
+                            &k.origin,
+                            &self.model.kustomizations[j].spec.origin,
+                        ));
                     }
-                    self.model.kustomizations.push(KustomizationNode { spec: k, objects: vec![], origin: Origin::Repo, parent: Some(i), synthesized: false });
+                    self.model.kustomizations.push(KustomizationNode {
+                        spec: k,
+                        objects: vec![],
+                        origin: Origin::Repo,
+                        parent: Some(i),
+                        synthesized: false,
+                    });
                     self.pending.push(self.model.kustomizations.len() - 1);
                 }
                 FluxKind::HelmRelease => {
                     let h = HelmRelease::from_object(o)?;
                     if let Some(j) = self.model.helm_release(&h.id()) {
-                        return Err(duplicate("HelmRelease", &h.id(), &h.origin, &self.model.helm_releases[j].spec.origin));
+                        return Err(duplicate(
+                            "HelmRelease",
+                            &h.id(),
+                            &h.origin,
+                            &self.model.helm_releases[j].spec.origin,
+                        ));
                     }
                     self.model.helm_releases.push(HelmReleaseNode { spec: h, owner: i });
                 }
@@ -536,7 +606,8 @@ impl Loader<'_> {
                 }
                 FluxKind::Other => {
                     if matches!(o.kind(), "ConfigMap" | "Secret") && o.group().is_empty() {
-                        self.var_sources.insert((o.kind().to_string(), flux::namespace_of(o), o.name().to_string()), o.clone());
+                        self.var_sources
+                            .insert((o.kind().to_string(), flux::namespace_of(o), o.name().to_string()), o.clone());
                     }
                 }
             }
@@ -628,7 +699,10 @@ fn duplicate(kind: &str, id: &Ref, here: &Loc, first: &Loc) -> Error {
     Error::at(
         ErrorKind::Duplicate,
         here,
-        format!("{kind} {}/{} is defined twice (first at {first}); Flux would apply only one of them", id.namespace, id.name),
+        format!(
+            "{kind} {}/{} is defined twice (first at {first}); Flux would apply only one of them",
+            id.namespace, id.name
+        ),
     )
 }
 
@@ -640,7 +714,9 @@ fn var_values(o: &Object) -> Vec<(String, String)> {
         for (k, v) in m {
             let s = crate::kustomize::transform::scalar_string(v);
             let val = if o.kind() == "Secret" && !s.starts_with("ENC[") {
-                crate::kustomize::generate::base64_decode(&s).and_then(|b| String::from_utf8(b).ok()).unwrap_or_default()
+                crate::kustomize::generate::base64_decode(&s)
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .unwrap_or_default()
             } else {
                 s
             };
@@ -673,7 +749,11 @@ fn deep_merge(into: &mut serde_json::Value, from: &serde_json::Value) {
 }
 
 /// Substitutes in every string of a value (keys are left alone).
-fn substitute_value(v: &mut serde_json::Value, vars: &BTreeMap<String, String>, unresolved: &mut Vec<String>) -> std::result::Result<(), String> {
+fn substitute_value(
+    v: &mut serde_json::Value,
+    vars: &BTreeMap<String, String>,
+    unresolved: &mut Vec<String>,
+) -> std::result::Result<(), String> {
     match v {
         serde_json::Value::String(s) if s.contains("${") => {
             let r = flux::substitute::substitute(s, vars)?;

@@ -133,13 +133,26 @@ pub fn is_known_cluster_scoped(group: &str, kind: &str) -> bool {
             (group, kind),
             ("gateway.networking.k8s.io", "GatewayClass")
                 | ("cert-manager.io", "ClusterIssuer")
-                | ("cilium.io", "CiliumClusterwideNetworkPolicy" | "CiliumNode" | "CiliumIdentity" | "CiliumLoadBalancerIPPool" | "CiliumBGPClusterConfig")
+                | (
+                    "cilium.io",
+                    "CiliumClusterwideNetworkPolicy"
+                        | "CiliumNode"
+                        | "CiliumIdentity"
+                        | "CiliumLoadBalancerIPPool"
+                        | "CiliumBGPClusterConfig"
+                )
                 | ("kyverno.io", "ClusterPolicy" | "ClusterCleanupPolicy")
                 | ("templates.gatekeeper.sh", "ConstraintTemplate")
                 | ("constraints.gatekeeper.sh", _)
                 | ("mutations.gatekeeper.sh", "Assign" | "AssignMetadata" | "ModifySet")
                 | ("external-secrets.io", "ClusterSecretStore" | "ClusterExternalSecret")
-                | ("aquasecurity.github.io", "ClusterComplianceReport" | "ClusterConfigAuditReport" | "ClusterRbacAssessmentReport" | "ClusterVulnerabilityReport")
+                | (
+                    "aquasecurity.github.io",
+                    "ClusterComplianceReport"
+                        | "ClusterConfigAuditReport"
+                        | "ClusterRbacAssessmentReport"
+                        | "ClusterVulnerabilityReport"
+                )
         )
 }
 

@@ -30,7 +30,8 @@ fn sync_from(v: &Value, origin: &Loc) -> Option<Sync> {
 /// The sync of a FluxInstance among `objects`, or of a HelmRelease of the flux-instance chart.
 pub fn find_sync(objects: &[Object]) -> Option<Sync> {
     for o in objects {
-        if o.group() == GROUP && o.kind() == "FluxInstance"
+        if o.group() == GROUP
+            && o.kind() == "FluxInstance"
             && let Some(s) = o.value.pointer("/spec/sync").and_then(|v| sync_from(v, &o.origin))
         {
             return Some(s);
@@ -64,7 +65,10 @@ fn render(v: &Value, inputs: &Map<String, Value>) -> Result<Value, String> {
             let whole = template_re().find(s).is_some_and(|m| m.start() == 0 && m.end() == s.len());
             let out = template_re().replace_all(s, |c: &regex::Captures| {
                 let expr = c[1].trim();
-                match expr.strip_prefix("inputs.").filter(|k| k.chars().all(|ch| ch.is_alphanumeric() || ch == '_' || ch == '.')) {
+                match expr
+                    .strip_prefix("inputs.")
+                    .filter(|k| k.chars().all(|ch| ch.is_alphanumeric() || ch == '_' || ch == '.'))
+                {
                     Some(key) => {
                         let mut cur = Value::Object(inputs.clone());
                         for seg in key.split('.') {
@@ -85,7 +89,10 @@ fn render(v: &Value, inputs: &Map<String, Value>) -> Result<Value, String> {
                 return Err(e);
             }
             // A value that was only a template keeps the input's type (numbers, booleans).
-            if whole && let Some(key) = template_re().captures(s).and_then(|c| c[1].trim().strip_prefix("inputs.").map(str::to_string)) {
+            if whole
+                && let Some(key) =
+                    template_re().captures(s).and_then(|c| c[1].trim().strip_prefix("inputs.").map(str::to_string))
+            {
                 let mut cur = Value::Object(inputs.clone());
                 for seg in key.split('.') {
                     cur = cur.get(seg).cloned().unwrap_or(Value::Null);
@@ -97,7 +104,9 @@ fn render(v: &Value, inputs: &Map<String, Value>) -> Result<Value, String> {
             Value::String(out.into_owned())
         }
         Value::Array(a) => Value::Array(a.iter().map(|x| render(x, inputs)).collect::<Result<_, _>>()?),
-        Value::Object(m) => Value::Object(m.iter().map(|(k, x)| Ok((k.clone(), render(x, inputs)?))).collect::<Result<_, String>>()?),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, x)| Ok((k.clone(), render(x, inputs)?))).collect::<Result<_, String>>()?)
+        }
         other => other.clone(),
     })
 }
@@ -106,10 +115,14 @@ fn render(v: &Value, inputs: &Map<String, Value>) -> Result<Value, String> {
 pub fn expand_resource_set(rs: &Object) -> Expansion {
     let spec = rs.value.get("spec").cloned().unwrap_or(Value::Null);
     if spec.get("inputsFrom").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
-        return Expansion::NotAnalysable("its inputs come from ResourceSetInputProviders (inputsFrom), known only in the cluster".into());
+        return Expansion::NotAnalysable(
+            "its inputs come from ResourceSetInputProviders (inputsFrom), known only in the cluster".into(),
+        );
     }
     if spec.get("resourcesTemplate").is_some() {
-        return Expansion::NotAnalysable("it uses resourcesTemplate (a text template), which is not expanded offline".into());
+        return Expansion::NotAnalysable(
+            "it uses resourcesTemplate (a text template), which is not expanded offline".into(),
+        );
     }
     let inputs: Vec<Map<String, Value>> = match spec.get("inputs").and_then(Value::as_array) {
         Some(a) => a.iter().filter_map(|v| v.as_object().cloned()).collect(),
@@ -154,9 +167,15 @@ mod tests {
         assert_eq!(objs[1].name(), "b-cfg");
         assert_eq!(objs[1].namespace(), Some("flux-system"));
         assert_eq!(objs[0].value["data"]["n"], 2);
-        let dynamic = Object::new(json!({"kind":"ResourceSet","spec":{"inputsFrom":[{"name":"prs"}],"resources":[]}}), Loc::new("rs.yaml", 1));
+        let dynamic = Object::new(
+            json!({"kind":"ResourceSet","spec":{"inputsFrom":[{"name":"prs"}],"resources":[]}}),
+            Loc::new("rs.yaml", 1),
+        );
         assert!(matches!(expand_resource_set(&dynamic), Expansion::NotAnalysable(_)));
-        let fancy = Object::new(json!({"kind":"ResourceSet","spec":{"inputs":[{"a":"x"}],"resources":[{"kind":"ConfigMap","metadata":{"name":"<< inputs.a | slugify >>"}}]}}), Loc::new("rs.yaml", 1));
+        let fancy = Object::new(
+            json!({"kind":"ResourceSet","spec":{"inputs":[{"a":"x"}],"resources":[{"kind":"ConfigMap","metadata":{"name":"<< inputs.a | slugify >>"}}]}}),
+            Loc::new("rs.yaml", 1),
+        );
         assert!(matches!(expand_resource_set(&fancy), Expansion::NotAnalysable(m) if m.contains("not a plain input")));
     }
 }

@@ -83,7 +83,13 @@ impl Plan {
                     .spec
                     .depends_on
                     .iter()
-                    .map(|d| if d.namespace == k.spec.namespace { d.name.clone() } else { format!("{}/{}", d.namespace, d.name) })
+                    .map(|d| {
+                        if d.namespace == k.spec.namespace {
+                            d.name.clone()
+                        } else {
+                            format!("{}/{}", d.namespace, d.name)
+                        }
+                    })
                     .collect(),
                 layer: graph.layer_of[i],
                 entry: i == model.entry,
@@ -170,11 +176,18 @@ impl Plan {
             let _ = writeln!(out, "  {:<5}  {}", i, l.join(", "));
         }
         if !self.critical_path.is_empty() {
-            let _ = writeln!(out, "\nCritical path ({} layers): {}", self.critical_path.len(), self.critical_path.join(" -> "));
+            let _ = writeln!(
+                out,
+                "\nCritical path ({} layers): {}",
+                self.critical_path.len(),
+                self.critical_path.join(" -> ")
+            );
         }
         let _ = writeln!(out, "\nKustomizations");
         let mut rows: Vec<&KustomizationRow> = self.kustomizations.iter().collect();
-        rows.sort_by_key(|k| (k.layer.map(|l| l as i64).unwrap_or(if k.entry { -1 } else { i64::MAX }), k.name.clone()));
+        rows.sort_by_key(|k| {
+            (k.layer.map(|l| l as i64).unwrap_or(if k.entry { -1 } else { i64::MAX }), k.name.clone())
+        });
         for k in rows {
             let layer = match (k.entry, k.layer) {
                 (true, _) => "entry".to_string(),
@@ -211,7 +224,8 @@ impl Plan {
         for (k, fs) in groups {
             let _ = writeln!(out, "  {k}");
             for f in fs {
-                let _ = writeln!(out, "    {:<7} {}:{} [{}] {}", f.severity.as_str(), f.file, f.line, f.rule, f.message);
+                let _ =
+                    writeln!(out, "    {:<7} {}:{} [{}] {}", f.severity.as_str(), f.file, f.line, f.rule, f.message);
                 if let Some(fix) = &f.fix {
                     let _ = writeln!(out, "            fix: {fix}");
                 }

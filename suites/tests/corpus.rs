@@ -225,7 +225,9 @@ fn case(seed: u64) -> Vec<(String, String)> {
         base.push_str(&format!("  - {f}\n"));
     }
     // Generators in the base: the names the Deployment refers to.
-    base.push_str("configMapGenerator:\n  - name: app-config\n    literals:\n      - mode=prod\n      - \"quoted=\\\"a b\\\"\"\n");
+    base.push_str(
+        "configMapGenerator:\n  - name: app-config\n    literals:\n      - mode=prod\n      - \"quoted=\\\"a b\\\"\"\n",
+    );
     if r.coin(50) {
         base.push_str("    files:\n      - app.properties\n      - custom-key=extra.json\n");
         add("base/app.properties", "color=blue\nsize=<large> & more\n".into());
@@ -251,7 +253,8 @@ fn case(seed: u64) -> Vec<(String, String)> {
     add("base/kustomization.yaml", base);
 
     // Overlay.
-    let mut ov = String::from("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../base\n");
+    let mut ov =
+        String::from("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../base\n");
     if r.coin(50) {
         ov.push_str(&format!("namespace: {}\n", r.pick(&["prod", "staging", "team-a"])));
     }
@@ -267,7 +270,9 @@ fn case(seed: u64) -> Vec<(String, String)> {
     if r.coin(45) {
         let sel = r.pick(&["true", "false"]);
         let tpl = r.pick(&["true", "false"]);
-        ov.push_str(&format!("labels:\n  - pairs:\n      team: platform\n    includeSelectors: {sel}\n    includeTemplates: {tpl}\n"));
+        ov.push_str(&format!(
+            "labels:\n  - pairs:\n      team: platform\n    includeSelectors: {sel}\n    includeTemplates: {tpl}\n"
+        ));
     }
     if r.coin(40) {
         ov.push_str("commonAnnotations:\n  owner: platform-team\n  note: \"a: b\"\n");
@@ -361,7 +366,10 @@ spec:
             "comp/kustomization.yaml",
             "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nresources:\n  - extra.yaml\ncommonAnnotations:\n  component: enabled\npatches:\n  - target:\n      kind: Deployment\n    patch: |-\n      - op: add\n        path: /metadata/annotations/from-component\n        value: \"yes\"\n".into(),
         );
-        add("comp/extra.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: component-extra\ndata:\n  k: v\n".into());
+        add(
+            "comp/extra.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: component-extra\ndata:\n  k: v\n".into(),
+        );
         ov.push_str("components:\n  - ../comp\n");
     }
     add("overlay/kustomization.yaml", ov);

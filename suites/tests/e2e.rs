@@ -14,7 +14,12 @@ use std::path::{Path, PathBuf};
 
 fn request(repo: PathBuf, cluster: &str, provider: Provider, artifacts: &Path) -> E2eRequest {
     E2eRequest {
-        plan: PlanRequest { repo, entry: Some(Entry::Cluster(cluster.into())), sources: vec![], renderer: RendererChoice::Native },
+        plan: PlanRequest {
+            repo,
+            entry: Some(Entry::Cluster(cluster.into())),
+            sources: vec![],
+            renderer: RendererChoice::Native,
+        },
         provider,
         context: None,
         keep: false,
@@ -40,7 +45,10 @@ async fn both_examples_pass_on_the_simulated_cluster() {
         assert!(r.passed, "{ex}: {}", r.to_text());
         assert_eq!(r.kustomizations.len(), n);
         assert!(r.kustomizations.iter().all(|k| k.ready_at_seconds.is_some()));
-        assert!(r.predicted_vs_observed.iter().all(|p| p.predicted_seconds.is_some()), "the prediction covers every Kustomization");
+        assert!(
+            r.predicted_vs_observed.iter().all(|p| p.predicted_seconds.is_some()),
+            "the prediction covers every Kustomization"
+        );
         let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         for key in ["provider", "passed", "duration_seconds", "kustomizations", "violations", "artifacts"] {
             assert!(json.get(key).is_some(), "{key}");
@@ -53,8 +61,11 @@ async fn both_examples_pass_on_the_simulated_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_repo_fails_with_the_violation_and_diagnostics_without_secrets() {
     let canary = "CANARY-7f3a9-do-not-print";
-    let secret = format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: canary\n  namespace: default\nstringData:\n  password: {canary}\n");
-    let values = "    validatingWebhookFailurePolicy: Fail\n    postInstall:\n      labelNamespace:\n        enabled: false\n";
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: canary\n  namespace: default\nstringData:\n  password: {canary}\n"
+    );
+    let values =
+        "    validatingWebhookFailurePolicy: Fail\n    postInstall:\n      labelNamespace:\n        enabled: false\n";
     let repo = Repo::new()
         .file("clusters/test/repos.yaml", &helm_repo("charts"))
         .ks("secrets", &[], "")
@@ -72,9 +83,19 @@ async fn a_broken_repo_fails_with_the_violation_and_diagnostics_without_secrets(
     let r = run::run(&req, &quiet).await.unwrap();
     assert!(!r.passed);
     let timeouts: Vec<&str> = r.violations.iter().filter(|v| v.kind == "timeout").map(|v| v.message.as_str()).collect();
-    assert!(timeouts.iter().any(|m| m.starts_with("Kustomization gatekeeper was not Ready within 1200s")), "{timeouts:?}");
-    assert!(timeouts.iter().any(|m| m.starts_with("HelmRelease gatekeeper-system/gatekeeper was not Ready")), "{timeouts:?}");
-    assert!(r.violations.iter().any(|v| v.kind == "stalled" && v.message.contains("RetriesExceeded")), "{:?}", r.violations);
+    assert!(
+        timeouts.iter().any(|m| m.starts_with("Kustomization gatekeeper was not Ready within 1200s")),
+        "{timeouts:?}"
+    );
+    assert!(
+        timeouts.iter().any(|m| m.starts_with("HelmRelease gatekeeper-system/gatekeeper was not Ready")),
+        "{timeouts:?}"
+    );
+    assert!(
+        r.violations.iter().any(|v| v.kind == "stalled" && v.message.contains("RetriesExceeded")),
+        "{:?}",
+        r.violations
+    );
     let a = r.artifacts.as_ref().expect("diagnostics written");
     let stuck = std::fs::read_to_string(Path::new(a).join("stuck.txt")).unwrap();
     assert!(stuck.contains("DEADLOCK") && stuck.contains("webhook validation.gatekeeper.sh"), "{stuck}");
@@ -90,9 +111,23 @@ async fn a_broken_repo_fails_with_the_violation_and_diagnostics_without_secrets(
 
 #[test]
 fn the_order_assertion_names_objects_times_and_dependency() {
-    let (model, _) = Repo::new().ks("a", &[], "").obj("a", "ns.yaml", &ns("a")).ks("b", &["a"], "").obj("b", "ns.yaml", &ns("b")).load();
+    let (model, _) = Repo::new()
+        .ks("a", &[], "")
+        .obj("a", "ns.yaml", &ns("a"))
+        .ks("b", &["a"], "")
+        .obj("b", "ns.yaml", &ns("b"))
+        .load();
     let (graph, _) = harness::graph::analyse(&model);
-    let ob = |t: f64, name: &str| Observation { at_seconds: t, kind: "Kustomization".into(), namespace: "flux-system".into(), name: name.into(), condition: "Ready".into(), status: "True".into(), reason: "ReconciliationSucceeded".into(), message: String::new() };
+    let ob = |t: f64, name: &str| Observation {
+        at_seconds: t,
+        kind: "Kustomization".into(),
+        namespace: "flux-system".into(),
+        name: name.into(),
+        condition: "Ready".into(),
+        status: "True".into(),
+        reason: "ReconciliationSucceeded".into(),
+        message: String::new(),
+    };
     let good = vec![ob(0.0, "flux-system"), ob(10.0, "a"), ob(40.0, "b")];
     let (rows, v) = assert::check(&model, &graph, &good, 600.0, None);
     assert!(v.is_empty(), "{v:?}");
@@ -137,9 +172,14 @@ fn an_existing_cluster_must_be_named() {
     let e = run::real_plan(&req, ProviderKind::Existing, &model, "http://x/repo.git").unwrap_err();
     assert!(e.message.contains("needs --context"), "{e}");
     let named = E2eRequest { context: Some("staging-admin".into()), ..req };
-    let plan = harness::e2e::plan::render(&run::real_plan(&named, ProviderKind::Existing, &model, "http://x/repo.git").unwrap());
+    let plan = harness::e2e::plan::render(
+        &run::real_plan(&named, ProviderKind::Existing, &model, "http://x/repo.git").unwrap(),
+    );
     assert!(plan.contains("--context staging-admin cluster-info") && plan.contains("--context=staging-admin"));
-    assert!(!plan.contains("delete cluster") && !plan.contains("on success, failure or Ctrl-C"), "an existing cluster is never deleted:\n{plan}");
+    assert!(
+        !plan.contains("delete cluster") && !plan.contains("on success, failure or Ctrl-C"),
+        "an existing cluster is never deleted:\n{plan}"
+    );
 }
 
 /// Fake `kind`, `helm`, `kubectl` and `flux` that append their arguments to a log; the
@@ -176,16 +216,33 @@ fn the_kind_plan_runs_in_order_and_cleans_up() {
     let (model, _) = harness::commands::load(&req.plan).unwrap();
     let steps = run::real_plan(&req, ProviderKind::Kind, &model, "http://172.18.0.1:8080/repo.git").unwrap();
     with_path(bin.path(), || run::execute(&steps, false)).unwrap();
-    let calls: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).collect();
-    let order = ["kind create cluster", "helm repo add", "helm upgrade --install", "kubectl --kubeconfig", "flux install --version", "kind delete cluster"];
+    let calls: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .collect();
+    let order = [
+        "kind create cluster",
+        "helm repo add",
+        "helm upgrade --install",
+        "kubectl --kubeconfig",
+        "flux install --version",
+        "kind delete cluster",
+    ];
     let mut at = 0;
     for want in order {
-        let pos = calls[at..].iter().position(|c| c.starts_with(want)).unwrap_or_else(|| panic!("{want} missing or out of order in {calls:?}"));
+        let pos = calls[at..]
+            .iter()
+            .position(|c| c.starts_with(want))
+            .unwrap_or_else(|| panic!("{want} missing or out of order in {calls:?}"));
         at += pos;
     }
     assert!(art.path().join("cilium-values.yaml").is_file() && art.path().join("entry.yaml").is_file());
     let values = std::fs::read_to_string(art.path().join("cilium-values.yaml")).unwrap();
-    assert!(values.contains("k8sServiceHost: flux-harness-test-control-plane") && values.contains("exclusive: false"), "{values}");
+    assert!(
+        values.contains("k8sServiceHost: flux-harness-test-control-plane") && values.contains("exclusive: false"),
+        "{values}"
+    );
 }
 
 #[test]
@@ -197,7 +254,11 @@ fn a_failing_step_still_deletes_the_cluster_and_keep_keeps_it() {
     let (model, _) = harness::commands::load(&req.plan).unwrap();
     let steps = run::real_plan(&req, ProviderKind::Kind, &model, "http://172.18.0.1:8080/repo.git").unwrap();
     let err = with_path(bin.path(), || run::execute(&steps, false)).unwrap_err();
-    assert!(err.to_string().contains("helm repo add cilium") && err.to_string().contains("while trying to add the Cilium chart repository"), "{err}");
+    assert!(
+        err.to_string().contains("helm repo add cilium")
+            && err.to_string().contains("while trying to add the Cilium chart repository"),
+        "{err}"
+    );
     let calls = std::fs::read_to_string(&log).unwrap();
     assert!(calls.lines().last().unwrap().starts_with("kind delete cluster --name flux-harness-test"), "{calls}");
     assert!(!calls.contains("flux install"), "nothing runs after the failure");
@@ -207,7 +268,14 @@ fn a_failing_step_still_deletes_the_cluster_and_keep_keeps_it() {
 }
 
 fn sh(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git").args(args).current_dir(dir).env("GIT_CONFIG_COUNT", "1").env("GIT_CONFIG_KEY_0", "safe.directory").env("GIT_CONFIG_VALUE_0", "*").output().unwrap();
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_COUNT", "1")
+        .env("GIT_CONFIG_KEY_0", "safe.directory")
+        .env("GIT_CONFIG_VALUE_0", "*")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -230,18 +298,28 @@ async fn the_git_server_serves_the_working_tree_to_a_real_git_client() {
     std::fs::write(u.join("secret.key"), "AGE-SECRET-KEY\n").unwrap();
     let status_before = sh(u, &["status", "--porcelain"]);
     let root = tempfile::tempdir().unwrap();
-    let server = harness::e2e::git::start(u, &root.path().join("git"), "flux-harness/run-test", "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let server =
+        harness::e2e::git::start(u, &root.path().join("git"), "flux-harness/run-test", "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
     let url = server.url("127.0.0.1");
     let clone = tempfile::tempdir().unwrap();
     let dest = clone.path().join("c");
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("git").args(["clone", "--quiet", "--branch", "flux-harness/run-test", &url, dest.to_str().unwrap()]).output().unwrap()
+        std::process::Command::new("git")
+            .args(["clone", "--quiet", "--branch", "flux-harness/run-test", &url, dest.to_str().unwrap()])
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();
     assert!(out.status.success(), "git clone: {}", String::from_utf8_lossy(&out.stderr));
     let dest = clone.path().join("c");
-    assert_eq!(std::fs::read_to_string(dest.join("committed.yaml")).unwrap(), "a: 2\n", "uncommitted changes are in the snapshot");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("committed.yaml")).unwrap(),
+        "a: 2\n",
+        "uncommitted changes are in the snapshot"
+    );
     assert!(dest.join("new.yaml").is_file());
     assert!(!dest.join("secret.key").exists(), ".gitignore is honoured");
     assert_eq!(sh(&dest, &["rev-parse", "HEAD"]).trim(), server.revision);
@@ -254,17 +332,32 @@ async fn the_git_server_serves_the_working_tree_to_a_real_git_client() {
 #[tokio::test]
 async fn the_git_server_is_reachable_from_a_container_on_a_docker_network() {
     if std::env::var("HARNESS_DOCKER_TESTS").as_deref() != Ok("1") {
-        eprintln!("SKIPPED: set HARNESS_DOCKER_TESTS=1 (needs a Docker engine and the flux-harness/git image; see README) to clone from a container on a docker network");
+        eprintln!(
+            "SKIPPED: set HARNESS_DOCKER_TESTS=1 (needs a Docker engine and the flux-harness/git image; see README) to clone from a container on a docker network"
+        );
         return;
     }
     let user = tempfile::tempdir().unwrap();
     std::fs::write(user.path().join("x.yaml"), "a: 1\n").unwrap();
-    let gw = std::process::Command::new("docker").args(["network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"]).output().unwrap();
+    let gw = std::process::Command::new("docker")
+        .args(["network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"])
+        .output()
+        .unwrap();
     let gateway = String::from_utf8_lossy(&gw.stdout).trim().to_string();
     let root = tempfile::tempdir().unwrap();
-    let server = harness::e2e::git::start(user.path(), &root.path().join("git"), "run", format!("{gateway}:0").parse().unwrap()).await.unwrap();
+    let server =
+        harness::e2e::git::start(user.path(), &root.path().join("git"), "run", format!("{gateway}:0").parse().unwrap())
+            .await
+            .unwrap();
     let url = server.url(&gateway);
-    let out = tokio::task::spawn_blocking(move || std::process::Command::new("docker").args(["run", "--rm", "flux-harness/git", "git", "ls-remote", &url]).output().unwrap()).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("docker")
+            .args(["run", "--rm", "flux-harness/git", "git", "ls-remote", &url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("refs/heads/run"));
 }

@@ -31,7 +31,13 @@ fn rules(p: &Plan) -> Vec<String> {
 
 fn object<'a>(m: &'a RepoModel, k: &str, kind: &str, name: &str) -> &'a serde_json::Value {
     let kn = m.kustomizations.iter().find(|x| x.spec.name == k).unwrap_or_else(|| panic!("no Kustomization {k}"));
-    &kn.objects.iter().find(|o| o.kind() == kind && o.name() == name).unwrap_or_else(|| panic!("no {kind}/{name} in {k}: {:?}", kn.objects.iter().map(|o| o.display_id()).collect::<Vec<_>>())).value
+    &kn.objects
+        .iter()
+        .find(|o| o.kind() == kind && o.name() == name)
+        .unwrap_or_else(|| {
+            panic!("no {kind}/{name} in {k}: {:?}", kn.objects.iter().map(|o| o.display_id()).collect::<Vec<_>>())
+        })
+        .value
 }
 
 #[test]
@@ -110,7 +116,10 @@ fn a_root_kustomization_patches_its_children() {
     assert_eq!(child.spec.substitute_from[0].name, "cluster-settings");
     let secret = object(&m, "secret-app", "Secret", "token");
     assert_eq!(secret["stringData"]["host"], "api.home.example.com");
-    assert_eq!(secret["stringData"]["token"], "ENC[AES256_GCM,data:Zml4dHVyZQ==,iv:aXY=,tag:dGFn,type:str]", "SOPS values stay encrypted");
+    assert_eq!(
+        secret["stringData"]["token"], "ENC[AES256_GCM,data:Zml4dHVyZQ==,iv:aXY=,tag:dGFn,type:str]",
+        "SOPS values stay encrypted"
+    );
     let p = plan_of("root-patches", "home");
     assert!(!rules(&p).iter().any(|r| r.ends_with("sops-decryption")), "{:?}", rules(&p));
 }
@@ -155,7 +164,10 @@ fn helm_release_features_and_older_api_versions() {
     assert_eq!(podinfo.spec.values["replicaCount"], 3, "spec.values wins over valuesFrom");
     assert_eq!(podinfo.spec.values["serviceMonitor"]["enabled"], true, "valuesFrom merged");
     let vf = podinfo.spec.raw["spec"]["valuesFrom"][0]["name"].as_str().unwrap();
-    assert!(vf.starts_with("podinfo-values-") && vf.len() > "podinfo-values-".len(), "the hashed name flows through configurations: {vf}");
+    assert!(
+        vf.starts_with("podinfo-values-") && vf.len() > "podinfo-values-".len(),
+        "the hashed name flows through configurations: {vf}"
+    );
     let redis = m.helm_releases.iter().find(|h| h.spec.name == "redis").unwrap();
     assert_eq!(redis.spec.source.as_ref().unwrap().kind, "HelmChart");
     assert_eq!(redis.spec.depends_on[0].namespace, "default");
@@ -163,7 +175,11 @@ fn helm_release_features_and_older_api_versions() {
     assert_eq!(p.layers, vec![vec!["sources"], vec!["apps"]]);
     // The values from the generated ConfigMap are seen by the rules.
     assert!(rules(&p).contains(&"error helm-servicemonitor".to_string()), "{:?}", rules(&p));
-    assert!(!rules(&p).iter().any(|r| r.contains("values-from-missing") || r.contains("helm-source-missing")), "{:?}", rules(&p));
+    assert!(
+        !rules(&p).iter().any(|r| r.contains("values-from-missing") || r.contains("helm-source-missing")),
+        "{:?}",
+        rules(&p)
+    );
 }
 
 #[test]
@@ -173,8 +189,12 @@ fn resource_sets_are_expanded_or_reported() {
     assert!(names.contains(&"team-a-apps") && names.contains(&"team-b-apps"), "{names:?}");
     let a = p.kustomizations.iter().find(|k| k.name == "team-a-apps").unwrap();
     assert_eq!(a.objects[0].namespace.as_deref(), Some("team-a"));
-    let infos: Vec<&str> = p.findings.iter().filter(|f| f.rule == "not-analysable").map(|f| f.message.as_str()).collect();
-    assert!(infos.iter().any(|m| m.contains("ResourceSet/flux-system/previews") && m.contains("inputsFrom")), "{infos:?}");
+    let infos: Vec<&str> =
+        p.findings.iter().filter(|f| f.rule == "not-analysable").map(|f| f.message.as_str()).collect();
+    assert!(
+        infos.iter().any(|m| m.contains("ResourceSet/flux-system/previews") && m.contains("inputsFrom")),
+        "{infos:?}"
+    );
     assert!(infos.iter().any(|m| m.contains("ArtifactGenerator")), "{infos:?}");
     assert!(infos.iter().any(|m| m.contains("ExternalArtifact/flux-system/frontend")), "{infos:?}");
     assert!(p.findings.iter().filter(|f| f.rule == "not-analysable").all(|f| f.severity == Severity::Info));
@@ -184,17 +204,27 @@ fn resource_sets_are_expanded_or_reported() {
 fn kustomize_features() {
     let m = model_of("kustomize-features", "home");
     let d = object(&m, "app", "Deployment", "web");
-    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "ghcr.io/example/web:1.2.3", "replacement with delimiter");
-    assert_eq!(d["spec"]["template"]["metadata"]["annotations"]["owner"], "web", "replacement from a file holding a list");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"], "ghcr.io/example/web:1.2.3",
+        "replacement with delimiter"
+    );
+    assert_eq!(
+        d["spec"]["template"]["metadata"]["annotations"]["owner"], "web",
+        "replacement from a file holding a list"
+    );
     assert_eq!(d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/part-of"], "web", "labels includeSelectors");
-    let cm_name = d["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"].as_str().unwrap();
+    let cm_name =
+        d["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"].as_str().unwrap();
     let cm = object(&m, "app", "ConfigMap", cm_name);
     assert!(cm["data"]["settings.json"].as_str().unwrap().contains("\"enabled\": true"));
     assert!(cm["data"]["entrypoint"].as_str().unwrap().contains("${PORT:?}"));
     object(&m, "app", "ConfigMap", "static");
     let p = plan_of("kustomize-features", "home");
     let remote = p.findings.iter().find(|f| f.rule == "remote-resource").unwrap();
-    assert!(remote.message.contains("https://github.com/example/shared//base?ref=v1.0.0") && remote.message.contains("offline"));
+    assert!(
+        remote.message.contains("https://github.com/example/shared//base?ref=v1.0.0")
+            && remote.message.contains("offline")
+    );
 }
 
 #[test]
@@ -207,7 +237,8 @@ fn yaml_as_committed() {
     let chart_app = m.kustomizations.iter().find(|k| k.spec.name == "chart-app").unwrap();
     assert_eq!(chart_app.objects.len(), 1, "values.yaml and helmfile.yaml next to a kustomization are not objects");
     let p = plan_of("yaml-as-committed", "home");
-    let build = p.findings.iter().find(|f| f.rule == "flux-build-failed").expect("values.yaml in a generated directory");
+    let build =
+        p.findings.iter().find(|f| f.rule == "flux-build-failed").expect("values.yaml in a generated directory");
     assert_eq!((build.file.as_str(), build.severity), ("apps/loose/values.yaml", Severity::Error));
     let tpl = p.findings.iter().find(|f| f.rule == "template-ignored").expect(".j2 reported");
     assert_eq!(tpl.file, "apps/loose/deployment.yaml.j2");
@@ -221,7 +252,11 @@ fn a_bootstrap_crd_helmfile_counts_as_pre_installed() {
     assert!(!rules(&p).iter().any(|r| r.contains("crd-dependency") || r.contains("unknown-kind")), "{:?}", rules(&p));
     let f = p.findings.iter().find(|f| f.rule == "bootstrap-helmfile").unwrap();
     assert_eq!(f.file, "bootstrap/helmfile.yaml");
-    assert!(f.message.contains("monitoring.coreos.com") && f.message.contains("external-crds are not in the catalogue"), "{}", f.message);
+    assert!(
+        f.message.contains("monitoring.coreos.com") && f.message.contains("external-crds are not in the catalogue"),
+        "{}",
+        f.message
+    );
 }
 
 #[test]
@@ -234,8 +269,18 @@ fn three_hundred_per_app_kustomizations_load() {
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
         std::fs::write(f, t).unwrap();
     }
-    let p = plan(&PlanRequest { repo: tmp.path().into(), entry: Some(Entry::Path("kubernetes/flux/cluster".into())), sources: vec![], renderer: RendererChoice::Native }).unwrap();
+    let p = plan(&PlanRequest {
+        repo: tmp.path().into(),
+        entry: Some(Entry::Path("kubernetes/flux/cluster".into())),
+        sources: vec![],
+        renderer: RendererChoice::Native,
+    })
+    .unwrap();
     assert_eq!(p.kustomizations.len(), 302, "entry, cluster-apps and 300 apps");
     assert_eq!(p.errors(), 0);
-    assert_eq!(p.kustomizations.iter().filter(|k| k.namespace.starts_with("ns")).count(), 300, "scoped by namespace: 30 × app0..app9");
+    assert_eq!(
+        p.kustomizations.iter().filter(|k| k.namespace.starts_with("ns")).count(),
+        300,
+        "scoped by namespace: 30 × app0..app9"
+    );
 }

@@ -46,10 +46,9 @@ fn ks(name: &str, path: &str, deps: &[&str], extra: &str) -> String {
 }
 
 fn repo(infra: &str, extra: &[(&str, &str)]) -> MemFiles {
-    let mut fs = MemFiles::new().with("clusters/test/flux-system/gotk-sync.yaml", SYNC).with(
-        "clusters/test/flux-system/kustomization.yaml",
-        "resources: [gotk-sync.yaml]\n",
-    );
+    let mut fs = MemFiles::new()
+        .with("clusters/test/flux-system/gotk-sync.yaml", SYNC)
+        .with("clusters/test/flux-system/kustomization.yaml", "resources: [gotk-sync.yaml]\n");
     fs.insert("clusters/test/infrastructure.yaml", infra);
     for (p, t) in extra {
         fs.insert(p, t);
@@ -77,8 +76,15 @@ const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n";
 
 #[test]
 fn layers_follow_depends_on_and_the_entry_is_not_a_layer() {
-    let infra = [ks("a", "./apps/a", &[], ""), ks("b", "./apps/b", &["a"], ""), ks("c", "./apps/c", &["a", "b"], ""), ks("d", "./apps/d", &[], "")].concat();
-    let fs = repo(&infra, &[("apps/a/ns.yaml", NS), ("apps/b/x.yaml", NS), ("apps/c/x.yaml", NS), ("apps/d/x.yaml", NS)]);
+    let infra = [
+        ks("a", "./apps/a", &[], ""),
+        ks("b", "./apps/b", &["a"], ""),
+        ks("c", "./apps/c", &["a", "b"], ""),
+        ks("d", "./apps/d", &[], ""),
+    ]
+    .concat();
+    let fs =
+        repo(&infra, &[("apps/a/ns.yaml", NS), ("apps/b/x.yaml", NS), ("apps/c/x.yaml", NS), ("apps/d/x.yaml", NS)]);
     let p = plan_of(&fs);
     assert_eq!(p.entry, "flux-system");
     assert_eq!(p.layers, vec![vec!["a", "d"], vec!["b"], vec!["c"]]);
@@ -102,8 +108,24 @@ fn a_missing_dependency_is_an_error_at_the_dependents_file_and_line() {
 
 #[test]
 fn a_depends_on_cycle_prints_the_whole_path_and_blocks_its_dependents() {
-    let infra = [ks("a", "./apps/a", &["c"], ""), ks("b", "./apps/b", &["a"], ""), ks("c", "./apps/c", &["b"], ""), ks("d", "./apps/d", &["c"], ""), ks("e", "./apps/e", &[], "")].concat();
-    let fs = repo(&infra, &[("apps/a/x.yaml", NS), ("apps/b/x.yaml", NS), ("apps/c/x.yaml", NS), ("apps/d/x.yaml", NS), ("apps/e/x.yaml", NS)]);
+    let infra = [
+        ks("a", "./apps/a", &["c"], ""),
+        ks("b", "./apps/b", &["a"], ""),
+        ks("c", "./apps/c", &["b"], ""),
+        ks("d", "./apps/d", &["c"], ""),
+        ks("e", "./apps/e", &[], ""),
+    ]
+    .concat();
+    let fs = repo(
+        &infra,
+        &[
+            ("apps/a/x.yaml", NS),
+            ("apps/b/x.yaml", NS),
+            ("apps/c/x.yaml", NS),
+            ("apps/d/x.yaml", NS),
+            ("apps/e/x.yaml", NS),
+        ],
+    );
     let p = plan_of(&fs);
     let cyc = p.findings.iter().find(|f| f.rule == "dependency-cycle").expect("cycle finding");
     assert!(
@@ -120,7 +142,9 @@ fn a_deadlock_across_kinds_is_found() {
     // k1 waits for its HelmRelease a; a depends on HelmRelease b; b is applied by k2;
     // k2 depends on k1. No dependsOn cycle among Kustomizations, yet nothing can start.
     let hr = |name: &str, dep: Option<&str>| {
-        let mut s = format!("apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: {name}\n  namespace: apps\nspec:\n  interval: 1h\n  chart:\n    spec:\n      chart: {name}\n      sourceRef:\n        kind: HelmRepository\n        name: charts\n        namespace: flux-system\n");
+        let mut s = format!(
+            "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: {name}\n  namespace: apps\nspec:\n  interval: 1h\n  chart:\n    spec:\n      chart: {name}\n      sourceRef:\n        kind: HelmRepository\n        name: charts\n        namespace: flux-system\n"
+        );
         if let Some(d) = dep {
             s.push_str(&format!("  dependsOn:\n    - name: {d}\n"));
         }
@@ -134,7 +158,12 @@ fn a_deadlock_across_kinds_is_found() {
     let p = plan_of(&fs);
     let f = p.findings.iter().find(|f| f.rule == "dependency-cycle").expect("deadlock finding");
     assert!(f.message.starts_with("deadlock:"), "{}", f.message);
-    for part in ["Kustomization flux-system/k1 waits for", "HelmRelease apps/a depends on", "HelmRelease apps/b is applied by", "Kustomization flux-system/k2 depends on"] {
+    for part in [
+        "Kustomization flux-system/k1 waits for",
+        "HelmRelease apps/a depends on",
+        "HelmRelease apps/b is applied by",
+        "Kustomization flux-system/k2 depends on",
+    ] {
         assert!(f.message.contains(part), "missing '{part}' in {}", f.message);
     }
     // Without wait on k1 the same repo is fine.
@@ -187,7 +216,10 @@ fn substitute_from_a_configmap_the_repo_does_not_define_is_an_error() {
 fn flux_overlay_fields_are_applied_after_kustomize() {
     let extra = "  targetNamespace: team\n  namePrefix: pre-\n  commonMetadata:\n    labels:\n      owner: platform\n  images:\n    - name: nginx\n      newTag: \"1.27\"\n  patches:\n    - target:\n        kind: Deployment\n      patch: |\n        - op: add\n          path: /spec/replicas\n          value: 3\n";
     let dep = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n        - name: web\n          image: nginx:1.25\n";
-    let fs = repo(&ks("app", "./apps/app", &[], extra), &[("apps/app/kustomization.yaml", "resources: [d.yaml]\n"), ("apps/app/d.yaml", dep)]);
+    let fs = repo(
+        &ks("app", "./apps/app", &[], extra),
+        &[("apps/app/kustomization.yaml", "resources: [d.yaml]\n"), ("apps/app/d.yaml", dep)],
+    );
     let opts = LoadOptions { entry: Entry::Cluster("test".into()), sources: vec![] };
     let m = model::load(&fs, &opts, &NativeRenderer).unwrap();
     let d = &m.kustomizations.iter().find(|k| k.spec.name == "app").unwrap().objects[0].value;
@@ -200,8 +232,14 @@ fn flux_overlay_fields_are_applied_after_kustomize() {
 
 #[test]
 fn sources_same_url_is_the_repo_others_are_mapped_or_reported() {
-    let git = |name: &str, url: &str| format!("---\napiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: {name}\n  namespace: flux-system\nspec:\n  interval: 1m\n  url: {url}\n");
-    let with_src = |name: &str, path: &str, src: &str| ks(name, path, &[], "").replace("name: flux-system\n", &format!("name: {src}\n"));
+    let git = |name: &str, url: &str| {
+        format!(
+            "---\napiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: {name}\n  namespace: flux-system\nspec:\n  interval: 1m\n  url: {url}\n"
+        )
+    };
+    let with_src = |name: &str, path: &str, src: &str| {
+        ks(name, path, &[], "").replace("name: flux-system\n", &format!("name: {src}\n"))
+    };
     let infra = [
         git("same", "https://git.example.com/org/infra"),
         git("other", "https://git.example.com/org/apps.git"),
@@ -213,17 +251,27 @@ fn sources_same_url_is_the_repo_others_are_mapped_or_reported() {
     ]
     .concat();
     // Fix the metadata name that the replace above also touched.
-    let infra = infra.replace("  name: same\n  namespace: flux-system\nspec:\n  interval: 5m", "  name: via-same\n  namespace: flux-system\nspec:\n  interval: 5m");
+    let infra = infra.replace(
+        "  name: same\n  namespace: flux-system\nspec:\n  interval: 5m",
+        "  name: via-same\n  namespace: flux-system\nspec:\n  interval: 5m",
+    );
     let fs = repo(&infra, &[("apps/a/x.yaml", NS)]);
-    let lib = MemFiles::new().with("deploy/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-lib\n  namespace: apps\n");
+    let lib = MemFiles::new()
+        .with("deploy/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-lib\n  namespace: apps\n");
     let p = plan_with(&fs, vec![MappedSource { key: "mapped".into(), files: &lib }]);
-    let row = |n: &str| p.kustomizations.iter().find(|k| k.name == n).unwrap_or_else(|| panic!("{n} missing: {:?}", p.kustomizations.iter().map(|k| &k.name).collect::<Vec<_>>()));
+    let row = |n: &str| {
+        p.kustomizations.iter().find(|k| k.name == n).unwrap_or_else(|| {
+            panic!("{n} missing: {:?}", p.kustomizations.iter().map(|k| &k.name).collect::<Vec<_>>())
+        })
+    };
     assert_eq!(row("via-same").rendered, "rendered");
     assert_eq!(row("via-mapped").rendered, "rendered from --source mapped");
     assert_eq!(row("via-mapped").objects[0].name, "from-lib");
     assert!(row("via-other").rendered.starts_with("not rendered"));
     let unmapped = p.findings.iter().find(|f| f.rule == "source-unmapped").expect("unmapped finding");
-    assert!(unmapped.message.contains("org/apps.git") && unmapped.fix.as_deref().unwrap().contains("--source other=DIR"));
+    assert!(
+        unmapped.message.contains("org/apps.git") && unmapped.fix.as_deref().unwrap().contains("--source other=DIR")
+    );
     let missing = p.findings.iter().find(|f| f.rule == "source-missing").expect("missing finding");
     assert_eq!(missing.severity, Severity::Error);
     assert!(missing.message.contains("GitRepository/flux-system/ghost"));
@@ -244,10 +292,21 @@ fn a_placeholder_gotk_sync_gives_a_synthesized_entry() {
 #[test]
 fn child_kustomizations_inherit_the_parents_kustomize_namespace() {
     let child = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: app\nspec:\n  interval: 5m\n  path: ./apps/a\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n    namespace: flux-system\n  dependsOn:\n    - name: base\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: base\nspec:\n  interval: 5m\n  path: ./apps/a\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n    namespace: flux-system\n";
-    let fs = repo("", &[("clusters/test/team/kustomization.yaml", "namespace: team-ns\nresources: [ks.yaml]\n"), ("clusters/test/team/ks.yaml", child), ("apps/a/x.yaml", NS)])
-        .with("clusters/test/kustomization.yaml", "resources: [flux-system, team]\n");
+    let fs = repo(
+        "",
+        &[
+            ("clusters/test/team/kustomization.yaml", "namespace: team-ns\nresources: [ks.yaml]\n"),
+            ("clusters/test/team/ks.yaml", child),
+            ("apps/a/x.yaml", NS),
+        ],
+    )
+    .with("clusters/test/kustomization.yaml", "resources: [flux-system, team]\n");
     let p = plan_of(&fs);
     let app = p.kustomizations.iter().find(|k| k.name == "app").unwrap();
     assert_eq!(app.namespace, "team-ns");
-    assert_eq!(p.layers, vec![vec!["team-ns/base"], vec!["team-ns/app"]], "dependsOn without namespace resolves in the dependent's");
+    assert_eq!(
+        p.layers,
+        vec![vec!["team-ns/base"], vec!["team-ns/app"]],
+        "dependsOn without namespace resolves in the dependent's"
+    );
 }

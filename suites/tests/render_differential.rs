@@ -24,7 +24,8 @@ fn compare(root: &Path, dir: &str) -> Result<usize, String> {
     let files = DiskFiles::open(root).unwrap();
     let native = harness::kustomize::build(&files, dir).map_err(|e| format!("native renderer failed: {e}"))?;
     let text = harness::exec::kubectl_kustomize(&root.join(dir)).map_err(|e| format!("kubectl failed: {e}"))?;
-    let reference: Vec<Value> = harness::yaml::parse_docs("kubectl-output", &text).unwrap().into_iter().map(|d| d.value).collect();
+    let reference: Vec<Value> =
+        harness::yaml::parse_docs("kubectl-output", &text).unwrap().into_iter().map(|d| d.value).collect();
     let native = by_key(native.into_iter().map(|o| o.value).collect());
     let reference = by_key(reference);
     let (nk, rk): (Vec<_>, Vec<_>) = (native.keys().collect(), reference.keys().collect());
@@ -125,13 +126,23 @@ fn layout_fixtures_render_like_kubectl() {
     let tmp = tempfile::tempdir().unwrap();
     let layouts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/layouts");
     let mut dirs = vec![];
-    for (fixture, dir) in [("kustomize-features", "apps/app"), ("helm-features", "apps/apps"), ("components", "apps/web/app"), ("yaml-as-committed", "apps/chart-app")] {
+    for (fixture, dir) in [
+        ("kustomize-features", "apps/app"),
+        ("helm-features", "apps/apps"),
+        ("components", "apps/web/app"),
+        ("yaml-as-committed", "apps/chart-app"),
+    ] {
         let src = layouts.join(fixture).join(dir);
         let dst = tmp.path().join(fixture);
         copy_dir(&src, &dst);
         // kubectl would fetch a remote base; the native renderer reports it instead.
         let k = dst.join("kustomization.yaml");
-        let text = std::fs::read_to_string(&k).unwrap().lines().filter(|l| !l.contains("https://")).collect::<Vec<_>>().join("\n");
+        let text = std::fs::read_to_string(&k)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.contains("https://"))
+            .collect::<Vec<_>>()
+            .join("\n");
         std::fs::write(&k, text + "\n").unwrap();
         dirs.push(fixture.to_string());
     }

@@ -14,7 +14,11 @@ const CERT: &str = "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:
 const CRDS_ON: &str = "    crds:\n      enabled: true\n";
 
 fn with_cert_manager(r: Repo, extra: &str) -> Repo {
-    r.ks("cert-manager", &[], extra).obj("cert-manager", "ns.yaml", &ns("cert-manager")).obj("cert-manager", "hr.yaml", &hr("cert-manager", "cert-manager", "cert-manager", CRDS_ON))
+    r.ks("cert-manager", &[], extra).obj("cert-manager", "ns.yaml", &ns("cert-manager")).obj(
+        "cert-manager",
+        "hr.yaml",
+        &hr("cert-manager", "cert-manager", "cert-manager", CRDS_ON),
+    )
 }
 
 #[test]
@@ -22,7 +26,11 @@ fn rule_1_crd_dependency() {
     let p = with_cert_manager(base(), "").ks("app", &[], "").obj("app", "cert.yaml", CERT).plan();
     let f = one(&p, "crd-dependency", Error);
     assert_eq!((f.file.as_str(), f.line), ("apps/app/cert.yaml", 1));
-    assert!(f.message.contains("no matches for kind \"Certificate\" in version \"cert-manager.io/v1\""), "{}", f.message);
+    assert!(
+        f.message.contains("no matches for kind \"Certificate\" in version \"cert-manager.io/v1\""),
+        "{}",
+        f.message
+    );
     assert!(f.message.contains("provided by Kustomization cert-manager"), "{}", f.message);
     assert!(f.fix.as_deref().unwrap().contains("- name: cert-manager"));
 
@@ -44,13 +52,18 @@ fn rule_1_crds_in_the_repo_and_unknown_kinds() {
     none(&p, "crd-dependency");
     none(&p, "unknown-kind");
     // CRD in another Kustomization without dependsOn.
-    let p = base().ks("crds", &[], "").obj("crds", "crd.yaml", crd).ks("app", &[], "").obj("app", "w.yaml", widget).plan();
+    let p =
+        base().ks("crds", &[], "").obj("crds", "crd.yaml", crd).ks("app", &[], "").obj("app", "w.yaml", widget).plan();
     one(&p, "crd-dependency", Error);
     // Nobody provides it.
     let p = base().ks("app", &[], "").obj("app", "w.yaml", widget).plan();
     assert!(one(&p, "unknown-kind", Warning).message.contains("Widget (example.com)"));
     // Pre-installed at cluster creation (config).
-    let p = base().file(".flux-harness.yaml", "preinstalledCRDs: [example.com]\n").ks("app", &[], "").obj("app", "w.yaml", widget).plan();
+    let p = base()
+        .file(".flux-harness.yaml", "preinstalledCRDs: [example.com]\n")
+        .ks("app", &[], "")
+        .obj("app", "w.yaml", widget)
+        .plan();
     none(&p, "unknown-kind");
     // cert-manager without crds.enabled installs no CRDs.
     let p = base()
@@ -64,7 +77,10 @@ fn rule_1_crds_in_the_repo_and_unknown_kinds() {
 
 #[test]
 fn rule_2_provider_not_ready() {
-    let p = with_cert_manager(base(), "  wait: false\n").ks("app", &["cert-manager"], "").obj("app", "cert.yaml", CERT).plan();
+    let p = with_cert_manager(base(), "  wait: false\n")
+        .ks("app", &["cert-manager"], "")
+        .obj("app", "cert.yaml", CERT)
+        .plan();
     let f = one(&p, "provider-not-ready", Error);
     assert_eq!(f.kustomization.as_deref(), Some("flux-system/cert-manager"));
     assert!(f.message.contains("kustomize-controller#601"));
@@ -76,7 +92,11 @@ fn rule_2_provider_not_ready() {
 }
 
 fn with_monitoring(r: Repo) -> Repo {
-    r.ks("monitoring", &[], "").obj("monitoring", "ns.yaml", &ns("monitoring")).obj("monitoring", "hr.yaml", &hr("kps", "monitoring", "kube-prometheus-stack", ""))
+    r.ks("monitoring", &[], "").obj("monitoring", "ns.yaml", &ns("monitoring")).obj(
+        "monitoring",
+        "hr.yaml",
+        &hr("kps", "monitoring", "kube-prometheus-stack", ""),
+    )
 }
 
 const SM: &str = "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata:\n  name: app\n  namespace: default\nspec:\n  selector: {}\n  endpoints: [{port: http}]\n";
@@ -85,45 +105,84 @@ const SM: &str = "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nme
 fn rule_3_monitoring_split() {
     let p = with_monitoring(base()).ks("app", &["monitoring"], "").obj("app", "sm.yaml", SM).plan();
     assert!(one(&p, "monitoring-split", Warning).fix.as_deref().unwrap().contains("app-monitoring"));
-    let p = with_monitoring(base()).ks("app", &[], "").obj("app", "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: default\n").ks("app-monitoring", &["monitoring", "app"], "").obj("app-monitoring", "sm.yaml", SM).plan();
+    let p = with_monitoring(base())
+        .ks("app", &[], "")
+        .obj("app", "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: default\n")
+        .ks("app-monitoring", &["monitoring", "app"], "")
+        .obj("app-monitoring", "sm.yaml", SM)
+        .plan();
     none(&p, "monitoring-split");
-    let p = with_monitoring(base()).ks("app", &[], "").obj("app", "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: default\n").ks("app-monitoring", &["monitoring"], "").obj("app-monitoring", "sm.yaml", SM).plan();
+    let p = with_monitoring(base())
+        .ks("app", &[], "")
+        .obj("app", "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: default\n")
+        .ks("app-monitoring", &["monitoring"], "")
+        .obj("app-monitoring", "sm.yaml", SM)
+        .plan();
     assert!(one(&p, "monitoring-split", Warning).message.contains("does not depend on it"));
 }
 
 #[test]
 fn rule_4_helm_generated_service_monitors() {
     let values = "    metrics:\n      serviceMonitor:\n        enabled: true\n";
-    let p = with_monitoring(base()).ks("app", &["monitoring"], "").obj("app", "hr.yaml", &hr("podinfo", "default", "podinfo", values)).plan();
+    let p = with_monitoring(base())
+        .ks("app", &["monitoring"], "")
+        .obj("app", "hr.yaml", &hr("podinfo", "default", "podinfo", values))
+        .plan();
     assert!(one(&p, "helm-servicemonitor", Warning).message.contains("metrics.serviceMonitor.enabled: true"));
     let p = base().ks("app", &[], "").obj("app", "hr.yaml", &hr("podinfo", "default", "podinfo", values)).plan();
     one(&p, "helm-servicemonitor", Error);
-    let p = base().ks("app", &[], "").obj("app", "hr.yaml", &hr("podinfo", "default", "podinfo", "    metrics:\n      serviceMonitor:\n        enabled: false\n")).plan();
+    let p = base()
+        .ks("app", &[], "")
+        .obj(
+            "app",
+            "hr.yaml",
+            &hr("podinfo", "default", "podinfo", "    metrics:\n      serviceMonitor:\n        enabled: false\n"),
+        )
+        .plan();
     none(&p, "helm-servicemonitor");
 }
 
 fn with_kyverno(r: Repo) -> Repo {
-    r.ks("kyverno", &[], "").obj("kyverno", "ns.yaml", &ns("kyverno")).obj("kyverno", "hr.yaml", &hr("kyverno", "kyverno", "kyverno", ""))
+    r.ks("kyverno", &[], "").obj("kyverno", "ns.yaml", &ns("kyverno")).obj(
+        "kyverno",
+        "hr.yaml",
+        &hr("kyverno", "kyverno", "kyverno", ""),
+    )
 }
 
 const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: NS\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: 'nginx:1.27'}]\n";
 
 #[test]
 fn rule_5_webhook_ordering() {
-    let p = with_kyverno(base()).ks("app", &["kyverno"], "").obj("app", "d.yaml", &DEPLOY.replace("NS", "default")).plan();
+    let p =
+        with_kyverno(base()).ks("app", &["kyverno"], "").obj("app", "d.yaml", &DEPLOY.replace("NS", "default")).plan();
     let f = one(&p, "webhook-ordering", Warning);
-    assert!(f.message.contains("validate.kyverno.svc-fail") && f.message.contains("Deployment/default/web"), "{}", f.message);
+    assert!(
+        f.message.contains("validate.kyverno.svc-fail") && f.message.contains("Deployment/default/web"),
+        "{}",
+        f.message
+    );
     // Uses the provider's CRDs: the dependency is needed.
     let policy = "apiVersion: kyverno.io/v1\nkind: ClusterPolicy\nmetadata:\n  name: p\nspec:\n  rules: []\n";
     let p = with_kyverno(base()).ks("app", &["kyverno"], "").obj("app", "p.yaml", policy).plan();
     none(&p, "webhook-ordering");
     // In the webhook's own (exempt) namespace, as a provider's *-monitoring objects are.
-    let p = with_kyverno(base()).ks("app", &["kyverno"], "").obj("app", "d.yaml", &DEPLOY.replace("NS", "kyverno")).plan();
+    let p =
+        with_kyverno(base()).ks("app", &["kyverno"], "").obj("app", "d.yaml", &DEPLOY.replace("NS", "kyverno")).plan();
     none(&p, "webhook-ordering");
     // Webhook turned to Ignore.
     let p = base()
         .ks("kyverno", &[], "")
-        .obj("kyverno", "hr.yaml", &hr("kyverno", "kyverno", "kyverno", "    features:\n      forceFailurePolicyIgnore:\n        enabled: true\n"))
+        .obj(
+            "kyverno",
+            "hr.yaml",
+            &hr(
+                "kyverno",
+                "kyverno",
+                "kyverno",
+                "    features:\n      forceFailurePolicyIgnore:\n        enabled: true\n",
+            ),
+        )
         .ks("app", &["kyverno"], "")
         .obj("app", "d.yaml", &DEPLOY.replace("NS", "default"))
         .plan();
@@ -132,8 +191,15 @@ fn rule_5_webhook_ordering() {
 
 #[test]
 fn rule_6_webhook_self_block() {
-    let values = "    validatingWebhookFailurePolicy: Fail\n    postInstall:\n      labelNamespace:\n        enabled: false\n";
-    let gk = |ns_text: &str| base().ks("gatekeeper", &[], "").obj("gatekeeper", "ns.yaml", ns_text).obj("gatekeeper", "hr.yaml", &hr("gatekeeper", "gatekeeper-system", "gatekeeper", values)).plan();
+    let values =
+        "    validatingWebhookFailurePolicy: Fail\n    postInstall:\n      labelNamespace:\n        enabled: false\n";
+    let gk = |ns_text: &str| {
+        base()
+            .ks("gatekeeper", &[], "")
+            .obj("gatekeeper", "ns.yaml", ns_text)
+            .obj("gatekeeper", "hr.yaml", &hr("gatekeeper", "gatekeeper-system", "gatekeeper", values))
+            .plan()
+    };
     let p = gk(&ns("gatekeeper-system"));
     let errors: Vec<_> = findings(&p, "webhook-self-block").into_iter().filter(|f| f.severity == Error).collect();
     assert_eq!(errors.len(), 1, "{errors:#?}");
@@ -144,7 +210,10 @@ fn rule_6_webhook_self_block() {
     let all = findings(&p, "webhook-self-block");
     assert!(all.iter().all(|f| f.severity == Warning && f.message.contains("kube-system")), "{all:#?}");
     // The chart's default (Ignore) cannot block anything.
-    let p = base().ks("gatekeeper", &[], "").obj("gatekeeper", "hr.yaml", &hr("gatekeeper", "gatekeeper-system", "gatekeeper", "")).plan();
+    let p = base()
+        .ks("gatekeeper", &[], "")
+        .obj("gatekeeper", "hr.yaml", &hr("gatekeeper", "gatekeeper-system", "gatekeeper", ""))
+        .plan();
     none(&p, "webhook-self-block");
     // Kyverno exempts its own namespace and kube-system by default.
     none(&with_kyverno(base()).plan(), "webhook-self-block");
@@ -154,13 +223,30 @@ fn rule_6_webhook_self_block() {
 fn rule_7_helm_anti_patterns() {
     let bad = "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: bad\n  namespace: default\nspec:\n  chart:\n    spec:\n      chart: podinfo\n      sourceRef: {kind: HelmRepository, name: charts, namespace: flux-system}\n  install:\n    remediation:\n      remediateLastFailure: true\n  upgrade:\n    force: true\n    cleanupOnFail: true\n    remediation:\n      strategy: uninstall\n  values:\n    podAnnotations:\n      rollme: \"123\"\n";
     let p = base().ks("app", &[], "").obj("app", "hr.yaml", bad).plan();
-    for rule in ["helm-upgrade-force", "helm-cleanup-on-fail", "helm-uninstall-remediation", "helm-remediate-last-failure", "helm-restart-annotation", "helm-no-retries"] {
+    for rule in [
+        "helm-upgrade-force",
+        "helm-cleanup-on-fail",
+        "helm-uninstall-remediation",
+        "helm-remediate-last-failure",
+        "helm-restart-annotation",
+        "helm-no-retries",
+    ] {
         let f = one(&p, rule, Warning);
         assert_eq!((f.file.as_str(), f.line), ("apps/app/hr.yaml", 1));
     }
     assert!(one(&p, "helm-no-retries", Warning).message.contains("install or upgrade"));
-    let p = base().ks("app", &[], "").obj("app", "hr.yaml", &hr("good", "default", "podinfo", "    podAnnotations:\n      team: web\n")).plan();
-    for rule in ["helm-upgrade-force", "helm-cleanup-on-fail", "helm-uninstall-remediation", "helm-remediate-last-failure", "helm-restart-annotation", "helm-no-retries"] {
+    let p = base()
+        .ks("app", &[], "")
+        .obj("app", "hr.yaml", &hr("good", "default", "podinfo", "    podAnnotations:\n      team: web\n"))
+        .plan();
+    for rule in [
+        "helm-upgrade-force",
+        "helm-cleanup-on-fail",
+        "helm-uninstall-remediation",
+        "helm-remediate-last-failure",
+        "helm-restart-annotation",
+        "helm-no-retries",
+    ] {
         none(&p, rule);
     }
 }
@@ -182,7 +268,11 @@ fn rule_8_cni_chaining() {
         .obj("cilium", "hr.yaml", &hr("cilium", "kube-system", "cilium", "    cni:\n      exclusive: false\n"))
         .ks("linkerd", &["cilium"], "")
         .obj("linkerd", "ns.yaml", &ns("linkerd-cni"))
-        .obj("linkerd", "hr.yaml", &hr("linkerd2-cni", "linkerd-cni", "linkerd2-cni", "    priorityClassName: system-node-critical\n"))
+        .obj(
+            "linkerd",
+            "hr.yaml",
+            &hr("linkerd2-cni", "linkerd-cni", "linkerd2-cni", "    priorityClassName: system-node-critical\n"),
+        )
         .plan();
     for rule in ["cni-exclusive", "cni-order", "cni-priority"] {
         none(&good, rule);
@@ -191,9 +281,16 @@ fn rule_8_cni_chaining() {
 
 #[test]
 fn rule_9_cilium_policies() {
-    let cnp = |egress: &str| format!("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: p\n  namespace: default\nspec:\n  endpointSelector: {{}}\n  egress:\n{egress}");
+    let cnp = |egress: &str| {
+        format!(
+            "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: p\n  namespace: default\nspec:\n  endpointSelector: {{}}\n  egress:\n{egress}"
+        )
+    };
     let cilium = |r: Repo| r.ks("cilium", &[], "").obj("cilium", "hr.yaml", &hr("cilium", "kube-system", "cilium", ""));
-    let p = cilium(base()).ks("net", &["cilium"], "").obj("net", "p.yaml", &cnp("    - toEntities: [kube-apiserver]\n")).plan();
+    let p = cilium(base())
+        .ks("net", &["cilium"], "")
+        .obj("net", "p.yaml", &cnp("    - toEntities: [kube-apiserver]\n"))
+        .plan();
     one(&p, "cilium-policy-dns", Error);
     one(&p, "cilium-policy-intra-namespace", Warning);
     let good = "    - toEntities: [kube-apiserver]\n    - toEndpoints:\n        - matchLabels:\n            k8s:io.kubernetes.pod.namespace: kube-system\n            k8s:k8s-app: kube-dns\n      toPorts:\n        - ports: [{port: \"53\", protocol: UDP}]\n    - toEndpoints:\n        - {}\n";
@@ -211,10 +308,20 @@ const CM_IN: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  na
 
 #[test]
 fn rule_10_namespace_exists() {
-    let p = base().ks("a", &[], "").obj("a", "ns.yaml", &ns("team")).ks("b", &[], "").obj("b", "cm.yaml", &CM_IN.replace("NS", "team")).plan();
+    let p = base()
+        .ks("a", &[], "")
+        .obj("a", "ns.yaml", &ns("team"))
+        .ks("b", &[], "")
+        .obj("b", "cm.yaml", &CM_IN.replace("NS", "team"))
+        .plan();
     let f = one(&p, "namespace-missing", Error);
     assert!(f.message.contains("Kustomization a creates") && f.fix.as_deref().unwrap().contains("- name: a"), "{f:#?}");
-    let p = base().ks("a", &[], "").obj("a", "ns.yaml", &ns("team")).ks("b", &["a"], "").obj("b", "cm.yaml", &CM_IN.replace("NS", "team")).plan();
+    let p = base()
+        .ks("a", &[], "")
+        .obj("a", "ns.yaml", &ns("team"))
+        .ks("b", &["a"], "")
+        .obj("b", "cm.yaml", &CM_IN.replace("NS", "team"))
+        .plan();
     none(&p, "namespace-missing");
     let p = base().ks("b", &[], "").obj("b", "cm.yaml", &CM_IN.replace("NS", "nowhere")).plan();
     assert!(one(&p, "namespace-missing", Error).message.contains("no Kustomization"));
@@ -227,19 +334,43 @@ fn rule_11_helm_sources() {
     let other = hr("x", "default", "podinfo", "").replace("name: charts", "name: other");
     let p = base().ks("app", &[], "").obj("app", "hr.yaml", &other).plan();
     assert!(one(&p, "helm-source-missing", Error).message.contains("HelmRepository/flux-system/other"));
-    let p = base().ks("repos", &[], "").obj("repos", "r.yaml", &helm_repo("other")).ks("app", &[], "").obj("app", "hr.yaml", &other).plan();
+    let p = base()
+        .ks("repos", &[], "")
+        .obj("repos", "r.yaml", &helm_repo("other"))
+        .ks("app", &[], "")
+        .obj("app", "hr.yaml", &other)
+        .plan();
     one(&p, "helm-source-order", Warning);
-    let p = base().ks("repos", &[], "").obj("repos", "r.yaml", &helm_repo("other")).ks("app", &["repos"], "").obj("app", "hr.yaml", &other).plan();
+    let p = base()
+        .ks("repos", &[], "")
+        .obj("repos", "r.yaml", &helm_repo("other"))
+        .ks("app", &["repos"], "")
+        .obj("app", "hr.yaml", &other)
+        .plan();
     none(&p, "helm-source-order");
     none(&p, "helm-source-missing");
 }
 
 #[test]
 fn rule_12_single_owner() {
-    let p = base().ks("a", &[], "").obj("a", "ns.yaml", &ns("team")).ks("b", &[], "").obj("b", "ns.yaml", &ns("team")).plan();
+    let p = base()
+        .ks("a", &[], "")
+        .obj("a", "ns.yaml", &ns("team"))
+        .ks("b", &[], "")
+        .obj("b", "ns.yaml", &ns("team"))
+        .plan();
     let f = one(&p, "single-owner", Warning);
-    assert!(f.message.contains("Namespace/team is applied by a (apps/a/ns.yaml:1) and b (apps/b/ns.yaml:1)"), "{}", f.message);
-    let p = base().ks("a", &[], "  prune: true\n").obj("a", "ns.yaml", &ns("team")).ks("b", &[], "").obj("b", "ns.yaml", &ns("team")).plan();
+    assert!(
+        f.message.contains("Namespace/team is applied by a (apps/a/ns.yaml:1) and b (apps/b/ns.yaml:1)"),
+        "{}",
+        f.message
+    );
+    let p = base()
+        .ks("a", &[], "  prune: true\n")
+        .obj("a", "ns.yaml", &ns("team"))
+        .ks("b", &[], "")
+        .obj("b", "ns.yaml", &ns("team"))
+        .plan();
     one(&p, "single-owner", Error);
     let p = base().ks("a", &[], "").obj("a", "ns.yaml", &ns("team")).plan();
     none(&p, "single-owner");
@@ -247,7 +378,11 @@ fn rule_12_single_owner() {
 
 #[test]
 fn rule_13_network_policy_namespace_selectors() {
-    let np = |sel: &str| format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: p\n  namespace: team\nspec:\n  podSelector: {{}}\n  ingress:\n    - from:\n        - namespaceSelector:\n            matchLabels:\n              {sel}\n");
+    let np = |sel: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: p\n  namespace: team\nspec:\n  podSelector: {{}}\n  ingress:\n    - from:\n        - namespaceSelector:\n            matchLabels:\n              {sel}\n"
+        )
+    };
     let team = ns("team") + "    name: team\n";
     let run = |sel: &str| base().ks("a", &[], "").obj("a", "ns.yaml", &team).obj("a", "np.yaml", &np(sel)).plan();
     assert!(one(&run("name: flux-system"), "netpol-selector", Warning).message.contains("kubernetes.io/metadata.name"));
@@ -257,10 +392,12 @@ fn rule_13_network_policy_namespace_selectors() {
 
 #[test]
 fn rule_14_substitution() {
-    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: default\ndata:\n  env: ${CLUSTER_ENV}\n";
+    let cm =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: default\ndata:\n  env: ${CLUSTER_ENV}\n";
     let p = base().ks("a", &[], "").obj("a", "cm.yaml", cm).plan();
     assert!(one(&p, "substitution-disabled", Warning).message.contains("${CLUSTER_ENV}"));
-    let p = base().ks("a", &[], "  postBuild:\n    substitute:\n      CLUSTER_ENV: test\n").obj("a", "cm.yaml", cm).plan();
+    let p =
+        base().ks("a", &[], "  postBuild:\n    substitute:\n      CLUSTER_ENV: test\n").obj("a", "cm.yaml", cm).plan();
     none(&p, "substitution-disabled");
     none(&p, "substitution-unresolved");
     let p = base().ks("a", &[], "  postBuild:\n    substitute:\n      OTHER: x\n").obj("a", "cm.yaml", cm).plan();
@@ -273,20 +410,31 @@ fn rule_15_sops_needs_decryption() {
     let p = base().ks("a", &[], "").obj("a", "s.yaml", secret).plan();
     let f = one(&p, "sops-decryption", Error);
     assert!(!f.message.contains("Zm9v"), "ciphertext must not be echoed");
-    let p = base().ks("a", &[], "  decryption:\n    provider: sops\n    secretRef:\n      name: sops-age\n").obj("a", "s.yaml", secret).plan();
+    let p = base()
+        .ks("a", &[], "  decryption:\n    provider: sops\n    secretRef:\n      name: sops-age\n")
+        .obj("a", "s.yaml", secret)
+        .plan();
     none(&p, "sops-decryption");
 }
 
 #[test]
 fn rule_16_pod_security_labels() {
-    let p = base().ks("a", &[], "").obj("a", "ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: bare\n").plan();
+    let p = base()
+        .ks("a", &[], "")
+        .obj("a", "ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: bare\n")
+        .plan();
     assert_eq!(one(&p, "pss-missing", Warning).file, "apps/a/ns.yaml");
     none(&base().ks("a", &[], "").obj("a", "ns.yaml", &ns("ok")).plan(), "pss-missing");
 }
 
 #[test]
 fn rule_17_production_policy() {
-    let d = |image: &str, replicas: u32| DEPLOY.replace("NS", "default").replace("nginx:1.27", image).replace("replicas: 2", &format!("replicas: {replicas}"));
+    let d = |image: &str, replicas: u32| {
+        DEPLOY
+            .replace("NS", "default")
+            .replace("nginx:1.27", image)
+            .replace("replicas: 2", &format!("replicas: {replicas}"))
+    };
     let p = base().ks("apps-prod", &[], "").obj("apps-prod", "d.yaml", &d("ghcr.io/x/web:latest", 1)).plan();
     one(&p, "env-image-unpinned", Error);
     one(&p, "env-replicas", Error);
@@ -308,7 +456,13 @@ fn unknown_charts_are_an_info_finding() {
     // Described in the repo config: known, and its CRDs count.
     let cfg = "catalogue:\n  charts:\n    mystery-operator:\n      crds:\n        - group: mystery.io\n          kinds: [Thing]\n";
     let thing = "apiVersion: mystery.io/v1\nkind: Thing\nmetadata:\n  name: t\n  namespace: default\n";
-    let p = base().file(".flux-harness.yaml", cfg).ks("a", &[], "").obj("a", "hr.yaml", &hr("m", "default", "mystery-operator", "")).ks("b", &[], "").obj("b", "t.yaml", thing).plan();
+    let p = base()
+        .file(".flux-harness.yaml", cfg)
+        .ks("a", &[], "")
+        .obj("a", "hr.yaml", &hr("m", "default", "mystery-operator", ""))
+        .ks("b", &[], "")
+        .obj("b", "t.yaml", thing)
+        .plan();
     none(&p, "chart-unknown");
     one(&p, "crd-dependency", Error);
 }
@@ -316,14 +470,19 @@ fn unknown_charts_are_an_info_finding() {
 #[test]
 fn severity_overrides_and_suppressions_come_from_the_repo_config() {
     let bare = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: bare\n";
-    let p = base().file(".flux-harness.yaml", "severity:\n  pss-missing: error\n").ks("a", &[], "").obj("a", "ns.yaml", bare).plan();
+    let p = base()
+        .file(".flux-harness.yaml", "severity:\n  pss-missing: error\n")
+        .ks("a", &[], "")
+        .obj("a", "ns.yaml", bare)
+        .plan();
     one(&p, "pss-missing", Error);
     assert_eq!(p.exit_code(), 1);
     let cfg = "suppress:\n  - rule: pss-missing\n    kustomization: flux-system/a\n    reason: namespace labelled by the platform operator\n";
     let p = base().file(".flux-harness.yaml", cfg).ks("a", &[], "").obj("a", "ns.yaml", bare).plan();
     let f = one(&p, "pss-missing", Info);
     assert!(f.message.starts_with("(suppressed in .flux-harness.yaml: namespace labelled by the platform operator)"));
-    let no_reason = harness::config::RepoConfig::parse("suppress:\n  - rule: pss-missing\n    reason: \"\"\n").unwrap_err();
+    let no_reason =
+        harness::config::RepoConfig::parse("suppress:\n  - rule: pss-missing\n    reason: \"\"\n").unwrap_err();
     assert!(no_reason.message.contains("needs a reason"));
     let typo = harness::config::RepoConfig::parse("severty:\n  x: error\n").unwrap_err();
     assert_eq!(typo.location().unwrap(), ".flux-harness.yaml:1:1");

@@ -9,7 +9,10 @@ use futures::{StreamExt, TryStreamExt};
 use harness::apiserver::driver::{self, SimCluster};
 use harness::sim::{Fault, SimConfig};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+    WatchEvent, WatchParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, wait::await_condition, watcher};
 use kube::{Client, Config};
@@ -18,7 +21,11 @@ use std::time::Duration;
 const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: default\ndata:\n  k: v\n";
 
 fn two_layers() -> Repo {
-    Repo::new().ks("a", &[], "").obj("a", "cm.yaml", CM).ks("b", &["a"], "").obj("b", "cm.yaml", &CM.replace("name: c", "name: d"))
+    Repo::new().ks("a", &[], "").obj("a", "cm.yaml", CM).ks("b", &["a"], "").obj(
+        "b",
+        "cm.yaml",
+        &CM.replace("name: c", "name: d"),
+    )
 }
 
 async fn start(repo: Repo, sim: SimConfig, speed: f64) -> SimCluster {
@@ -33,19 +40,27 @@ async fn client(c: &SimCluster) -> Client {
 }
 
 fn ks_api(client: &Client) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("kustomize.toolkit.fluxcd.io", "v1", "Kustomization"), "kustomizations");
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("kustomize.toolkit.fluxcd.io", "v1", "Kustomization"),
+        "kustomizations",
+    );
     Api::namespaced_with(client.clone(), "flux-system", &ar)
 }
 
 fn is_ready(o: &DynamicObject) -> bool {
-    o.data["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    o.data["status"]["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
 #[tokio::test]
 async fn typed_client_crud_and_server_side_apply() {
     let c = start(two_layers(), SimConfig::default(), 1.0).await;
     let api: Api<ConfigMap> = Api::namespaced(client(&c).await, "default");
-    let mut cm: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": "t", "labels": {"app": "x"}}, "data": {"a": "1"}})).unwrap();
+    let mut cm: ConfigMap = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "t", "labels": {"app": "x"}}, "data": {"a": "1"}}),
+    )
+    .unwrap();
     let created = api.create(&PostParams::default(), &cm).await.unwrap();
     assert_eq!(created.metadata.namespace.as_deref(), Some("default"));
     assert!(created.metadata.resource_version.is_some() && created.metadata.uid.is_some());
@@ -58,14 +73,17 @@ async fn typed_client_crud_and_server_side_apply() {
     // A stale resourceVersion is a conflict.
     let err = api.replace("t", &PostParams::default(), &cm).await.unwrap_err();
     assert!(matches!(&err, kube::Error::Api(s) if s.code == 409), "{err}");
-    let patched = api.patch("t", &PatchParams::default(), &Patch::Merge(serde_json::json!({"data": {"b": "3"}}))).await.unwrap();
+    let patched =
+        api.patch("t", &PatchParams::default(), &Patch::Merge(serde_json::json!({"data": {"b": "3"}}))).await.unwrap();
     assert_eq!(patched.data.unwrap()["b"], "3");
     // Server-side apply creates, then updates; dry-run changes nothing.
     let apply = PatchParams::apply("harness-test").force();
-    let ssa = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"x": "1"}});
+    let ssa =
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"x": "1"}});
     assert_eq!(api.patch("s", &apply, &Patch::Apply(&ssa)).await.unwrap().data.unwrap()["x"], "1");
     let dry = PatchParams::apply("harness-test").force().dry_run();
-    let ssa2 = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"x": "2"}});
+    let ssa2 =
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"x": "2"}});
     assert_eq!(api.patch("s", &dry, &Patch::Apply(&ssa2)).await.unwrap().data.unwrap()["x"], "2");
     assert_eq!(api.get("s").await.unwrap().data.unwrap()["x"], "1", "dry-run is not stored");
     // Field ownership: another manager changing a field it does not own is a conflict.
@@ -78,10 +96,17 @@ async fn typed_client_crud_and_server_side_apply() {
         }
         e => panic!("{e}"),
     }
-    assert_eq!(api.patch("s", &other.clone().force(), &Patch::Apply(&ssa2)).await.unwrap().data.unwrap()["x"], "2", "force takes the field over");
+    assert_eq!(
+        api.patch("s", &other.clone().force(), &Patch::Apply(&ssa2)).await.unwrap().data.unwrap()["x"],
+        "2",
+        "force takes the field over"
+    );
     api.delete("t", &DeleteParams::default()).await.unwrap();
     let gone = api.get("t").await.unwrap_err();
-    assert!(matches!(&gone, kube::Error::Api(s) if s.code == 404 && s.message == "configmaps \"t\" not found"), "{gone}");
+    assert!(
+        matches!(&gone, kube::Error::Api(s) if s.code == 404 && s.message == "configmaps \"t\" not found"),
+        "{gone}"
+    );
 }
 
 #[tokio::test]
@@ -89,7 +114,10 @@ async fn watcher_and_await_condition_follow_the_bootstrap_in_order() {
     let c = start(two_layers(), SimConfig::default(), 200.0).await;
     let client = client(&c).await;
     let api = ks_api(&client);
-    let b = tokio::time::timeout(Duration::from_secs(30), await_condition(api.clone(), "b", |o: Option<&DynamicObject>| o.is_some_and(is_ready)));
+    let b = tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(api.clone(), "b", |o: Option<&DynamicObject>| o.is_some_and(is_ready)),
+    );
     let mut ready_order = vec![];
     let watch = watcher(api.clone(), watcher::Config::default()).applied_objects();
     futures::pin_mut!(watch);
@@ -132,7 +160,13 @@ async fn dynamic_lists_page_and_select_fields() {
 async fn crd_kinds_appear_when_established_and_vanish_when_deleted() {
     let c = start(two_layers(), SimConfig::default(), 1.0).await;
     let client = client(&c).await;
-    let crds: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"), "customresourcedefinitions"));
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
     let widgets = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("example.com", "v1", "Widget"), "widgets");
     let wapi: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &widgets);
     assert!(matches!(wapi.list(&ListParams::default()).await, Err(kube::Error::Api(s)) if s.code == 404));
@@ -166,7 +200,11 @@ async fn a_watch_from_a_version_too_old_gets_410_in_the_stream() {
 
 #[tokio::test]
 async fn fail_closed_webhooks_refuse_writes_with_the_api_servers_words() {
-    let repo = Repo::new().file("clusters/test/repos.yaml", &helm_repo("charts")).ks("kyverno", &[], "").obj("kyverno", "ns.yaml", &ns("kyverno")).obj("kyverno", "hr.yaml", &hr("kyverno", "kyverno", "kyverno", ""));
+    let repo = Repo::new()
+        .file("clusters/test/repos.yaml", &helm_repo("charts"))
+        .ks("kyverno", &[], "")
+        .obj("kyverno", "ns.yaml", &ns("kyverno"))
+        .obj("kyverno", "hr.yaml", &hr("kyverno", "kyverno", "kyverno", ""));
     let fault = Fault::parse("webhook-down:validate.kyverno.svc-fail@1m-100h").unwrap();
     let c = start(repo, SimConfig { faults: vec![fault], ..Default::default() }, 600.0).await;
     let client = client(&c).await;
@@ -177,7 +215,11 @@ async fn fail_closed_webhooks_refuse_writes_with_the_api_servers_words() {
     match &err {
         kube::Error::Api(s) => {
             assert_eq!((s.code, s.reason.as_str()), (500, "InternalError"));
-            assert!(s.message.starts_with("Internal error occurred: failed calling webhook \"validate.kyverno.svc-fail\""), "{}", s.message);
+            assert!(
+                s.message.starts_with("Internal error occurred: failed calling webhook \"validate.kyverno.svc-fail\""),
+                "{}",
+                s.message
+            );
         }
         other => panic!("{other}"),
     }
@@ -199,15 +241,29 @@ async fn raw(client: &Client, method: &str, uri: &str, ctype: &str, body: Vec<u8
 async fn malformed_requests_get_4xx_and_the_server_keeps_serving() {
     let c = start(two_layers(), SimConfig::default(), 1.0).await;
     let client = client(&c).await;
-    assert_eq!(raw(&client, "POST", "/api/v1/namespaces/default/configmaps", "application/json", b"{not json".to_vec()).await, 400);
+    assert_eq!(
+        raw(&client, "POST", "/api/v1/namespaces/default/configmaps", "application/json", b"{not json".to_vec()).await,
+        400
+    );
     assert_eq!(raw(&client, "GET", "/apis/example.com/v1/gizmos", "application/json", vec![]).await, 404);
-    assert_eq!(raw(&client, "PUT", "/api/v1/namespaces/default/configmaps", "application/json", b"{}".to_vec()).await, 405);
-    assert_eq!(raw(&client, "PATCH", "/api/v1/namespaces/default/configmaps/c", "text/plain", b"{}".to_vec()).await, 415);
+    assert_eq!(
+        raw(&client, "PUT", "/api/v1/namespaces/default/configmaps", "application/json", b"{}".to_vec()).await,
+        405
+    );
+    assert_eq!(
+        raw(&client, "PATCH", "/api/v1/namespaces/default/configmaps/c", "text/plain", b"{}".to_vec()).await,
+        415
+    );
     let huge = format!("{{\"metadata\":{{\"name\":\"h\"}},\"data\":{{\"x\":\"{}\"}}}}", "a".repeat(4 * 1024 * 1024));
-    assert_eq!(raw(&client, "POST", "/api/v1/namespaces/default/configmaps", "application/json", huge.into_bytes()).await, 413);
+    assert_eq!(
+        raw(&client, "POST", "/api/v1/namespaces/default/configmaps", "application/json", huge.into_bytes()).await,
+        413
+    );
     // Without the token: 401.
     let kc = c.server.kubeconfig().replace(&format!("token: {}", c.server.token), "token: wrong");
-    let config = Config::from_custom_kubeconfig(Kubeconfig::from_yaml(&kc).unwrap(), &KubeConfigOptions::default()).await.unwrap();
+    let config = Config::from_custom_kubeconfig(Kubeconfig::from_yaml(&kc).unwrap(), &KubeConfigOptions::default())
+        .await
+        .unwrap();
     let anonymous = Client::try_from(config).unwrap();
     assert_eq!(raw(&anonymous, "GET", "/api/v1/namespaces", "application/json", vec![]).await, 401);
     // Still serving.
@@ -255,18 +311,33 @@ async fn kubectl_gets_tables_applies_server_side_and_waits() {
         let kc = kc.clone();
         let cache = dir.path().join("cache");
         async move {
-            tokio::task::spawn_blocking(move || std::process::Command::new("kubectl").args(&args).env("KUBECONFIG", &kc).env("KUBECACHEDIR", &cache).output().unwrap()).await.unwrap()
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new("kubectl")
+                    .args(&args)
+                    .env("KUBECONFIG", &kc)
+                    .env("KUBECACHEDIR", &cache)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
         }
     };
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let wait = kubectl(s(&["wait", "--for=condition=Ready", "kustomization/b", "-n", "flux-system", "--timeout=30s"])).await;
+    let wait =
+        kubectl(s(&["wait", "--for=condition=Ready", "kustomization/b", "-n", "flux-system", "--timeout=30s"])).await;
     assert!(wait.status.success(), "{}", String::from_utf8_lossy(&wait.stderr));
     assert!(String::from_utf8_lossy(&wait.stdout).contains("condition met"));
     let get = kubectl(s(&["get", "kustomizations", "-A"])).await;
     let out = String::from_utf8_lossy(&get.stdout);
     assert!(out.contains("NAMESPACE") && out.contains("READY") && out.contains("Applied revision"), "{out}");
-    let apply = kubectl(vec!["apply".into(), "--server-side".into(), "-f".into(), manifest.display().to_string()]).await;
-    assert!(String::from_utf8_lossy(&apply.stdout).contains("configmap/from-kubectl serverside-applied"), "{}", String::from_utf8_lossy(&apply.stderr));
+    let apply =
+        kubectl(vec!["apply".into(), "--server-side".into(), "-f".into(), manifest.display().to_string()]).await;
+    assert!(
+        String::from_utf8_lossy(&apply.stdout).contains("configmap/from-kubectl serverside-applied"),
+        "{}",
+        String::from_utf8_lossy(&apply.stderr)
+    );
     let res = kubectl(s(&["api-resources"])).await;
     assert!(res.status.success());
     assert!(String::from_utf8_lossy(&res.stdout).contains("kustomizations                      ks"));

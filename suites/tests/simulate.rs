@@ -10,7 +10,12 @@ use harness::sim::report::SimReport;
 use harness::sim::{Fault, SimConfig};
 
 fn example(name: &str, sim: SimConfig) -> SimReport {
-    let req = PlanRequest { repo: common::example(name), entry: Some(Entry::Cluster("staging".into())), sources: vec![], renderer: RendererChoice::Native };
+    let req = PlanRequest {
+        repo: common::example(name),
+        entry: Some(Entry::Cluster("staging".into())),
+        sources: vec![],
+        renderer: RendererChoice::Native,
+    };
     simulate(&req, sim).unwrap()
 }
 
@@ -80,7 +85,11 @@ fn with_cilium_preinstalled_netcorp_races_kyvernos_webhook() {
     // Kyverno's fail-closed webhook is registered but not serving yet: one retryInterval.
     let warm = example("netcorp-infra", SimConfig { cni_preinstalled: true, ..Default::default() });
     assert!(warm.converged);
-    let refused = warm.timeline.iter().find(|t| t.name == "flux-system/longhorn-system" && t.reason == "ReconciliationFailed").expect("the race");
+    let refused = warm
+        .timeline
+        .iter()
+        .find(|t| t.name == "flux-system/longhorn-system" && t.reason == "ReconciliationFailed")
+        .expect("the race");
     assert!(refused.message.contains("failed calling webhook \"validate.kyverno.svc-fail\""), "{}", refused.message);
 }
 
@@ -91,57 +100,100 @@ fn base() -> Repo {
 const CERT: &str = "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:\n  name: web\n  namespace: default\nspec:\n  secretName: web-tls\n  issuerRef:\n    name: ca\n";
 
 fn cert_manager(r: Repo, extra: &str) -> Repo {
-    r.ks("cert-manager", &[], extra).obj("cert-manager", "ns.yaml", &ns("cert-manager")).obj("cert-manager", "hr.yaml", &hr("cert-manager", "cert-manager", "cert-manager", "    crds:\n      enabled: true\n"))
+    r.ks("cert-manager", &[], extra).obj("cert-manager", "ns.yaml", &ns("cert-manager")).obj(
+        "cert-manager",
+        "hr.yaml",
+        &hr("cert-manager", "cert-manager", "cert-manager", "    crds:\n      enabled: true\n"),
+    )
 }
 
 fn ready_at(r: &SimReport, name: &str) -> f64 {
-    r.ready_order.iter().find(|x| x.name == name).unwrap_or_else(|| panic!("{name} never Ready:\n{}", r.to_text())).at_seconds
+    r.ready_order
+        .iter()
+        .find(|x| x.name == name)
+        .unwrap_or_else(|| panic!("{name} never Ready:\n{}", r.to_text()))
+        .at_seconds
 }
 
 #[test]
 fn a_missing_crd_dependency_fails_with_no_matches_and_costs_a_retry_interval() {
-    let missing = cert_manager(base(), "").ks("app", &[], "").obj("app", "cert.yaml", CERT).simulate(SimConfig::default()).unwrap();
+    let missing = cert_manager(base(), "")
+        .ks("app", &[], "")
+        .obj("app", "cert.yaml", CERT)
+        .simulate(SimConfig::default())
+        .unwrap();
     let fail = missing
         .timeline
         .iter()
         .find(|t| t.name == "flux-system/app" && t.reason == "ReconciliationFailed")
         .unwrap_or_else(|| panic!("no failure:\n{}", missing.to_text()));
-    assert_eq!(fail.message, "Certificate/default/web dry-run failed: no matches for kind \"Certificate\" in version \"cert-manager.io/v1\"");
+    assert_eq!(
+        fail.message,
+        "Certificate/default/web dry-run failed: no matches for kind \"Certificate\" in version \"cert-manager.io/v1\""
+    );
     assert!(missing.converged, "it converges once the CRD exists");
     // retryInterval defaults to the interval (5m): the next attempt is 300 s later.
     assert!(ready_at(&missing, "app") >= fail.at_seconds + 300.0, "{}", missing.to_text());
-    let fixed = cert_manager(base(), "").ks("app", &["cert-manager"], "").obj("app", "cert.yaml", CERT).simulate(SimConfig::default()).unwrap();
+    let fixed = cert_manager(base(), "")
+        .ks("app", &["cert-manager"], "")
+        .obj("app", "cert.yaml", CERT)
+        .simulate(SimConfig::default())
+        .unwrap();
     assert!(!fixed.timeline.iter().any(|t| t.reason == "ReconciliationFailed"));
-    assert!(ready_at(&fixed, "app") + 200.0 < ready_at(&missing, "app"), "the dependency saves most of a retryInterval");
+    assert!(
+        ready_at(&fixed, "app") + 200.0 < ready_at(&missing, "app"),
+        "the dependency saves most of a retryInterval"
+    );
 }
 
 #[test]
 fn a_provider_without_wait_races_its_dependents() {
-    let r = cert_manager(base(), "  wait: false\n").ks("app", &["cert-manager"], "").obj("app", "cert.yaml", CERT).simulate(SimConfig::default()).unwrap();
+    let r = cert_manager(base(), "  wait: false\n")
+        .ks("app", &["cert-manager"], "")
+        .obj("app", "cert.yaml", CERT)
+        .simulate(SimConfig::default())
+        .unwrap();
     // cert-manager is Ready as soon as it applied the HelmRelease object ...
     assert!(ready_at(&r, "cert-manager") < ready_at(&r, "cert-manager/cert-manager"));
     // ... so app tries before the CRDs exist, fails, and waits a retryInterval.
-    let fail = r.timeline.iter().find(|t| t.name == "flux-system/app" && t.reason == "ReconciliationFailed").expect("the race");
+    let fail = r
+        .timeline
+        .iter()
+        .find(|t| t.name == "flux-system/app" && t.reason == "ReconciliationFailed")
+        .expect("the race");
     assert!(fail.message.contains("no matches for kind \"Certificate\""));
     assert!(ready_at(&r, "app") >= fail.at_seconds + 300.0);
 }
 
 #[test]
 fn a_depends_on_cycle_stalls_forever() {
-    let r = base().ks("a", &["b"], "").obj("a", "ns.yaml", &ns("a")).ks("b", &["a"], "").obj("b", "ns.yaml", &ns("b")).ks("c", &["a"], "").obj("c", "ns.yaml", &ns("c")).simulate(SimConfig::default()).unwrap();
+    let r = base()
+        .ks("a", &["b"], "")
+        .obj("a", "ns.yaml", &ns("a"))
+        .ks("b", &["a"], "")
+        .obj("b", "ns.yaml", &ns("b"))
+        .ks("c", &["a"], "")
+        .obj("c", "ns.yaml", &ns("c"))
+        .simulate(SimConfig::default())
+        .unwrap();
     assert!(!r.converged);
     let d = r.deadlock.as_ref().expect("a deadlock");
     assert_eq!(d.cycle, vec!["Kustomization flux-system/a", "Kustomization flux-system/b"]);
     assert!(d.explanation.contains("Kustomization flux-system/a waits for Kustomization flux-system/b; Kustomization flux-system/b waits for Kustomization flux-system/a"), "{}", d.explanation);
     let c = r.stuck.iter().find(|s| s.name == "c").unwrap();
     assert_eq!(c.reason, "DependencyNotReady");
-    assert!(c.because.contains("waits for Kustomization flux-system/a") && c.because.contains("(a cycle)"), "{}", c.because);
+    assert!(
+        c.because.contains("waits for Kustomization flux-system/a") && c.because.contains("(a cycle)"),
+        "{}",
+        c.because
+    );
     assert!(r.to_text().contains("DEADLOCK"));
 }
 
 #[test]
 fn a_webhook_that_blocks_its_own_pods_deadlocks() {
-    let values = "    validatingWebhookFailurePolicy: Fail\n    postInstall:\n      labelNamespace:\n        enabled: false\n";
+    let values =
+        "    validatingWebhookFailurePolicy: Fail\n    postInstall:\n      labelNamespace:\n        enabled: false\n";
     let r = base()
         .ks("gatekeeper", &[], "")
         .obj("gatekeeper", "ns.yaml", &ns("gatekeeper-system"))
@@ -150,15 +202,31 @@ fn a_webhook_that_blocks_its_own_pods_deadlocks() {
         .unwrap();
     assert!(!r.converged);
     let d = r.deadlock.as_ref().unwrap_or_else(|| panic!("no deadlock:\n{}", r.to_text()));
-    assert!(d.cycle.contains(&"HelmRelease gatekeeper-system/gatekeeper".to_string()) && d.cycle.contains(&"webhook validation.gatekeeper.sh".to_string()), "{d:?}");
-    assert!(d.explanation.contains("is refused by webhook validation.gatekeeper.sh") && d.explanation.contains("has no endpoint until the pods of HelmRelease gatekeeper-system/gatekeeper"), "{}", d.explanation);
+    assert!(
+        d.cycle.contains(&"HelmRelease gatekeeper-system/gatekeeper".to_string())
+            && d.cycle.contains(&"webhook validation.gatekeeper.sh".to_string()),
+        "{d:?}"
+    );
+    assert!(
+        d.explanation.contains("is refused by webhook validation.gatekeeper.sh")
+            && d.explanation.contains("has no endpoint until the pods of HelmRelease gatekeeper-system/gatekeeper"),
+        "{}",
+        d.explanation
+    );
     let stuck = r.stuck.iter().find(|s| s.name == "gatekeeper-system/gatekeeper").unwrap();
     assert!(stuck.reason.contains("Stalled"), "retries 3 are used up: {stuck:?}");
-    assert_eq!(r.timeline.iter().filter(|t| t.name == "gatekeeper-system/gatekeeper" && t.reason == "InstallFailed").count(), 4);
+    assert_eq!(
+        r.timeline.iter().filter(|t| t.name == "gatekeeper-system/gatekeeper" && t.reason == "InstallFailed").count(),
+        4
+    );
     // Labelled as Gatekeeper wants: it converges.
     let ok = base()
         .ks("gatekeeper", &[], "")
-        .obj("gatekeeper", "ns.yaml", &(ns("gatekeeper-system") + "    admission.gatekeeper.sh/ignore: no-self-managing\n"))
+        .obj(
+            "gatekeeper",
+            "ns.yaml",
+            &(ns("gatekeeper-system") + "    admission.gatekeeper.sh/ignore: no-self-managing\n"),
+        )
         .obj("gatekeeper", "hr.yaml", &hr("gatekeeper", "gatekeeper-system", "gatekeeper", values))
         .simulate(SimConfig::default())
         .unwrap();
@@ -172,8 +240,17 @@ fn mesh(cilium_values: &str) -> SimReport {
         .ks("linkerd", &["cilium"], "")
         .obj("linkerd", "ns.yaml", &ns("linkerd"))
         .obj("linkerd", "ns-cni.yaml", &ns("linkerd-cni"))
-        .obj("linkerd", "cni.yaml", &hr("linkerd2-cni", "linkerd-cni", "linkerd2-cni", "    priorityClassName: system-node-critical\n"))
-        .obj("linkerd", "cp.yaml", &(hr("linkerd-control-plane", "linkerd", "linkerd-control-plane", "    cniEnabled: true\n") + "  dependsOn:\n    - name: linkerd2-cni\n      namespace: linkerd-cni\n"))
+        .obj(
+            "linkerd",
+            "cni.yaml",
+            &hr("linkerd2-cni", "linkerd-cni", "linkerd2-cni", "    priorityClassName: system-node-critical\n"),
+        )
+        .obj(
+            "linkerd",
+            "cp.yaml",
+            &(hr("linkerd-control-plane", "linkerd", "linkerd-control-plane", "    cniEnabled: true\n")
+                + "  dependsOn:\n    - name: linkerd2-cni\n      namespace: linkerd-cni\n"),
+        )
         .simulate(SimConfig::default())
         .unwrap()
 }
@@ -208,7 +285,11 @@ fn faults_webhook_down_refuses_applies_for_its_window() {
     assert!(calm.converged);
     let window = Fault::parse("webhook-down:validate.kyverno.svc-fail@1m-10m").unwrap();
     let r = kyverno_and_app().simulate(SimConfig { faults: vec![window], ..Default::default() }).unwrap();
-    let refused = r.timeline.iter().find(|t| t.name == "flux-system/app" && t.reason == "ReconciliationFailed").unwrap_or_else(|| panic!("{}", r.to_text()));
+    let refused = r
+        .timeline
+        .iter()
+        .find(|t| t.name == "flux-system/app" && t.reason == "ReconciliationFailed")
+        .unwrap_or_else(|| panic!("{}", r.to_text()));
     assert!(refused.message.contains("failed calling webhook \"validate.kyverno.svc-fail\""), "{}", refused.message);
     assert!(r.converged && ready_at(&r, "app") >= 600.0, "Ready only after the window:\n{}", r.to_text());
 }
@@ -218,7 +299,10 @@ fn faults_chart_failures_use_up_retries() {
     let two = Fault::parse("chart-fail:kyverno/kyverno=2").unwrap();
     let r = kyverno_and_app().simulate(SimConfig { faults: vec![two], ..Default::default() }).unwrap();
     assert!(r.converged, "retries: 3 absorb two failures");
-    assert_eq!(r.timeline.iter().filter(|t| t.name == "kyverno/kyverno" && t.message.contains("fault injected")).count(), 2);
+    assert_eq!(
+        r.timeline.iter().filter(|t| t.name == "kyverno/kyverno" && t.message.contains("fault injected")).count(),
+        2
+    );
     let four = Fault::parse("chart-fail:kyverno/kyverno=4").unwrap();
     let r = kyverno_and_app().simulate(SimConfig { faults: vec![four], ..Default::default() }).unwrap();
     assert!(!r.converged);
@@ -228,24 +312,41 @@ fn faults_chart_failures_use_up_retries() {
 #[test]
 fn faults_slow_charts_and_late_nodes_delay_but_converge() {
     let calm = kyverno_and_app().simulate(SimConfig::default()).unwrap();
-    let slow = kyverno_and_app().simulate(SimConfig { faults: vec![Fault::parse("slow-chart:kyverno/kyverno=4m").unwrap()], ..Default::default() }).unwrap();
+    let slow = kyverno_and_app()
+        .simulate(SimConfig {
+            faults: vec![Fault::parse("slow-chart:kyverno/kyverno=4m").unwrap()],
+            ..Default::default()
+        })
+        .unwrap();
     assert!(slow.converged && ready_at(&slow, "kyverno/kyverno") > ready_at(&calm, "kyverno/kyverno") + 120.0);
-    let late = kyverno_and_app().simulate(SimConfig { faults: vec![Fault::parse("node-late@20s").unwrap()], ..Default::default() }).unwrap();
+    let late = kyverno_and_app()
+        .simulate(SimConfig { faults: vec![Fault::parse("node-late@20s").unwrap()], ..Default::default() })
+        .unwrap();
     assert!(late.converged);
     assert!(late.timeline.iter().any(|t| t.message.contains("a node joins late")));
 }
 
 #[test]
 fn a_fault_naming_an_unknown_object_is_an_error() {
-    let e = kyverno_and_app().simulate(SimConfig { faults: vec![Fault::parse("chart-fail:nope/nope=1").unwrap()], ..Default::default() }).err().unwrap();
+    let e = kyverno_and_app()
+        .simulate(SimConfig { faults: vec![Fault::parse("chart-fail:nope/nope=1").unwrap()], ..Default::default() })
+        .err()
+        .unwrap();
     assert!(e.message.contains("no HelmRelease nope/nope"), "{e}");
-    let e = kyverno_and_app().simulate(SimConfig { faults: vec![Fault::parse("webhook-down:ghost@1m-2m").unwrap()], ..Default::default() }).err().unwrap();
+    let e = kyverno_and_app()
+        .simulate(SimConfig { faults: vec![Fault::parse("webhook-down:ghost@1m-2m").unwrap()], ..Default::default() })
+        .err()
+        .unwrap();
     assert!(e.message.contains("no HelmRelease of the repository registers a webhook named ghost"), "{e}");
 }
 
 #[test]
 fn an_unknown_chart_gets_the_default_behaviour_and_a_note() {
-    let r = base().ks("a", &[], "").obj("a", "hr.yaml", &hr("m", "default", "mystery", "")).simulate(SimConfig::default()).unwrap();
+    let r = base()
+        .ks("a", &[], "")
+        .obj("a", "hr.yaml", &hr("m", "default", "mystery", ""))
+        .simulate(SimConfig::default())
+        .unwrap();
     assert!(r.converged);
     assert!(r.notes.iter().any(|n| n.contains("chart mystery") && n.contains("default behaviour")), "{:?}", r.notes);
 }

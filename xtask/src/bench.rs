@@ -34,7 +34,12 @@ fn reset_peak_rss() {
 }
 
 fn request(repo: &Path, cluster: &str) -> PlanRequest {
-    PlanRequest { repo: repo.to_path_buf(), entry: Some(Entry::Cluster(cluster.into())), sources: vec![], renderer: RendererChoice::Native }
+    PlanRequest {
+        repo: repo.to_path_buf(),
+        entry: Some(Entry::Cluster(cluster.into())),
+        sources: vec![],
+        renderer: RendererChoice::Native,
+    }
 }
 
 pub fn run(which: &str) -> ExitCode {
@@ -125,7 +130,11 @@ fn plan_bench() -> ExitCode {
         })
         .collect();
     let ours = median(times);
-    println!("plan on netcorp-infra (staging, {} Kustomizations): median {:.2} ms over {runs} runs", p.kustomizations.len(), ms(ours));
+    println!(
+        "plan on netcorp-infra (staging, {} Kustomizations): median {:.2} ms over {runs} runs",
+        p.kustomizations.len(),
+        ms(ours)
+    );
 
     let mut dirs: Vec<String> = p.kustomizations.iter().map(|k| k.path.trim_start_matches("./").to_string()).collect();
     dirs.sort();
@@ -182,7 +191,12 @@ fn plan_bench() -> ExitCode {
         std::fs::create_dir_all(full.parent().unwrap()).unwrap();
         std::fs::write(full, t).unwrap();
     }
-    let req = PlanRequest { repo: dir.clone(), entry: Some(Entry::Path("kubernetes/flux/cluster".into())), sources: vec![], renderer: RendererChoice::Native };
+    let req = PlanRequest {
+        repo: dir.clone(),
+        entry: Some(Entry::Path("kubernetes/flux/cluster".into())),
+        sources: vec![],
+        renderer: RendererChoice::Native,
+    };
     let times: Vec<Duration> = (0..5)
         .map(|_| {
             let t = Instant::now();

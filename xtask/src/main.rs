@@ -157,7 +157,12 @@ struct SimArgs {
 impl SimArgs {
     fn config(&self) -> harness::Result<harness::sim::SimConfig> {
         let faults = self.faults.iter().map(|f| harness::sim::Fault::parse(f)).collect::<harness::Result<Vec<_>>>()?;
-        Ok(harness::sim::SimConfig { seed: self.seed, cni_preinstalled: self.cni_preinstalled, faults, ..Default::default() })
+        Ok(harness::sim::SimConfig {
+            seed: self.seed,
+            cni_preinstalled: self.cni_preinstalled,
+            faults,
+            ..Default::default()
+        })
     }
 }
 
@@ -213,7 +218,9 @@ fn main() -> ExitCode {
             }
         }
         Command::Simulate { repo, sim, format } => {
-            let result = request(&repo).map_err(|e| harness::Error::new(harness::ErrorKind::Usage, e)).and_then(|req| harness::commands::simulate(&req, sim.config()?));
+            let result = request(&repo)
+                .map_err(|e| harness::Error::new(harness::ErrorKind::Usage, e))
+                .and_then(|req| harness::commands::simulate(&req, sim.config()?));
             match result {
                 Ok(report) => {
                     match format {
@@ -228,7 +235,20 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::E2e { repo, provider, context, keep, timeout, age_key, dry_run, format, speed, seed, artifacts, layers_snapshot } => {
+        Command::E2e {
+            repo,
+            provider,
+            context,
+            keep,
+            timeout,
+            age_key,
+            dry_run,
+            format,
+            speed,
+            seed,
+            artifacts,
+            layers_snapshot,
+        } => {
             use harness::e2e::plan::ProviderKind;
             use harness::e2e::run::{E2eRequest, Provider};
             let plan_req = match request(&repo) {
@@ -244,14 +264,30 @@ fn main() -> ExitCode {
                 ProviderArg::K3d => Provider::Real(ProviderKind::K3d),
                 ProviderArg::Existing => Provider::Real(ProviderKind::Existing),
             };
-            let req = E2eRequest { plan: plan_req, provider, context, keep, timeout_seconds: timeout, age_key, artifacts: artifacts.clone(), speed, seed, layers_snapshot, run_id: std::process::id().to_string() };
+            let req = E2eRequest {
+                plan: plan_req,
+                provider,
+                context,
+                keep,
+                timeout_seconds: timeout,
+                age_key,
+                artifacts: artifacts.clone(),
+                speed,
+                seed,
+                layers_snapshot,
+                run_id: std::process::id().to_string(),
+            };
             if dry_run {
                 return match provider {
                     Provider::Sim => {
-                        println!("provider sim: an in-process simulated cluster on 127.0.0.1 (HTTPS, bearer token), the repo's CNI taken as pre-installed, {speed}x speed; nothing external runs");
+                        println!(
+                            "provider sim: an in-process simulated cluster on 127.0.0.1 (HTTPS, bearer token), the repo's CNI taken as pre-installed, {speed}x speed; nothing external runs"
+                        );
                         ExitCode::SUCCESS
                     }
-                    Provider::Real(kind) => match harness::commands::load(&req.plan).and_then(|(model, _)| harness::e2e::run::real_plan(&req, kind, &model, "http://GIT-SERVER:PORT/repo.git")) {
+                    Provider::Real(kind) => match harness::commands::load(&req.plan).and_then(|(model, _)| {
+                        harness::e2e::run::real_plan(&req, kind, &model, "http://GIT-SERVER:PORT/repo.git")
+                    }) {
                         Ok(steps) => {
                             print!("{}", harness::e2e::plan::render(&steps));
                             ExitCode::SUCCESS
@@ -320,26 +356,35 @@ fn main() -> ExitCode {
             }
         }
         Command::SimCluster { repo, sim, speed, port, kubeconfig } => {
-            let result = request(&repo).map_err(|e| harness::Error::new(harness::ErrorKind::Usage, e)).and_then(|req| {
-                let cfg = sim.config()?;
-                let (model, config) = harness::commands::load(&req)?;
-                let rt = tokio::runtime::Runtime::new().map_err(|e| harness::Error::new(harness::ErrorKind::Io, e.to_string()))?;
-                rt.block_on(async move {
-                    let cluster = harness::apiserver::driver::start(model, config, cfg, speed, port).await?;
-                    if let Some(dir) = kubeconfig.parent() {
-                        std::fs::create_dir_all(dir).map_err(|e| harness::Error::new(harness::ErrorKind::Io, format!("{}: {e}", dir.display())))?;
-                    }
-                    std::fs::write(&kubeconfig, cluster.server.kubeconfig()).map_err(|e| harness::Error::new(harness::ErrorKind::Io, format!("{}: {e}", kubeconfig.display())))?;
-                    let abs = std::fs::canonicalize(&kubeconfig).unwrap_or(kubeconfig.clone());
-                    println!("simulated cluster on {} (speed {speed}x; listening on loopback only)", cluster.server.url());
-                    println!("export KUBECONFIG={}", abs.display());
-                    println!("kubectl get kustomizations -A -w    # Ctrl-C to stop");
-                    let _ = tokio::signal::ctrl_c().await;
-                    let _ = std::fs::remove_file(&kubeconfig);
-                    println!("stopped after {} virtual seconds", cluster.virtual_ms() / 1000);
-                    Ok::<_, harness::Error>(())
-                })
-            });
+            let result =
+                request(&repo).map_err(|e| harness::Error::new(harness::ErrorKind::Usage, e)).and_then(|req| {
+                    let cfg = sim.config()?;
+                    let (model, config) = harness::commands::load(&req)?;
+                    let rt = tokio::runtime::Runtime::new()
+                        .map_err(|e| harness::Error::new(harness::ErrorKind::Io, e.to_string()))?;
+                    rt.block_on(async move {
+                        let cluster = harness::apiserver::driver::start(model, config, cfg, speed, port).await?;
+                        if let Some(dir) = kubeconfig.parent() {
+                            std::fs::create_dir_all(dir).map_err(|e| {
+                                harness::Error::new(harness::ErrorKind::Io, format!("{}: {e}", dir.display()))
+                            })?;
+                        }
+                        std::fs::write(&kubeconfig, cluster.server.kubeconfig()).map_err(|e| {
+                            harness::Error::new(harness::ErrorKind::Io, format!("{}: {e}", kubeconfig.display()))
+                        })?;
+                        let abs = std::fs::canonicalize(&kubeconfig).unwrap_or(kubeconfig.clone());
+                        println!(
+                            "simulated cluster on {} (speed {speed}x; listening on loopback only)",
+                            cluster.server.url()
+                        );
+                        println!("export KUBECONFIG={}", abs.display());
+                        println!("kubectl get kustomizations -A -w    # Ctrl-C to stop");
+                        let _ = tokio::signal::ctrl_c().await;
+                        let _ = std::fs::remove_file(&kubeconfig);
+                        println!("stopped after {} virtual seconds", cluster.virtual_ms() / 1000);
+                        Ok::<_, harness::Error>(())
+                    })
+                });
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

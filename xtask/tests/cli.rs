@@ -43,7 +43,14 @@ const APP_KS: &str = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomiz
 /// A valid repo with one app; `extra` files are added or replace defaults.
 fn repo(extra: &[(&str, &str)]) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
-    write(d.path(), &[("clusters/test/flux-system/gotk-sync.yaml", SYNC), ("clusters/test/apps.yaml", APP_KS), ("apps/app/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: default\n")]);
+    write(
+        d.path(),
+        &[
+            ("clusters/test/flux-system/gotk-sync.yaml", SYNC),
+            ("clusters/test/apps.yaml", APP_KS),
+            ("apps/app/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: default\n"),
+        ],
+    );
     write(d.path(), extra);
     d
 }
@@ -68,51 +75,88 @@ fn a_valid_repo_exits_0_and_prints_layers() {
 
 #[test]
 fn error_findings_exit_1() {
-    let d = repo(&[("clusters/test/apps.yaml", &APP_KS.replace("spec:\n", "spec:\n  dependsOn:\n    - name: ghost\n"))]);
+    let d =
+        repo(&[("clusters/test/apps.yaml", &APP_KS.replace("spec:\n", "spec:\n  dependsOn:\n    - name: ghost\n"))]);
     let r = plan(d.path(), &["--cluster", "test"]);
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("  flux-system/app\n    error   clusters/test/apps.yaml:1 [dependency-missing]"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("  flux-system/app\n    error   clusters/test/apps.yaml:1 [dependency-missing]"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
 fn malformed_yaml_names_file_line_and_column() {
-    let d = repo(&[("apps/app/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [a, b\n  namespace: x\n")]);
-    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["apps/app/cm.yaml:5:", "invalid YAML", "Kustomization flux-system/app"]);
+    let d =
+        repo(&[("apps/app/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [a, b\n  namespace: x\n")]);
+    expect_load_error(
+        &plan(d.path(), &["--cluster", "test"]),
+        &["apps/app/cm.yaml:5:", "invalid YAML", "Kustomization flux-system/app"],
+    );
 }
 
 #[test]
 fn a_document_that_is_not_an_object() {
     // Listed by a kustomization: kustomize fails, the repo does not load.
-    let d = repo(&[("apps/app/list.yaml", "---\n- just\n- a list\n"), ("apps/app/kustomization.yaml", "resources: [cm.yaml, list.yaml]\n")]);
-    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["apps/app/list.yaml:2", "expected a Kubernetes object"]);
+    let d = repo(&[
+        ("apps/app/list.yaml", "---\n- just\n- a list\n"),
+        ("apps/app/kustomization.yaml", "resources: [cm.yaml, list.yaml]\n"),
+    ]);
+    expect_load_error(
+        &plan(d.path(), &["--cluster", "test"]),
+        &["apps/app/list.yaml:2", "expected a Kubernetes object"],
+    );
     // In a directory Flux generates a kustomization for: Flux fails that Kustomization's
     // build; the plan says so at the file and keeps analysing the rest.
     let d = repo(&[("apps/app/list.yaml", "---\n- just\n- a list\n")]);
     let r = plan(d.path(), &["--cluster", "test"]);
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("apps/app/list.yaml:2 [flux-build-failed]") && r.stdout.contains("failed to decode Kubernetes YAML from apps/app/list.yaml"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("apps/app/list.yaml:2 [flux-build-failed]")
+            && r.stdout.contains("failed to decode Kubernetes YAML from apps/app/list.yaml"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
 fn an_unknown_flux_api_version() {
-    let d = repo(&[("clusters/test/apps.yaml", &APP_KS.replace("/v1\nkind: Kustomization", "/v3\nkind: Kustomization"))]);
-    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["clusters/test/apps.yaml:1", "kustomize.toolkit.fluxcd.io/v3", "does not serve"]);
+    let d =
+        repo(&[("clusters/test/apps.yaml", &APP_KS.replace("/v1\nkind: Kustomization", "/v3\nkind: Kustomization"))]);
+    expect_load_error(
+        &plan(d.path(), &["--cluster", "test"]),
+        &["clusters/test/apps.yaml:1", "kustomize.toolkit.fluxcd.io/v3", "does not serve"],
+    );
 }
 
 #[test]
 fn a_missing_spec_path_directory() {
     let d = repo(&[("clusters/test/apps.yaml", &APP_KS.replace("./apps/app", "./apps/gone"))]);
-    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["clusters/test/apps.yaml:1", "spec.path './apps/gone'"]);
+    expect_load_error(
+        &plan(d.path(), &["--cluster", "test"]),
+        &["clusters/test/apps.yaml:1", "spec.path './apps/gone'"],
+    );
 }
 
 #[test]
 fn duplicate_kustomization_names() {
     let twice = format!("{APP_KS}---\n{}", APP_KS.replace("./apps/app", "./apps"));
     let d = repo(&[("clusters/test/apps.yaml", &twice)]);
-    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["clusters/test/apps.yaml:13", "flux-system/app is defined twice", "first at clusters/test/apps.yaml:1"]);
+    expect_load_error(
+        &plan(d.path(), &["--cluster", "test"]),
+        &["clusters/test/apps.yaml:13", "flux-system/app is defined twice", "first at clusters/test/apps.yaml:1"],
+    );
     // The same name applied by two different Flux Kustomizations.
     let d = repo(&[("apps/app/again.yaml", &APP_KS.replace("./apps/app", "./apps"))]);
-    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["apps/app/again.yaml:1", "Kustomization flux-system/app is defined twice", "first at clusters/test/apps.yaml:1"]);
+    expect_load_error(
+        &plan(d.path(), &["--cluster", "test"]),
+        &[
+            "apps/app/again.yaml:1",
+            "Kustomization flux-system/app is defined twice",
+            "first at clusters/test/apps.yaml:1",
+        ],
+    );
 }
 
 #[test]
@@ -154,13 +198,22 @@ fn a_50_mb_file() {
 #[test]
 fn an_unknown_cluster_lists_the_known_ones() {
     let d = repo(&[]);
-    expect_load_error(&plan(d.path(), &["--cluster", "prod"]), &["no clusters/prod directory", "clusters in this repository: test"]);
+    expect_load_error(
+        &plan(d.path(), &["--cluster", "prod"]),
+        &["no clusters/prod directory", "clusters in this repository: test"],
+    );
 }
 
 #[test]
 fn an_unsupported_kustomize_field_points_at_kubectl() {
-    let d = repo(&[("apps/app/kustomization.yaml", "resources: [cm.yaml]\nvars:\n  - name: X\n    objref: {kind: ConfigMap, name: a, apiVersion: v1}\n")]);
-    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["apps/app/kustomization.yaml:2", "'vars'", "--renderer kubectl"]);
+    let d = repo(&[(
+        "apps/app/kustomization.yaml",
+        "resources: [cm.yaml]\nvars:\n  - name: X\n    objref: {kind: ConfigMap, name: a, apiVersion: v1}\n",
+    )]);
+    expect_load_error(
+        &plan(d.path(), &["--cluster", "test"]),
+        &["apps/app/kustomization.yaml:2", "'vars'", "--renderer kubectl"],
+    );
 }
 
 fn have_kubectl() -> bool {
@@ -187,7 +240,9 @@ fn the_kubectl_renderer_gives_the_same_plan_on_the_example() {
     let n: serde_json::Value = serde_json::from_str(&native.stdout).unwrap();
     let k: serde_json::Value = serde_json::from_str(&kubectl.stdout).unwrap();
     assert_eq!(n["layers"], k["layers"]);
-    let count = |v: &serde_json::Value| v["kustomizations"].as_array().unwrap().iter().map(|k| k["objects"].as_array().unwrap().len()).sum::<usize>();
+    let count = |v: &serde_json::Value| {
+        v["kustomizations"].as_array().unwrap().iter().map(|k| k["objects"].as_array().unwrap().len()).sum::<usize>()
+    };
     assert_eq!(count(&n), count(&k), "both renderers see the same objects");
 }
 
@@ -196,9 +251,10 @@ fn the_kubectl_renderer_handles_what_the_native_one_refuses() {
     if !have_kubectl() {
         return;
     }
-    let d = repo(&[
-        ("apps/app/kustomization.yaml", "resources: [cm.yaml]\nvars:\n  - name: SELF\n    objref: {kind: ConfigMap, name: a, apiVersion: v1}\n    fieldref: {fieldpath: metadata.name}\n"),
-    ]);
+    let d = repo(&[(
+        "apps/app/kustomization.yaml",
+        "resources: [cm.yaml]\nvars:\n  - name: SELF\n    objref: {kind: ConfigMap, name: a, apiVersion: v1}\n    fieldref: {fieldpath: metadata.name}\n",
+    )]);
     assert_eq!(plan(d.path(), &["--cluster", "test"]).code, 2);
     let r = plan(d.path(), &["--cluster", "test", "--renderer", "kubectl", "--format", "json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -209,7 +265,8 @@ fn the_kubectl_renderer_handles_what_the_native_one_refuses() {
 
 #[test]
 fn github_actions_gets_annotations_on_stderr_and_clean_json_on_stdout() {
-    let d = repo(&[("clusters/test/apps.yaml", &APP_KS.replace("spec:\n", "spec:\n  dependsOn:\n    - name: ghost\n"))]);
+    let d =
+        repo(&[("clusters/test/apps.yaml", &APP_KS.replace("spec:\n", "spec:\n  dependsOn:\n    - name: ghost\n"))]);
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["plan", "--cluster", "test", "--format", "json", "--repo"])
         .arg(d.path())
@@ -223,8 +280,13 @@ fn github_actions_gets_annotations_on_stderr_and_clean_json_on_stdout() {
 }
 
 fn simulate(repo: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).arg("simulate").arg("--repo").arg(repo).args(args).output().unwrap();
-    Run { code: out.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_xtask")).arg("simulate").arg("--repo").arg(repo).args(args).output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
 }
 
 #[test]
@@ -252,7 +314,10 @@ fn simulate_exits_1_when_it_does_not_converge_and_2_on_bad_input() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["deadlock"]["cycle"], serde_json::json!(["Kustomization flux-system/app"]));
     let ok = repo(&[]);
-    expect_load_error(&simulate(ok.path(), &["--cluster", "test", "--fault", "chart-fail:ghost/ghost=1"]), &["no HelmRelease ghost/ghost"]);
+    expect_load_error(
+        &simulate(ok.path(), &["--cluster", "test", "--fault", "chart-fail:ghost/ghost=1"]),
+        &["no HelmRelease ghost/ghost"],
+    );
     expect_load_error(&simulate(ok.path(), &["--cluster", "test", "--fault", "meteor"]), &["unknown fault"]);
     let broken = repo(&[("apps/app/cm.yaml", "a: [\n")]);
     expect_load_error(&simulate(broken.path(), &["--cluster", "test"]), &["apps/app/cm.yaml:1:4", "invalid YAML"]);
@@ -309,12 +374,26 @@ fn e2e_dry_run_prints_the_plan_and_runs_nothing() {
     let log = slow_fakes(bin.path());
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("examples/netcorp-infra");
     let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).args(["e2e", "--provider", "k3d", "--dry-run", "--cluster", "staging", "--repo"]).arg(&example).env("PATH", path).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["e2e", "--provider", "k3d", "--dry-run", "--cluster", "staging", "--repo"])
+        .arg(&example)
+        .env("PATH", path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("$ k3d cluster create") && text.contains("$ helm upgrade --install cilium") && text.contains("on success, failure or Ctrl-C"), "{text}");
+    assert!(
+        text.contains("$ k3d cluster create")
+            && text.contains("$ helm upgrade --install cilium")
+            && text.contains("on success, failure or Ctrl-C"),
+        "{text}"
+    );
     assert!(!log.exists(), "--dry-run runs nothing");
-    let none = Command::new(env!("CARGO_BIN_EXE_xtask")).args(["e2e", "--provider", "existing", "--dry-run", "--cluster", "staging", "--repo"]).arg(&example).output().unwrap();
+    let none = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["e2e", "--provider", "existing", "--dry-run", "--cluster", "staging", "--repo"])
+        .arg(&example)
+        .output()
+        .unwrap();
     assert_eq!(none.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&none.stderr).contains("needs --context"));
 }
@@ -323,7 +402,13 @@ fn e2e_dry_run_prints_the_plan_and_runs_nothing() {
 fn e2e_on_sim_passes_and_writes_reports() {
     let art = tempfile::tempdir().unwrap();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("examples/envs-infra");
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).args(["e2e", "--cluster", "staging", "--format", "json", "--repo"]).arg(&example).arg("--artifacts").arg(art.path()).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["e2e", "--cluster", "staging", "--format", "json", "--repo"])
+        .arg(&example)
+        .arg("--artifacts")
+        .arg(art.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((v["provider"].as_str(), v["passed"].as_bool()), (Some("sim"), Some(true)));

@@ -33,7 +33,14 @@ fn short_names(kind: &str) -> Vec<String> {
 pub fn static_resources() -> Vec<Resource> {
     let mut out: Vec<Resource> = crate::builtin::BUILTIN_KINDS
         .iter()
-        .map(|k| Resource { group: k.group.into(), version: k.version.into(), kind: k.kind.into(), plural: k.plural.into(), namespaced: k.namespaced, short_names: short_names(k.kind) })
+        .map(|k| Resource {
+            group: k.group.into(),
+            version: k.version.into(),
+            kind: k.kind.into(),
+            plural: k.plural.into(),
+            namespaced: k.namespaced,
+            short_names: short_names(k.kind),
+        })
         .collect();
     for (group, version, kind, plural) in [
         ("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations"),
@@ -48,7 +55,14 @@ pub fn static_resources() -> Vec<Resource> {
         ("notification.toolkit.fluxcd.io", "v1beta3", "Provider", "providers"),
         ("notification.toolkit.fluxcd.io", "v1", "Receiver", "receivers"),
     ] {
-        out.push(Resource { group: group.into(), version: version.into(), kind: kind.into(), plural: plural.into(), namespaced: true, short_names: short_names(kind) });
+        out.push(Resource {
+            group: group.into(),
+            version: version.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            namespaced: true,
+            short_names: short_names(kind),
+        });
     }
     out
 }
@@ -69,8 +83,19 @@ fn by_group(resources: &[Resource]) -> BTreeMap<String, BTreeMap<String, Vec<&Re
 /// The version kube-apiserver would prefer: GA over beta over alpha, highest first.
 fn preferred(versions: &[&String]) -> String {
     let rank = |v: &str| -> (u8, u32, u32) {
-        let n: u32 = v.trim_start_matches('v').split(|c: char| !c.is_ascii_digit()).next().and_then(|x| x.parse().ok()).unwrap_or(0);
-        let level = if v.contains("alpha") { 0 } else if v.contains("beta") { 1 } else { 2 };
+        let n: u32 = v
+            .trim_start_matches('v')
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0);
+        let level = if v.contains("alpha") {
+            0
+        } else if v.contains("beta") {
+            1
+        } else {
+            2
+        };
         let sub: u32 = v.rsplit(|c: char| !c.is_ascii_digit()).next().and_then(|x| x.parse().ok()).unwrap_or(0);
         (level, n, sub)
     };
@@ -111,7 +136,9 @@ pub fn resource_list(resources: &[Resource], group: &str, version: &str) -> Opti
         return None;
     }
     let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind":"APIResourceList","apiVersion":"v1","groupVersion": gv, "resources": rs.iter().flat_map(|r| legacy_resource(r)).collect::<Vec<_>>()}))
+    Some(
+        json!({"kind":"APIResourceList","apiVersion":"v1","groupVersion": gv, "resources": rs.iter().flat_map(|r| legacy_resource(r)).collect::<Vec<_>>()}),
+    )
 }
 
 /// Aggregated discovery (`apidiscovery.k8s.io/v2`), for `/api` (core) or `/apis`.
@@ -163,7 +190,11 @@ pub fn openapi_gv(resources: &[Resource], group: &str, version: &str) -> Option<
     let mut paths = serde_json::Map::new();
     for r in rs {
         let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
-        let path = if r.namespaced { format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", r.plural) } else { format!("{prefix}/{}/{{name}}", r.plural) };
+        let path = if r.namespaced {
+            format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
+        } else {
+            format!("{prefix}/{}/{{name}}", r.plural)
+        };
         paths.insert(
             path,
             json!({"patch": {
@@ -175,7 +206,9 @@ pub fn openapi_gv(resources: &[Resource], group: &str, version: &str) -> Option<
                 "responses": {"200": {"description": "OK"}, "201": {"description": "Created"}}}}),
         );
     }
-    Some(json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "components": {"schemas": {}}, "paths": paths}))
+    Some(
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "components": {"schemas": {}}, "paths": paths}),
+    )
 }
 
 #[cfg(test)]
@@ -199,6 +232,12 @@ mod tests {
                 assert!(resource_list(&rs, grp, ver).is_some(), "{grp}/{ver}");
             }
         }
-        assert!(resource_list(&rs, "", "v1").unwrap()["resources"].as_array().unwrap().iter().any(|r| r["name"] == "namespaces" && r["namespaced"] == false));
+        assert!(
+            resource_list(&rs, "", "v1").unwrap()["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "namespaces" && r["namespaced"] == false)
+        );
     }
 }

@@ -64,7 +64,11 @@ fn sync(shared: &Shared, objects: Vec<Value>, last: &mut HashMap<(String, String
         let kind = o.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
         let Some(res) = shared.store.lock().unwrap().resource_for_kind(&group, &kind) else { continue };
         let name = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-        let ns = if res.namespaced { o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string() } else { String::new() };
+        let ns = if res.namespaced {
+            o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string()
+        } else {
+            String::new()
+        };
         let k = (format!("{group}/{kind}"), ns.clone(), name);
         if last.get(&k) == Some(&o) {
             continue;
@@ -82,7 +86,14 @@ pub async fn start(model: RepoModel, config: RepoConfig, sim: SimConfig, speed: 
 
 /// `paused`: virtual time stands still until [`SimCluster::resume`], so a client can set
 /// up its watches and see the bootstrap from its first second.
-pub async fn start_paused(model: RepoModel, config: RepoConfig, sim: SimConfig, speed: f64, port: u16, paused: bool) -> Result<SimCluster> {
+pub async fn start_paused(
+    model: RepoModel,
+    config: RepoConfig,
+    sim: SimConfig,
+    speed: f64,
+    port: u16,
+    paused: bool,
+) -> Result<SimCluster> {
     let model: &'static RepoModel = Box::leak(Box::new(model));
     let (graph, _) = crate::graph::analyse(model);
     let graph: &'static Graph = Box::leak(Box::new(graph));
@@ -93,7 +104,10 @@ pub async fn start_paused(model: RepoModel, config: RepoConfig, sim: SimConfig, 
     let shared = server.shared.clone();
     {
         let s = simulator.clone();
-        *shared.admission.lock().unwrap() = Some(Box::new(move |group: &str, kind: &str, ns: Option<&str>, name: &str| s.lock().unwrap().admission(group, kind, ns, name)));
+        *shared.admission.lock().unwrap() =
+            Some(Box::new(move |group: &str, kind: &str, ns: Option<&str>, name: &str| {
+                s.lock().unwrap().admission(group, kind, ns, name)
+            }));
     }
     let start_wall = wall_ms();
     let speed = speed.max(0.001);

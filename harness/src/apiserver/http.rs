@@ -27,7 +27,11 @@ fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
 }
 
 fn json_typed(code: StatusCode, v: &Value, ctype: &str) -> Response<Body> {
-    Response::builder().status(code).header("content-type", ctype).body(full(serde_json::to_vec(v).unwrap_or_default())).unwrap()
+    Response::builder()
+        .status(code)
+        .header("content-type", ctype)
+        .body(full(serde_json::to_vec(v).unwrap_or_default()))
+        .unwrap()
 }
 
 pub fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
@@ -82,7 +86,8 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Respo
 }
 
 async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
-    let authorized = req.headers().get("authorization").and_then(|h| h.to_str().ok()) == Some(&format!("Bearer {}", shared.token));
+    let authorized =
+        req.headers().get("authorization").and_then(|h| h.to_str().ok()) == Some(&format!("Bearer {}", shared.token));
     if !authorized {
         return status(401, "Unauthorized", "Unauthorized");
     }
@@ -101,14 +106,34 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             ["version"] => return json_response(StatusCode::OK, &discovery::version()),
             ["api"] if aggregated => return json_typed(StatusCode::OK, &discovery::aggregated(&resources, true), AGG),
             ["api"] => return json_response(StatusCode::OK, &discovery::legacy_api()),
-            ["apis"] if aggregated => return json_typed(StatusCode::OK, &discovery::aggregated(&resources, false), AGG),
+            ["apis"] if aggregated => {
+                return json_typed(StatusCode::OK, &discovery::aggregated(&resources, false), AGG);
+            }
             ["apis"] => return json_response(StatusCode::OK, &discovery::legacy_apis(&resources)),
-            ["api", v] => return discovery::resource_list(&resources, "", v).map(|x| json_response(StatusCode::OK, &x)).unwrap_or_else(|| status(404, "NotFound", "the server could not find the requested resource")),
-            ["apis", g, v] => return discovery::resource_list(&resources, g, v).map(|x| json_response(StatusCode::OK, &x)).unwrap_or_else(|| status(404, "NotFound", "the server could not find the requested resource")),
+            ["api", v] => {
+                return discovery::resource_list(&resources, "", v)
+                    .map(|x| json_response(StatusCode::OK, &x))
+                    .unwrap_or_else(|| status(404, "NotFound", "the server could not find the requested resource"));
+            }
+            ["apis", g, v] => {
+                return discovery::resource_list(&resources, g, v)
+                    .map(|x| json_response(StatusCode::OK, &x))
+                    .unwrap_or_else(|| status(404, "NotFound", "the server could not find the requested resource"));
+            }
             ["openapi", "v3"] => return json_response(StatusCode::OK, &discovery::openapi_index(&resources)),
-            ["openapi", "v3", "api", v] => return discovery::openapi_gv(&resources, "", v).map(|x| json_response(StatusCode::OK, &x)).unwrap_or_else(|| status(404, "NotFound", "not found")),
-            ["openapi", "v3", "apis", g, v] => return discovery::openapi_gv(&resources, g, v).map(|x| json_response(StatusCode::OK, &x)).unwrap_or_else(|| status(404, "NotFound", "not found")),
-            ["healthz"] | ["livez"] | ["readyz"] => return Response::builder().status(200).body(full(b"ok".to_vec())).unwrap(),
+            ["openapi", "v3", "api", v] => {
+                return discovery::openapi_gv(&resources, "", v)
+                    .map(|x| json_response(StatusCode::OK, &x))
+                    .unwrap_or_else(|| status(404, "NotFound", "not found"));
+            }
+            ["openapi", "v3", "apis", g, v] => {
+                return discovery::openapi_gv(&resources, g, v)
+                    .map(|x| json_response(StatusCode::OK, &x))
+                    .unwrap_or_else(|| status(404, "NotFound", "not found"));
+            }
+            ["healthz"] | ["livez"] | ["readyz"] => {
+                return Response::builder().status(200).body(full(b"ok".to_vec())).unwrap();
+            }
             _ => {}
         }
     }
@@ -135,20 +160,32 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         return status(404, "NotFound", &format!("subresource {} is not served", sub.unwrap_or("")));
     }
     if res.namespaced && name.is_some() && ns.is_none() {
-        return status(404, "NotFound", "the server could not find the requested resource (namespaced resource without a namespace)");
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource (namespaced resource without a namespace)",
+        );
     }
     let ns_key = if res.namespaced { ns.unwrap_or("") } else { "" };
     // Body for writes.
     let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
         match http_body_util::Limited::new(req.into_body(), MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
-            Err(_) => return status(413, "RequestEntityTooLarge", &format!("the request body is larger than {} MiB", MAX_BODY / 1048576)),
+            Err(_) => {
+                return status(
+                    413,
+                    "RequestEntityTooLarge",
+                    &format!("the request body is larger than {} MiB", MAX_BODY / 1048576),
+                );
+            }
         }
     } else {
         Bytes::new()
     };
     match (method, name) {
-        (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => watch(shared, res, ns.map(str::to_string), q, wants_table(&accept)),
+        (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+            watch(shared, res, ns.map(str::to_string), q, wants_table(&accept))
+        }
         (Method::GET, None) => list(&shared, &res, ns, &q, wants_table(&accept)),
         (Method::GET, Some(n)) => match shared.store.lock().unwrap().get(&res.group, &res.plural, ns_key, n) {
             Some(o) if wants_table(&accept) => json_response(StatusCode::OK, &table(&res, vec![o], ns.is_none())),
@@ -162,7 +199,11 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             };
             let n = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
             if n.is_empty() {
-                return status(422, "Invalid", &format!("{} is invalid: metadata.name: Required value: name is required", res.kind));
+                return status(
+                    422,
+                    "Invalid",
+                    &format!("{} is invalid: metadata.name: Required value: name is required", res.kind),
+                );
             }
             if shared.store.lock().unwrap().get(&res.group, &res.plural, ns_key, &n).is_some() {
                 return status(409, "AlreadyExists", &format!("{} \"{n}\" already exists", res.qualified()));
@@ -178,8 +219,18 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 return not_found(&res, n);
             };
             let sent_rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
-            if sent_rv.as_ref().is_some_and(|rv| Some(rv.as_str()) != cur.pointer("/metadata/resourceVersion").and_then(Value::as_str)) {
-                return status(409, "Conflict", &format!("Operation cannot be fulfilled on {} \"{n}\": the object has been modified; please apply your changes to the latest version and try again", res.qualified()));
+            if sent_rv
+                .as_ref()
+                .is_some_and(|rv| Some(rv.as_str()) != cur.pointer("/metadata/resourceVersion").and_then(Value::as_str))
+            {
+                return status(
+                    409,
+                    "Conflict",
+                    &format!(
+                        "Operation cannot be fulfilled on {} \"{n}\": the object has been modified; please apply your changes to the latest version and try again",
+                        res.qualified()
+                    ),
+                );
             }
             if sub == Some("status") {
                 let mut merged = cur.clone();
@@ -189,9 +240,20 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             write(&shared, &res, ns_key, n, obj, &q, StatusCode::OK)
         }
         (Method::PATCH, Some(n)) => {
-            const PATCH_TYPES: [&str; 4] = ["application/json-patch+json", "application/strategic-merge-patch+json", "application/merge-patch+json", "application/apply-patch"];
+            const PATCH_TYPES: [&str; 4] = [
+                "application/json-patch+json",
+                "application/strategic-merge-patch+json",
+                "application/merge-patch+json",
+                "application/apply-patch",
+            ];
             if !PATCH_TYPES.iter().any(|t| ctype.starts_with(t)) {
-                return status(415, "UnsupportedMediaType", &format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got '{ctype}')"));
+                return status(
+                    415,
+                    "UnsupportedMediaType",
+                    &format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got '{ctype}')"
+                    ),
+                );
             }
             let cur = shared.store.lock().unwrap().get(&res.group, &res.plural, ns_key, n).cloned();
             let is_apply = ctype.starts_with("application/apply-patch");
@@ -206,30 +268,61 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             };
             let before = obj.clone();
             if ctype.starts_with("application/json-patch+json") {
-                let Some(ops) = patch.as_array() else { return status(400, "BadRequest", "a JSON patch must be a list of operations") };
+                let Some(ops) = patch.as_array() else {
+                    return status(400, "BadRequest", "a JSON patch must be a list of operations");
+                };
                 if let Err(e) = crate::kustomize::patch::json_patch(&mut obj, ops) {
                     return status(422, "Invalid", &format!("the JSON patch cannot be applied: {e}"));
                 }
             } else if ctype.starts_with("application/strategic-merge-patch+json") {
-                crate::kustomize::patch::strategic_merge(&mut obj, &patch, crate::object::is_builtin_kind(&res.group, &res.kind), res.kind == "Service" && res.group.is_empty());
+                crate::kustomize::patch::strategic_merge(
+                    &mut obj,
+                    &patch,
+                    crate::object::is_builtin_kind(&res.group, &res.kind),
+                    res.kind == "Service" && res.group.is_empty(),
+                );
             } else if is_apply {
                 // Server-side apply: fields are owned by their manager; another manager
                 // changing them is a conflict unless it forces.
                 let manager = q.get("fieldManager").cloned().unwrap_or_default();
                 if manager.is_empty() {
-                    return status(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch");
+                    return status(
+                        422,
+                        "Invalid",
+                        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                    );
                 }
                 let force = q.get("force").is_some_and(|f| f == "true");
                 let current = if code == StatusCode::CREATED { None } else { Some(before.clone()) };
                 merge_patch(&mut obj, &patch);
-                if let Err(conflicts) = super::store::apply_ownership(&mut obj, current.as_ref(), &patch, &manager, force) {
-                    let list = conflicts.iter().map(|(m, p)| format!("- conflict with \"{m}\": {p}")).collect::<Vec<_>>().join("\n");
-                    return status(409, "Conflict", &format!("Apply failed with {} conflict{}:\n{list}", conflicts.len(), if conflicts.len() == 1 { "" } else { "s" }));
+                if let Err(conflicts) =
+                    super::store::apply_ownership(&mut obj, current.as_ref(), &patch, &manager, force)
+                {
+                    let list = conflicts
+                        .iter()
+                        .map(|(m, p)| format!("- conflict with \"{m}\": {p}"))
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    return status(
+                        409,
+                        "Conflict",
+                        &format!(
+                            "Apply failed with {} conflict{}:\n{list}",
+                            conflicts.len(),
+                            if conflicts.len() == 1 { "" } else { "s" }
+                        ),
+                    );
                 }
             } else if ctype.starts_with("application/merge-patch+json") {
                 merge_patch(&mut obj, &patch);
             } else {
-                return status(415, "UnsupportedMediaType", &format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got '{ctype}')"));
+                return status(
+                    415,
+                    "UnsupportedMediaType",
+                    &format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got '{ctype}')"
+                    ),
+                );
             }
             if sub == Some("status") {
                 let mut only_status = before.clone();
@@ -251,7 +344,8 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
 // A rejected body is answered as it is, so the error is the response itself.
 #[allow(clippy::result_large_err)]
 fn parse_body(body: &Bytes) -> Result<Value, Response<Body>> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| status(400, "BadRequest", &format!("the request body is not valid JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| status(400, "BadRequest", &format!("the request body is not valid JSON: {e}")))?;
     if !v.is_object() && !v.is_array() {
         return Err(status(400, "BadRequest", "the request body must be an object"));
     }
@@ -270,7 +364,15 @@ fn parse_yaml_body(body: &Bytes) -> Result<Value, Response<Body>> {
 
 /// Admission, dry-run, then store. The simulation's fail-closed webhooks refuse with the
 /// API server's own text.
-fn write(shared: &Shared, res: &Resource, ns: &str, name: &str, mut obj: Value, q: &BTreeMap<String, String>, code: StatusCode) -> Response<Body> {
+fn write(
+    shared: &Shared,
+    res: &Resource,
+    ns: &str,
+    name: &str,
+    mut obj: Value,
+    q: &BTreeMap<String, String>,
+    code: StatusCode,
+) -> Response<Body> {
     if !obj.is_object() {
         return status(400, "BadRequest", "the request body must be an object");
     }
@@ -315,10 +417,21 @@ fn selector_ok(obj: &Value, q: &BTreeMap<String, String>) -> bool {
     true
 }
 
-fn list(shared: &Shared, res: &Resource, ns: Option<&str>, q: &BTreeMap<String, String>, table_out: bool) -> Response<Body> {
+fn list(
+    shared: &Shared,
+    res: &Resource,
+    ns: Option<&str>,
+    q: &BTreeMap<String, String>,
+    table_out: bool,
+) -> Response<Body> {
     let st = shared.store.lock().unwrap();
     let rv = st.resource_version();
-    let all: Vec<Value> = st.list(&res.group, &res.plural, if res.namespaced { ns } else { None }).into_iter().filter(|o| selector_ok(o, q)).cloned().collect();
+    let all: Vec<Value> = st
+        .list(&res.group, &res.plural, if res.namespaced { ns } else { None })
+        .into_iter()
+        .filter(|o| selector_ok(o, q))
+        .cloned()
+        .collect();
     drop(st);
     let start: usize = q.get("continue").and_then(|c| c.split(':').nth(1)).and_then(|n| n.parse().ok()).unwrap_or(0);
     let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
@@ -333,7 +446,10 @@ fn list(shared: &Shared, res: &Resource, ns: Option<&str>, q: &BTreeMap<String, 
         t["metadata"] = metadata;
         return json_response(StatusCode::OK, &t);
     }
-    json_response(StatusCode::OK, &json!({"apiVersion": res.api_version(), "kind": format!("{}List", res.kind), "metadata": metadata, "items": page}))
+    json_response(
+        StatusCode::OK,
+        &json!({"apiVersion": res.api_version(), "kind": format!("{}List", res.kind), "metadata": metadata, "items": page}),
+    )
 }
 
 /// Ages as kube-apiserver prints them (`45s`, `3m12s`, `5h`, `2d`).
@@ -364,9 +480,15 @@ fn age(created: &str) -> String {
 }
 
 fn ready_cells(o: &Value) -> (String, String) {
-    let c = o.pointer("/status/conditions").and_then(Value::as_array).and_then(|cs| cs.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Ready")));
+    let c = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Ready")));
     match c {
-        Some(c) => (c.get("status").and_then(Value::as_str).unwrap_or("").into(), c.get("message").and_then(Value::as_str).unwrap_or("").into()),
+        Some(c) => (
+            c.get("status").and_then(Value::as_str).unwrap_or("").into(),
+            c.get("message").and_then(Value::as_str).unwrap_or("").into(),
+        ),
         None => ("Unknown".into(), String::new()),
     }
 }
@@ -374,7 +496,8 @@ fn ready_cells(o: &Value) -> (String, String) {
 /// A `meta.k8s.io/v1` Table, as kubectl get wants it: Flux kinds get READY and STATUS.
 pub fn table(res: &Resource, objs: Vec<&Value>, _all_namespaces: bool) -> Value {
     let flux = res.group.ends_with(".toolkit.fluxcd.io");
-    let mut cols = vec![json!({"name": "Name", "type": "string", "format": "name"}), json!({"name": "Age", "type": "date"})];
+    let mut cols =
+        vec![json!({"name": "Name", "type": "string", "format": "name"}), json!({"name": "Age", "type": "date"})];
     if flux {
         cols.push(json!({"name": "Ready", "type": "string"}));
         cols.push(json!({"name": "Status", "type": "string"}));
@@ -402,12 +525,21 @@ fn event_line(kind: &str, object: &Value) -> Bytes {
 }
 
 fn gone(rv: u64) -> Bytes {
-    event_line("ERROR", &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": format!("too old resource version: {rv}"), "reason": "Expired", "code": 410}))
+    event_line(
+        "ERROR",
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": format!("too old resource version: {rv}"), "reason": "Expired", "code": 410}),
+    )
 }
 
 /// A watch: replay from `resourceVersion` (410 as an in-stream ERROR when too old), then
 /// live events, bookmarks when asked, until `timeoutSeconds` or the client goes.
-fn watch(shared: Arc<Shared>, res: Resource, ns: Option<String>, q: BTreeMap<String, String>, table_out: bool) -> Response<Body> {
+fn watch(
+    shared: Arc<Shared>,
+    res: Resource,
+    ns: Option<String>,
+    q: BTreeMap<String, String>,
+    table_out: bool,
+) -> Response<Body> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(1024);
     // Subscribe before reading the log so nothing falls between the two.
     let mut live = shared.events.subscribe();
@@ -418,15 +550,27 @@ fn watch(shared: Arc<Shared>, res: Resource, ns: Option<String>, q: BTreeMap<Str
         let from: Option<u64> = q.get("resourceVersion").and_then(|r| r.parse().ok()).filter(|r| *r > 0 && !initial);
         let replay: Result<Vec<(String, Value)>, u64> = match from {
             Some(rv) => match st.events_since(rv) {
-                Some(evs) => Ok(evs.into_iter().filter(|e| e.group == res.group && e.plural == res.plural).map(|e| (e.kind.as_str().to_string(), e.object)).collect()),
+                Some(evs) => Ok(evs
+                    .into_iter()
+                    .filter(|e| e.group == res.group && e.plural == res.plural)
+                    .map(|e| (e.kind.as_str().to_string(), e.object))
+                    .collect()),
                 None => Err(rv),
             },
             // No version (or 0): every current object as ADDED, as kube-apiserver does.
-            None => Ok(st.list(&res.group, &res.plural, if res.namespaced { ns.as_deref() } else { None }).into_iter().map(|o| ("ADDED".to_string(), o.clone())).collect()),
+            None => Ok(st
+                .list(&res.group, &res.plural, if res.namespaced { ns.as_deref() } else { None })
+                .into_iter()
+                .map(|o| ("ADDED".to_string(), o.clone()))
+                .collect()),
         };
         (replay.map(|r| (r, initial)), current)
     };
-    let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(std::time::Duration::from_secs).unwrap_or(std::time::Duration::from_secs(3600));
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(std::time::Duration::from_secs(3600));
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
     let every = shared.bookmark_every;
     let q2 = q.clone();
@@ -490,6 +634,13 @@ fn watch(shared: Arc<Shared>, res: Resource, ns: Option<String>, q: BTreeMap<Str
             }
         }
     });
-    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|o| o.map(|b| Ok::<_, std::io::Error>(Frame::data(b)))));
-    Response::builder().status(200).header("content-type", "application/json").header("transfer-encoding", "chunked").body(BodyExt::boxed(StreamBody::new(stream))).unwrap()
+    let stream = futures::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|o| o.map(|b| Ok::<_, std::io::Error>(Frame::data(b))))
+    });
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .header("transfer-encoding", "chunked")
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .unwrap()
 }

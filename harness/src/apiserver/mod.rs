@@ -44,12 +44,24 @@ impl Shared {
     }
 
     /// Writes an object and tells the watchers.
-    pub fn put(&self, res: &store::Resource, ns: &str, obj: serde_json::Value) -> (store::EventType, serde_json::Value) {
+    pub fn put(
+        &self,
+        res: &store::Resource,
+        ns: &str,
+        obj: serde_json::Value,
+    ) -> (store::EventType, serde_json::Value) {
         let mut st = self.store.lock().unwrap();
         let (kind, stored) = st.put(res, ns, obj, &now());
         let rv = st.resource_version();
         drop(st);
-        let _ = self.events.send(Arc::new(Event { rv, kind, group: res.group.clone(), plural: res.plural.clone(), namespace: ns.into(), object: stored.clone() }));
+        let _ = self.events.send(Arc::new(Event {
+            rv,
+            kind,
+            group: res.group.clone(),
+            plural: res.plural.clone(),
+            namespace: ns.into(),
+            object: stored.clone(),
+        }));
         (kind, stored)
     }
 
@@ -58,13 +70,21 @@ impl Shared {
         let obj = st.delete(res, ns, name)?;
         let rv = st.resource_version();
         drop(st);
-        let _ = self.events.send(Arc::new(Event { rv, kind: store::EventType::Deleted, group: res.group.clone(), plural: res.plural.clone(), namespace: ns.into(), object: obj.clone() }));
+        let _ = self.events.send(Arc::new(Event {
+            rv,
+            kind: store::EventType::Deleted,
+            group: res.group.clone(),
+            plural: res.plural.clone(),
+            namespace: ns.into(),
+            object: obj.clone(),
+        }));
         Some(obj)
     }
 }
 
 pub fn now() -> String {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     tls::rfc3339(ms)
 }
 

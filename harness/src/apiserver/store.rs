@@ -71,7 +71,14 @@ pub fn key(group: &str, plural: &str, ns: &str, name: &str) -> Key {
 
 impl Store {
     pub fn new(static_resources: Vec<Resource>, log_cap: usize) -> Self {
-        Store { rv: 100, objects: BTreeMap::new(), log: VecDeque::new(), log_cap, crd_resources: BTreeMap::new(), static_resources }
+        Store {
+            rv: 100,
+            objects: BTreeMap::new(),
+            log: VecDeque::new(),
+            log_cap,
+            crd_resources: BTreeMap::new(),
+            static_resources,
+        }
     }
 
     /// How many events watches can resume from (older resourceVersions get 410 Gone).
@@ -102,12 +109,21 @@ impl Store {
             .iter()
             .find(|r| r.group == group && r.plural == plural && r.version == version)
             .cloned()
-            .or_else(|| self.crd_resources.get(&(group.to_string(), plural.to_string())).filter(|r| r.version == version).cloned())
+            .or_else(|| {
+                self.crd_resources
+                    .get(&(group.to_string(), plural.to_string()))
+                    .filter(|r| r.version == version)
+                    .cloned()
+            })
     }
 
     /// The resource serving a group/kind (any version), for objects written by the simulator.
     pub fn resource_for_kind(&self, group: &str, kind: &str) -> Option<Resource> {
-        self.static_resources.iter().find(|r| r.group == group && r.kind == kind).cloned().or_else(|| self.crd_resources.values().find(|r| r.group == group && r.kind == kind).cloned())
+        self.static_resources
+            .iter()
+            .find(|r| r.group == group && r.kind == kind)
+            .cloned()
+            .or_else(|| self.crd_resources.values().find(|r| r.group == group && r.kind == kind).cloned())
     }
 
     pub fn get(&self, group: &str, plural: &str, ns: &str, name: &str) -> Option<&Value> {
@@ -176,7 +192,14 @@ impl Store {
     }
 
     fn record(&mut self, kind: EventType, res: &Resource, ns: &str, object: Value) {
-        self.log.push_back(Event { rv: self.rv, kind, group: res.group.clone(), plural: res.plural.clone(), namespace: ns.into(), object });
+        self.log.push_back(Event {
+            rv: self.rv,
+            kind,
+            group: res.group.clone(),
+            plural: res.plural.clone(),
+            namespace: ns.into(),
+            object,
+        });
         while self.log.len() > self.log_cap {
             self.log.pop_front();
         }
@@ -206,7 +229,14 @@ impl Store {
             kind: s("/spec/names/kind"),
             plural: s("/spec/names/plural"),
             namespaced: s("/spec/scope") != "Cluster",
-            short_names: crd.pointer("/spec/names/shortNames").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect(),
+            short_names: crd
+                .pointer("/spec/names/shortNames")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
         };
         if !res.group.is_empty() && !res.plural.is_empty() {
             self.crd_resources.insert((res.group.clone(), res.plural.clone()), res);
@@ -281,7 +311,13 @@ pub fn leaf_paths(v: &Value) -> Vec<String> {
 /// Server-side apply ownership, kept in `metadata.managedFields` as a simplified
 /// `fieldsV1`: each Apply manager with the leaf paths it set. Returns the conflicting
 /// (manager, path) pairs when `force` is off; else takes the fields over.
-pub fn apply_ownership(obj: &mut Value, current: Option<&Value>, applied: &Value, manager: &str, force: bool) -> Result<(), Vec<(String, String)>> {
+pub fn apply_ownership(
+    obj: &mut Value,
+    current: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+) -> Result<(), Vec<(String, String)>> {
     let mine = leaf_paths(applied);
     let mut managers: Vec<(String, Vec<String>)> = current
         .and_then(|c| c.pointer("/metadata/managedFields"))
@@ -290,7 +326,13 @@ pub fn apply_ownership(obj: &mut Value, current: Option<&Value>, applied: &Value
         .flatten()
         .filter_map(|m| {
             let name = m.get("manager")?.as_str()?.to_string();
-            let paths = m.pointer("/fieldsV1/paths")?.as_array()?.iter().filter_map(Value::as_str).map(str::to_string).collect();
+            let paths = m
+                .pointer("/fieldsV1/paths")?
+                .as_array()?
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
             Some((name, paths))
         })
         .collect();
@@ -319,7 +361,10 @@ pub fn apply_ownership(obj: &mut Value, current: Option<&Value>, applied: &Value
     }
     managers.retain(|(m, p)| m != manager && !p.is_empty());
     managers.push((manager.to_string(), mine));
-    let mf: Vec<Value> = managers.into_iter().map(|(m, p)| json!({"manager": m, "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {"paths": p}})).collect();
+    let mf: Vec<Value> = managers
+        .into_iter()
+        .map(|(m, p)| json!({"manager": m, "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {"paths": p}}))
+        .collect();
     crate::object::metadata_mut(obj).insert("managedFields".into(), Value::Array(mf));
     Ok(())
 }
@@ -350,7 +395,14 @@ mod tests {
     use super::*;
 
     fn cm() -> Resource {
-        Resource { group: "".into(), version: "v1".into(), kind: "ConfigMap".into(), plural: "configmaps".into(), namespaced: true, short_names: vec![] }
+        Resource {
+            group: "".into(),
+            version: "v1".into(),
+            kind: "ConfigMap".into(),
+            plural: "configmaps".into(),
+            namespaced: true,
+            short_names: vec![],
+        }
     }
 
     #[test]
@@ -370,7 +422,14 @@ mod tests {
 
     #[test]
     fn crds_add_and_remove_resources() {
-        let crd_res = Resource { group: "apiextensions.k8s.io".into(), version: "v1".into(), kind: "CustomResourceDefinition".into(), plural: "customresourcedefinitions".into(), namespaced: false, short_names: vec![] };
+        let crd_res = Resource {
+            group: "apiextensions.k8s.io".into(),
+            version: "v1".into(),
+            kind: "CustomResourceDefinition".into(),
+            plural: "customresourcedefinitions".into(),
+            namespaced: false,
+            short_names: vec![],
+        };
         let mut s = Store::new(vec![crd_res.clone()], 100);
         s.put(&crd_res, "", synthetic_crd("example.com", "Widget", true), "t");
         assert_eq!(s.resource("example.com", "v1", "widgets").unwrap().kind, "Widget");

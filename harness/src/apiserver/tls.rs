@@ -3,7 +3,9 @@
 //! over https, and rustls refuses a self-signed CA used as its own server certificate.
 
 use crate::error::{Error, ErrorKind, Result};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+};
 use std::sync::Arc;
 
 pub struct Tls {

@@ -53,7 +53,13 @@ fn last_state(obs: &[Observation], kind: &str, ns: &str, name: &str) -> String {
         .unwrap_or_else(|| "never reported a Ready condition".into())
 }
 
-pub fn check(model: &RepoModel, graph: &Graph, obs: &[Observation], timeout_seconds: f64, expected_layers: Option<&Vec<Vec<String>>>) -> (Vec<KRow>, Vec<Violation>) {
+pub fn check(
+    model: &RepoModel,
+    graph: &Graph,
+    obs: &[Observation],
+    timeout_seconds: f64,
+    expected_layers: Option<&Vec<Vec<String>>>,
+) -> (Vec<KRow>, Vec<Violation>) {
     let ready = first_ready(obs);
     let k_at = |i: usize| {
         let k = &model.kustomizations[i].spec;
@@ -69,7 +75,11 @@ pub fn check(model: &RepoModel, graph: &Graph, obs: &[Observation], timeout_seco
         let name = crate::graph::display_k(model, i);
         let at = k_at(i);
         let deps: Vec<(usize, Option<f64>)> = graph.deps[i].iter().map(|&d| (d, k_at(d))).collect();
-        let deps_at = if deps.iter().all(|(_, t)| t.is_some()) { deps.iter().filter_map(|(_, t)| *t).fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t)))) } else { None };
+        let deps_at = if deps.iter().all(|(_, t)| t.is_some()) {
+            deps.iter().filter_map(|(_, t)| *t).fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))))
+        } else {
+            None
+        };
         if let Some(t) = at {
             for (d, dt) in &deps {
                 match dt {
@@ -91,10 +101,18 @@ pub fn check(model: &RepoModel, graph: &Graph, obs: &[Observation], timeout_seco
             _ => violations.push(Violation {
                 kind: "timeout".into(),
                 objects: vec![name.clone()],
-                message: format!("Kustomization {name} was not Ready within {timeout_seconds:.0}s (last: {})", last_state(obs, "Kustomization", &k.namespace, &k.name)),
+                message: format!(
+                    "Kustomization {name} was not Ready within {timeout_seconds:.0}s (last: {})",
+                    last_state(obs, "Kustomization", &k.namespace, &k.name)
+                ),
             }),
         }
-        rows.push(KRow { name, layer: graph.layer_of[i], ready_at_seconds: at, dependencies_ready_at_seconds: deps_at });
+        rows.push(KRow {
+            name,
+            layer: graph.layer_of[i],
+            ready_at_seconds: at,
+            dependencies_ready_at_seconds: deps_at,
+        });
     }
     for (j, h) in model.helm_releases.iter().enumerate() {
         let key = ("HelmRelease".to_string(), h.spec.namespace.clone(), h.spec.name.clone());
@@ -108,7 +126,10 @@ pub fn check(model: &RepoModel, graph: &Graph, obs: &[Observation], timeout_seco
                     violations.push(Violation {
                         kind: "order".into(),
                         objects: vec![hid.clone(), format!("{}/{}", dh.namespace, dh.name)],
-                        message: format!("HelmRelease {hid} became Ready at {t:.0}s, before its dependency {}/{}", dh.namespace, dh.name),
+                        message: format!(
+                            "HelmRelease {hid} became Ready at {t:.0}s, before its dependency {}/{}",
+                            dh.namespace, dh.name
+                        ),
                     });
                 }
             }
@@ -117,18 +138,26 @@ pub fn check(model: &RepoModel, graph: &Graph, obs: &[Observation], timeout_seco
             violations.push(Violation {
                 kind: "timeout".into(),
                 objects: vec![hid.clone()],
-                message: format!("HelmRelease {hid} was not Ready within {timeout_seconds:.0}s (last: {})", last_state(obs, "HelmRelease", &h.spec.namespace, &h.spec.name)),
+                message: format!(
+                    "HelmRelease {hid} was not Ready within {timeout_seconds:.0}s (last: {})",
+                    last_state(obs, "HelmRelease", &h.spec.namespace, &h.spec.name)
+                ),
             });
         }
     }
     for o in obs.iter().filter(|o| o.condition == "Stalled" && o.status == "True") {
         let id = format!("{} {}/{}", o.kind, o.namespace, o.name);
         if !violations.iter().any(|v| v.kind == "stalled" && v.objects == vec![id.clone()]) {
-            violations.push(Violation { kind: "stalled".into(), objects: vec![id.clone()], message: format!("{id} went Stalled at {:.0}s: {}: {}", o.at_seconds, o.reason, o.message) });
+            violations.push(Violation {
+                kind: "stalled".into(),
+                objects: vec![id.clone()],
+                message: format!("{id} went Stalled at {:.0}s: {}: {}", o.at_seconds, o.reason, o.message),
+            });
         }
     }
     if let Some(expected) = expected_layers {
-        let planned: Vec<Vec<String>> = graph.layers.iter().map(|l| l.iter().map(|&i| crate::graph::display_k(model, i)).collect()).collect();
+        let planned: Vec<Vec<String>> =
+            graph.layers.iter().map(|l| l.iter().map(|&i| crate::graph::display_k(model, i)).collect()).collect();
         if &planned != expected {
             violations.push(Violation {
                 kind: "layers".into(),

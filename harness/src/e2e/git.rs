@@ -51,7 +51,20 @@ pub fn snapshot(repo: &Path, root: &Path, branch: &str) -> Result<String> {
     let index = root.join("index").display().to_string();
     let env = [("GIT_INDEX_FILE", index.as_str()), ("GIT_DIR", b.as_str()), ("GIT_WORK_TREE", w.as_str())];
     git(&["add", "--all", "."], &env).map_err(|e| e.context(format!("while snapshotting {}", repo.display())))?;
-    git(&["-c", "user.name=flux-harness", "-c", "user.email=flux-harness@localhost", "commit", "--quiet", "--no-verify", "-m", "flux-harness: snapshot of the working tree under test"], &env)?;
+    git(
+        &[
+            "-c",
+            "user.name=flux-harness",
+            "-c",
+            "user.email=flux-harness@localhost",
+            "commit",
+            "--quiet",
+            "--no-verify",
+            "-m",
+            "flux-harness: snapshot of the working tree under test",
+        ],
+        &env,
+    )?;
     git(&["branch", "--force", branch, "HEAD"], &env)?;
     git(&["update-server-info"], &env)?;
     Ok(git(&["rev-parse", "HEAD"], &env)?.trim().to_string())
@@ -60,7 +73,9 @@ pub fn snapshot(repo: &Path, root: &Path, branch: &str) -> Result<String> {
 /// Snapshots `repo` and serves it on `bind` (port 0: a free one).
 pub async fn start(repo: &Path, root: &Path, branch: &str, bind: SocketAddr) -> Result<GitServer> {
     let revision = snapshot(repo, root, branch)?;
-    let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| Error::new(ErrorKind::Io, format!("git server cannot listen on {bind}: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Io, format!("git server cannot listen on {bind}: {e}")))?;
     let addr = listener.local_addr().map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
     let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
     let project_root = root.to_path_buf();
@@ -83,7 +98,11 @@ pub async fn start(repo: &Path, root: &Path, branch: &str, bind: SocketAddr) -> 
     Ok(GitServer { addr, branch: branch.into(), revision, root: root.to_path_buf(), stop: Some(tx) })
 }
 
-async fn serve(root: PathBuf, peer: SocketAddr, req: hyper::Request<hyper::body::Incoming>) -> std::result::Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
+async fn serve(
+    root: PathBuf,
+    peer: SocketAddr,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> std::result::Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
@@ -105,11 +124,19 @@ async fn serve(root: PathBuf, peer: SocketAddr, req: hyper::Request<hyper::body:
     let out = tokio::task::spawn_blocking(move || exec::cgi("git", &["http-backend"], &env, body)).await;
     let raw = match out {
         Ok(Ok(raw)) => raw,
-        Ok(Err(e)) => return Ok(hyper::Response::builder().status(500).body(Full::new(Bytes::from(e.to_string()))).unwrap()),
-        Err(e) => return Ok(hyper::Response::builder().status(500).body(Full::new(Bytes::from(e.to_string()))).unwrap()),
+        Ok(Err(e)) => {
+            return Ok(hyper::Response::builder().status(500).body(Full::new(Bytes::from(e.to_string()))).unwrap());
+        }
+        Err(e) => {
+            return Ok(hyper::Response::builder().status(500).body(Full::new(Bytes::from(e.to_string()))).unwrap());
+        }
     };
     // CGI: headers, a blank line, the body.
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4)).or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
     let (head, body) = match split {
         Some((i, n)) => (String::from_utf8_lossy(&raw[..i]).into_owned(), raw[i + n..].to_vec()),
         None => (String::new(), raw),

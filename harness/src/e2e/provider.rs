@@ -64,7 +64,24 @@ impl ClusterProvider for Kind {
         "kind"
     }
     fn create(&self) -> Vec<(String, Cmd)> {
-        vec![("create the kind cluster (no CNI, no kube-proxy)".into(), Cmd::new("kind", &["create", "cluster", "--name", &self.name, "--config", &self.config, "--kubeconfig", &self.kubeconfig, "--wait", "0s"]))]
+        vec![(
+            "create the kind cluster (no CNI, no kube-proxy)".into(),
+            Cmd::new(
+                "kind",
+                &[
+                    "create",
+                    "cluster",
+                    "--name",
+                    &self.name,
+                    "--config",
+                    &self.config,
+                    "--kubeconfig",
+                    &self.kubeconfig,
+                    "--wait",
+                    "0s",
+                ],
+            ),
+        )]
     }
     fn target(&self) -> Target {
         Target::Kubeconfig(self.kubeconfig.clone())
@@ -79,7 +96,10 @@ impl ClusterProvider for Kind {
         vec![("kind-logs.txt".into(), Cmd::new("kind", &["export", "logs", "--name", &self.name]))]
     }
     fn delete(&self) -> Vec<(String, Cmd)> {
-        vec![("delete the kind cluster".into(), Cmd::new("kind", &["delete", "cluster", "--name", &self.name, "--kubeconfig", &self.kubeconfig]))]
+        vec![(
+            "delete the kind cluster".into(),
+            Cmd::new("kind", &["delete", "cluster", "--name", &self.name, "--kubeconfig", &self.kubeconfig]),
+        )]
     }
     fn docker_network(&self) -> Option<String> {
         Some("kind".into())
@@ -118,20 +138,29 @@ impl ClusterProvider for K3d {
                     ],
                 ),
             ),
-            ("write the k3d kubeconfig".into(), Cmd::new("k3d", &["kubeconfig", "write", &self.name, "--output", &self.kubeconfig])),
+            (
+                "write the k3d kubeconfig".into(),
+                Cmd::new("k3d", &["kubeconfig", "write", &self.name, "--output", &self.kubeconfig]),
+            ),
         ]
     }
     fn target(&self) -> Target {
         Target::Kubeconfig(self.kubeconfig.clone())
     }
     fn nodes(&self) -> Option<Cmd> {
-        Some(Cmd::new("docker", &["ps", "--filter", &format!("label=k3d.cluster={}", self.name), "--format", "{{.Names}}"]))
+        Some(Cmd::new(
+            "docker",
+            &["ps", "--filter", &format!("label=k3d.cluster={}", self.name), "--format", "{{.Names}}"],
+        ))
     }
     fn on_node(&self, node: &str, command: &str) -> Option<Cmd> {
         Some(Cmd::new("docker", &["exec", node, "sh", "-c", command]))
     }
     fn logs(&self) -> Vec<(String, Cmd)> {
-        vec![("k3d-server-0.log".into(), Cmd::new("docker", &["logs", "--tail", "2000", &format!("k3d-{}-server-0", self.name)]))]
+        vec![(
+            "k3d-server-0.log".into(),
+            Cmd::new("docker", &["logs", "--tail", "2000", &format!("k3d-{}-server-0", self.name)]),
+        )]
     }
     fn delete(&self) -> Vec<(String, Cmd)> {
         vec![("delete the k3d cluster".into(), Cmd::new("k3d", &["cluster", "delete", &self.name]))]
@@ -154,7 +183,10 @@ impl ClusterProvider for Existing {
         "existing"
     }
     fn create(&self) -> Vec<(String, Cmd)> {
-        vec![("check the named context answers (the harness never creates nor deletes it)".into(), Cmd::new("kubectl", &["--context", &self.context, "cluster-info"]))]
+        vec![(
+            "check the named context answers (the harness never creates nor deletes it)".into(),
+            Cmd::new("kubectl", &["--context", &self.context, "cluster-info"]),
+        )]
     }
     fn target(&self) -> Target {
         Target::Context(self.context.clone())

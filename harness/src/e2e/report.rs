@@ -46,13 +46,25 @@ impl E2eReport {
             self.time_unit,
             self.kustomizations.len()
         );
-        let _ = writeln!(out, "\n  {:<34} {:>5} {:>10} {:>10} {:>10}", "Kustomization", "layer", "Ready", "deps Ready", "predicted");
+        let _ = writeln!(
+            out,
+            "\n  {:<34} {:>5} {:>10} {:>10} {:>10}",
+            "Kustomization", "layer", "Ready", "deps Ready", "predicted"
+        );
         let mut rows = self.kustomizations.clone();
         rows.sort_by(|a, b| a.layer.cmp(&b.layer).then_with(|| a.name.cmp(&b.name)));
         for r in &rows {
             let p = self.predicted_vs_observed.iter().find(|p| p.name == r.name).and_then(|p| p.predicted_seconds);
             let f = |x: Option<f64>| x.map(|v| format!("{v:.0}s")).unwrap_or_else(|| "-".into());
-            let _ = writeln!(out, "  {:<34} {:>5} {:>10} {:>10} {:>10}", r.name, r.layer.map(|l| l.to_string()).unwrap_or_else(|| "-".into()), f(r.ready_at_seconds), f(r.dependencies_ready_at_seconds), f(p));
+            let _ = writeln!(
+                out,
+                "  {:<34} {:>5} {:>10} {:>10} {:>10}",
+                r.name,
+                r.layer.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
+                f(r.ready_at_seconds),
+                f(r.dependencies_ready_at_seconds),
+                f(p)
+            );
         }
         if !self.violations.is_empty() {
             let _ = writeln!(out, "\nviolations:");
@@ -68,7 +80,11 @@ impl E2eReport {
 
     /// One test case per Kustomization; a failure carries the violations about it.
     pub fn to_junit(&self) -> String {
-        let failures = self.kustomizations.iter().filter(|k| self.violations.iter().any(|v| v.objects.first() == Some(&k.name))).count();
+        let failures = self
+            .kustomizations
+            .iter()
+            .filter(|k| self.violations.iter().any(|v| v.objects.first() == Some(&k.name)))
+            .count();
         let mut out = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"flux-bootstrap\" tests=\"{}\" failures=\"{failures}\">\n  <testsuite name=\"bootstrap-{}\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">\n",
             self.kustomizations.len(),
@@ -77,13 +93,24 @@ impl E2eReport {
             self.duration_seconds
         );
         for k in &self.kustomizations {
-            let _ = write!(out, "    <testcase classname=\"kustomization\" name=\"{}\" time=\"{:.3}\"", xml(&k.name), k.ready_at_seconds.unwrap_or(0.0));
+            let _ = write!(
+                out,
+                "    <testcase classname=\"kustomization\" name=\"{}\" time=\"{:.3}\"",
+                xml(&k.name),
+                k.ready_at_seconds.unwrap_or(0.0)
+            );
             let vs: Vec<&Violation> = self.violations.iter().filter(|v| v.objects.first() == Some(&k.name)).collect();
             if vs.is_empty() {
                 out.push_str("/>\n");
             } else {
                 let msg = vs.iter().map(|v| v.message.clone()).collect::<Vec<_>>().join("\n");
-                let _ = write!(out, ">\n      <failure type=\"{}\" message=\"{}\">{}</failure>\n    </testcase>\n", xml(&vs[0].kind), xml(&vs[0].message), xml(&msg));
+                let _ = write!(
+                    out,
+                    ">\n      <failure type=\"{}\" message=\"{}\">{}</failure>\n    </testcase>\n",
+                    xml(&vs[0].kind),
+                    xml(&vs[0].message),
+                    xml(&msg)
+                );
             }
         }
         out.push_str("  </testsuite>\n</testsuites>\n");

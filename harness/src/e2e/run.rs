@@ -66,14 +66,30 @@ fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
 
 /// Records every change of the Ready and Stalled conditions of Kustomizations and
 /// HelmReleases until all those of the model are Ready, or the deadline.
-pub async fn watch(client: kube::Client, model: &RepoModel, deadline: Duration, seconds: &(dyn Fn(Duration) -> f64 + Sync), started: &(dyn Fn() + Sync)) -> Vec<Observation> {
+pub async fn watch(
+    client: kube::Client,
+    model: &RepoModel,
+    deadline: Duration,
+    seconds: &(dyn Fn(Duration) -> f64 + Sync),
+    started: &(dyn Fn() + Sync),
+) -> Vec<Observation> {
     let mut start = Instant::now();
-    let ks: Api<DynamicObject> = Api::all_with(client.clone(), &ar("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations"));
-    let hrs: Api<DynamicObject> = Api::all_with(client, &ar("helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases"));
+    let ks: Api<DynamicObject> =
+        Api::all_with(client.clone(), &ar("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations"));
+    let hrs: Api<DynamicObject> =
+        Api::all_with(client, &ar("helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases"));
     let tag = |kind: &'static str| move |o: DynamicObject| (kind, o);
     let stream = futures::stream::select(
-        watcher(ks, watcher::Config::default()).default_backoff().applied_objects().filter_map(|r| async move { r.ok() }).map(tag("Kustomization")),
-        watcher(hrs, watcher::Config::default()).default_backoff().applied_objects().filter_map(|r| async move { r.ok() }).map(tag("HelmRelease")),
+        watcher(ks, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .filter_map(|r| async move { r.ok() })
+            .map(tag("Kustomization")),
+        watcher(hrs, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .filter_map(|r| async move { r.ok() })
+            .map(tag("HelmRelease")),
     );
     futures::pin_mut!(stream);
     let mut want: BTreeSet<(String, String, String)> = model
@@ -81,7 +97,12 @@ pub async fn watch(client: kube::Client, model: &RepoModel, deadline: Duration, 
         .iter()
         .filter(|k| !k.spec.suspend)
         .map(|k| ("Kustomization".to_string(), k.spec.namespace.clone(), k.spec.name.clone()))
-        .chain(model.helm_releases.iter().map(|h| ("HelmRelease".to_string(), h.spec.namespace.clone(), h.spec.name.clone())))
+        .chain(
+            model
+                .helm_releases
+                .iter()
+                .map(|h| ("HelmRelease".to_string(), h.spec.namespace.clone(), h.spec.name.clone())),
+        )
         .collect();
     // (kind, namespace, name, condition) -> (status, reason, message) last recorded.
     type CondKey = (String, String, String, String);
@@ -105,13 +126,26 @@ pub async fn watch(client: kube::Client, model: &RepoModel, deadline: Duration, 
             if ctype != "Ready" && ctype != "Stalled" {
                 continue;
             }
-            let state = (c["status"].as_str().unwrap_or("").to_string(), c["reason"].as_str().unwrap_or("").to_string(), c["message"].as_str().unwrap_or("").to_string());
+            let state = (
+                c["status"].as_str().unwrap_or("").to_string(),
+                c["reason"].as_str().unwrap_or("").to_string(),
+                c["message"].as_str().unwrap_or("").to_string(),
+            );
             let key = (kind.to_string(), ns.clone(), name.clone(), ctype.to_string());
             if last.get(&key) == Some(&state) {
                 continue;
             }
             last.insert(key, state.clone());
-            out.push(Observation { at_seconds: seconds(start.elapsed()), kind: kind.into(), namespace: ns.clone(), name: name.clone(), condition: ctype.into(), status: state.0.clone(), reason: state.1, message: state.2 });
+            out.push(Observation {
+                at_seconds: seconds(start.elapsed()),
+                kind: kind.into(),
+                namespace: ns.clone(),
+                name: name.clone(),
+                condition: ctype.into(),
+                status: state.0.clone(),
+                reason: state.1,
+                message: state.2,
+            });
             if ctype == "Ready" && state.0 == "True" {
                 want.remove(&(kind.to_string(), ns.clone(), name.clone()));
             }
@@ -123,14 +157,17 @@ pub async fn watch(client: kube::Client, model: &RepoModel, deadline: Duration, 
 /// Values of the repo's Secrets (and SOPS ciphertext): they must never reach an artifact.
 fn secret_values(model: &RepoModel) -> Vec<String> {
     let mut out = vec![];
-    for o in model.kustomizations.iter().flat_map(|k| &k.objects).filter(|o| o.kind() == "Secret" && o.group().is_empty()) {
+    for o in
+        model.kustomizations.iter().flat_map(|k| &k.objects).filter(|o| o.kind() == "Secret" && o.group().is_empty())
+    {
         for field in ["data", "stringData"] {
             for v in o.value.get(field).and_then(|d| d.as_object()).into_iter().flat_map(|m| m.values()) {
                 let s = crate::kustomize::transform::scalar_string(v);
                 if s.len() >= 4 {
                     out.push(s.clone());
                     if field == "data"
-                        && let Some(dec) = crate::kustomize::generate::base64_decode(&s).and_then(|b| String::from_utf8(b).ok())
+                        && let Some(dec) =
+                            crate::kustomize::generate::base64_decode(&s).and_then(|b| String::from_utf8(b).ok())
                         && dec.len() >= 4
                     {
                         out.push(dec);
@@ -148,12 +185,20 @@ fn write_artifact(dir: &Path, name: &str, content: &str, secrets: &[String]) -> 
     for s in secrets {
         text = text.replace(s.as_str(), "<redacted>");
     }
-    std::fs::write(dir.join(name), text).map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", dir.join(name).display())))
+    std::fs::write(dir.join(name), text)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", dir.join(name).display())))
 }
 
 /// Diagnostics for a failed run: the status of every Flux object, the chains that explain
 /// what is stuck, the timeline. Secret values never appear.
-async fn diagnostics(dir: &Path, client: &kube::Client, model: &RepoModel, obs: &[Observation], chains: &str, extra: &[(&str, String)]) -> Result<()> {
+async fn diagnostics(
+    dir: &Path,
+    client: &kube::Client,
+    model: &RepoModel,
+    obs: &[Observation],
+    chains: &str,
+    extra: &[(&str, String)],
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", dir.display())))?;
     let secrets = secret_values(model);
     let mut status = serde_json::Map::new();
@@ -181,17 +226,34 @@ async fn diagnostics(dir: &Path, client: &kube::Client, model: &RepoModel, obs: 
 
 fn load_snapshot(path: &Option<PathBuf>) -> Result<Option<Vec<Vec<String>>>> {
     let Some(p) = path else { return Ok(None) };
-    let text = std::fs::read_to_string(p).map_err(|e| Error::in_file(ErrorKind::MissingPath, &p.display().to_string(), format!("cannot read the layer snapshot: {e}")))?;
-    serde_json::from_str(&text).map(Some).map_err(|e| Error::in_file(ErrorKind::BadObject, &p.display().to_string(), format!("the layer snapshot is not a JSON list of lists of names: {e}")))
+    let text = std::fs::read_to_string(p).map_err(|e| {
+        Error::in_file(ErrorKind::MissingPath, &p.display().to_string(), format!("cannot read the layer snapshot: {e}"))
+    })?;
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        Error::in_file(
+            ErrorKind::BadObject,
+            &p.display().to_string(),
+            format!("the layer snapshot is not a JSON list of lists of names: {e}"),
+        )
+    })
 }
 
-fn predicted(model: &RepoModel, config: &crate::config::RepoConfig, sim: crate::sim::SimConfig, rows: &[assert::KRow]) -> Vec<Predicted> {
+fn predicted(
+    model: &RepoModel,
+    config: &crate::config::RepoConfig,
+    sim: crate::sim::SimConfig,
+    rows: &[assert::KRow],
+) -> Vec<Predicted> {
     let (graph, _) = crate::graph::analyse(model);
     let Ok(p) = crate::sim::simulate(model, &graph, config, sim) else { return vec![] };
     rows.iter()
         .map(|r| Predicted {
             name: r.name.clone(),
-            predicted_seconds: p.ready_order.iter().find(|x| x.kind == "Kustomization" && x.name == r.name).map(|x| x.at_seconds),
+            predicted_seconds: p
+                .ready_order
+                .iter()
+                .find(|x| x.kind == "Kustomization" && x.name == r.name)
+                .map(|x| x.at_seconds),
             observed_seconds: r.ready_at_seconds,
         })
         .collect()
@@ -207,17 +269,31 @@ pub async fn run(req: &E2eRequest, progress: Progress<'_>) -> Result<E2eReport> 
     }
 }
 
-async fn run_sim(req: &E2eRequest, model: RepoModel, config: crate::config::RepoConfig, expected: Option<Vec<Vec<String>>>, progress: Progress<'_>) -> Result<E2eReport> {
+async fn run_sim(
+    req: &E2eRequest,
+    model: RepoModel,
+    config: crate::config::RepoConfig,
+    expected: Option<Vec<Vec<String>>>,
+    progress: Progress<'_>,
+) -> Result<E2eReport> {
     // As on a real cluster, the CNI runs before Flux starts.
     let sim = crate::sim::SimConfig { cni_preinstalled: true, seed: req.seed, ..Default::default() };
     progress("starting the simulated cluster (HTTPS on 127.0.0.1)");
-    let cluster = crate::apiserver::driver::start_paused(model.clone(), config.clone(), sim.clone(), req.speed, 0, true).await?;
+    let cluster =
+        crate::apiserver::driver::start_paused(model.clone(), config.clone(), sim.clone(), req.speed, 0, true).await?;
     let kc = kube::config::Kubeconfig::from_yaml(&cluster.server.kubeconfig()).map_err(kube_error)?;
-    let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.map_err(kube_error)?).map_err(kube_error)?;
+    let client = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.map_err(kube_error)?,
+    )
+    .map_err(kube_error)?;
     let speed = req.speed;
     progress("watching Kustomizations and HelmReleases");
     let real_deadline = Duration::from_secs_f64(req.timeout_seconds / speed) + Duration::from_millis(500);
-    let obs = watch(client.clone(), &model, real_deadline, &move |d: Duration| (d.as_secs_f64() * speed).round(), &|| cluster.resume()).await;
+    let obs =
+        watch(client.clone(), &model, real_deadline, &move |d: Duration| (d.as_secs_f64() * speed).round(), &|| {
+            cluster.resume()
+        })
+        .await;
     let (graph, _) = crate::graph::analyse(&model);
     let (rows, violations) = assert::check(&model, &graph, &obs, req.timeout_seconds, expected.as_ref());
     let passed = violations.is_empty();
@@ -237,7 +313,17 @@ async fn run_sim(req: &E2eRequest, model: RepoModel, config: crate::config::Repo
     }
     drop(cluster);
     let predicted_vs_observed = predicted(&model, &config, sim, &rows);
-    Ok(E2eReport { provider: "sim".into(), passed, duration_seconds: duration, kustomizations: rows, violations, artifacts, predicted_vs_observed, timeline: obs, time_unit: "virtual seconds".into() })
+    Ok(E2eReport {
+        provider: "sim".into(),
+        passed,
+        duration_seconds: duration,
+        kustomizations: rows,
+        violations,
+        artifacts,
+        predicted_vs_observed,
+        timeline: obs,
+        time_unit: "virtual seconds".into(),
+    })
 }
 
 /// Runs cleanup steps in reverse order when dropped (success, failure, panic), unless kept.
@@ -273,7 +359,12 @@ impl Drop for Cleanup {
 pub fn provider(req: &E2eRequest, kind: ProviderKind) -> Result<Box<dyn ClusterProvider>> {
     let name = format!("flux-harness-{}", req.run_id);
     let kubeconfig = req.artifacts.join("kubeconfig").display().to_string();
-    let configs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(|p| p.join("kind-configs")).unwrap_or_default().display().to_string();
+    let configs = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(|p| p.join("kind-configs"))
+        .unwrap_or_default()
+        .display()
+        .to_string();
     Ok(match kind {
         ProviderKind::Kind => Box::new(Kind { name, config: format!("{configs}/kind.yaml"), kubeconfig }),
         ProviderKind::K3d => Box::new(K3d { name, config_dir: configs, kubeconfig }),
@@ -290,7 +381,13 @@ pub fn provider(req: &E2eRequest, kind: ProviderKind) -> Result<Box<dyn ClusterP
 pub fn real_plan(req: &E2eRequest, kind: ProviderKind, model: &RepoModel, git_url: &str) -> Result<Vec<Step>> {
     let provider = provider(req, kind)?;
     let root = req.plan.repo.clone();
-    let gotk = crate::files::join(&model.entry_path, "flux-system/gotk-components.yaml").ok().map(|p| root.join(p)).filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))));
+    let gotk = crate::files::join(&model.entry_path, "flux-system/gotk-components.yaml")
+        .ok()
+        .map(|p| root.join(p))
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .is_ok_and(|t| t.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')))
+        });
     Ok(plan::build(&plan::PlanInput {
         provider: provider.as_ref(),
         artifacts: req.artifacts.display().to_string(),
@@ -309,13 +406,28 @@ fn gateway(provider: &dyn ClusterProvider) -> Result<String> {
             Error::new(ErrorKind::Usage, format!("--provider {}: set HARNESS_GIT_HOST to an address of this machine that the cluster's pods can reach (the harness's git server binds to it)", provider.name()))
         });
     };
-    let out = crate::exec::Cmd::new("docker", &["network", "inspect", &network, "-f", "{{range .IPAM.Config}}{{.Gateway}} {{end}}"]).output()?;
-    out.split_whitespace().find(|a| a.parse::<std::net::Ipv4Addr>().is_ok()).map(str::to_string).ok_or_else(|| Error::new(ErrorKind::Io, format!("docker network {network} has no IPv4 gateway")))
+    let out = crate::exec::Cmd::new(
+        "docker",
+        &["network", "inspect", &network, "-f", "{{range .IPAM.Config}}{{.Gateway}} {{end}}"],
+    )
+    .output()?;
+    out.split_whitespace()
+        .find(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
+        .map(str::to_string)
+        .ok_or_else(|| Error::new(ErrorKind::Io, format!("docker network {network} has no IPv4 gateway")))
 }
 
-async fn run_real(req: &E2eRequest, kind: ProviderKind, model: RepoModel, config: crate::config::RepoConfig, expected: Option<Vec<Vec<String>>>, progress: Progress<'_>) -> Result<E2eReport> {
+async fn run_real(
+    req: &E2eRequest,
+    kind: ProviderKind,
+    model: RepoModel,
+    config: crate::config::RepoConfig,
+    expected: Option<Vec<Vec<String>>>,
+    progress: Progress<'_>,
+) -> Result<E2eReport> {
     let prov = provider(req, kind)?;
-    std::fs::create_dir_all(&req.artifacts).map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", req.artifacts.display())))?;
+    std::fs::create_dir_all(&req.artifacts)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", req.artifacts.display())))?;
     // The entry needs the git server's URL, which needs the cluster's network: run the
     // plan up to the entry, start the server, then apply the entry.
     let draft = real_plan(req, kind, &model, "http://GIT-SERVER/repo.git")?;
@@ -328,7 +440,13 @@ async fn run_real(req: &E2eRequest, kind: ProviderKind, model: RepoModel, config
     let host = gateway(prov.as_ref())?;
     let branch = format!("flux-harness/run-{}", req.run_id);
     progress(&format!("serving the working tree on http://{host} (branch {branch})"));
-    let git = super::git::start(&req.plan.repo, &req.artifacts.join("git"), &branch, format!("{host}:0").parse().map_err(|e| Error::new(ErrorKind::Usage, format!("{host}: {e}")))?).await?;
+    let git = super::git::start(
+        &req.plan.repo,
+        &req.artifacts.join("git"),
+        &branch,
+        format!("{host}:0").parse().map_err(|e| Error::new(ErrorKind::Usage, format!("{host}: {e}")))?,
+    )
+    .await?;
     let plan = real_plan(req, kind, &model, &git.url(&host))?;
     for s in &plan[plan.len() - entry_steps..] {
         execute_step_async(s, &mut guard, progress).await?;
@@ -336,15 +454,26 @@ async fn run_real(req: &E2eRequest, kind: ProviderKind, model: RepoModel, config
     let client = match (&req.context, kind) {
         (Some(ctx), ProviderKind::Existing) => {
             let opts = kube::config::KubeConfigOptions { context: Some(ctx.clone()), ..Default::default() };
-            kube::Client::try_from(kube::Config::from_kubeconfig(&opts).await.map_err(kube_error)?).map_err(kube_error)?
+            kube::Client::try_from(kube::Config::from_kubeconfig(&opts).await.map_err(kube_error)?)
+                .map_err(kube_error)?
         }
         _ => {
             let kc = kube::config::Kubeconfig::read_from(req.artifacts.join("kubeconfig")).map_err(kube_error)?;
-            kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.map_err(kube_error)?).map_err(kube_error)?
+            kube::Client::try_from(
+                kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.map_err(kube_error)?,
+            )
+            .map_err(kube_error)?
         }
     };
     progress("watching Kustomizations and HelmReleases");
-    let obs = watch(client.clone(), &model, Duration::from_secs_f64(req.timeout_seconds), &|d: Duration| d.as_secs_f64().round(), &|| {}).await;
+    let obs = watch(
+        client.clone(),
+        &model,
+        Duration::from_secs_f64(req.timeout_seconds),
+        &|d: Duration| d.as_secs_f64().round(),
+        &|| {},
+    )
+    .await;
     let (graph, _) = crate::graph::analyse(&model);
     let (rows, violations) = assert::check(&model, &graph, &obs, req.timeout_seconds, expected.as_ref());
     let passed = violations.is_empty();
@@ -359,9 +488,18 @@ async fn run_real(req: &E2eRequest, kind: ProviderKind, model: RepoModel, config
         };
         let mut extra: Vec<(String, String)> = vec![
             ("events.txt".into(), kubectl(&["get", "events", "-A", "--sort-by=.lastTimestamp"])),
-            ("kustomize-controller.log".into(), kubectl(&["-n", "flux-system", "logs", "deploy/kustomize-controller", "--tail=2000"])),
-            ("helm-controller.log".into(), kubectl(&["-n", "flux-system", "logs", "deploy/helm-controller", "--tail=2000"])),
-            ("source-controller.log".into(), kubectl(&["-n", "flux-system", "logs", "deploy/source-controller", "--tail=2000"])),
+            (
+                "kustomize-controller.log".into(),
+                kubectl(&["-n", "flux-system", "logs", "deploy/kustomize-controller", "--tail=2000"]),
+            ),
+            (
+                "helm-controller.log".into(),
+                kubectl(&["-n", "flux-system", "logs", "deploy/helm-controller", "--tail=2000"]),
+            ),
+            (
+                "source-controller.log".into(),
+                kubectl(&["-n", "flux-system", "logs", "deploy/source-controller", "--tail=2000"]),
+            ),
         ];
         for (file, cmd) in prov.logs() {
             extra.push((file, cmd.output().unwrap_or_else(|e| format!("{e}\n"))));
@@ -388,7 +526,17 @@ async fn run_real(req: &E2eRequest, kind: ProviderKind, model: RepoModel, config
     let duration = obs.iter().map(|o| o.at_seconds).fold(0.0, f64::max);
     let sim = crate::sim::SimConfig { cni_preinstalled: true, seed: req.seed, ..Default::default() };
     let predicted_vs_observed = predicted(&model, &config, sim, &rows);
-    Ok(E2eReport { provider: Provider::Real(kind).name().into(), passed, duration_seconds: duration, kustomizations: rows, violations, artifacts, predicted_vs_observed, timeline: obs, time_unit: "seconds".into() })
+    Ok(E2eReport {
+        provider: Provider::Real(kind).name().into(),
+        passed,
+        duration_seconds: duration,
+        kustomizations: rows,
+        violations,
+        artifacts,
+        predicted_vs_observed,
+        timeline: obs,
+        time_unit: "seconds".into(),
+    })
 }
 
 /// As [`execute_step`], with commands on a blocking thread so that Ctrl-C (which cancels
@@ -412,7 +560,8 @@ fn execute_step(s: &Step, guard: &mut Cleanup, progress: Progress<'_>) -> Result
     match s {
         Step::Write { path, content, .. } => {
             if let Some(parent) = Path::new(path).parent() {
-                std::fs::create_dir_all(parent).map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", parent.display())))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", parent.display())))?;
             }
             std::fs::write(path, content).map_err(|e| Error::new(ErrorKind::Io, format!("{path}: {e}")))
         }
@@ -433,7 +582,10 @@ fn execute_step(s: &Step, guard: &mut Cleanup, progress: Progress<'_>) -> Result
 /// writes files, runs commands, and runs cleanup steps in reverse order afterwards, also
 /// when a step fails or the thread panics, unless `keep`.
 fn cleanup_commands(steps: &[Step]) -> Vec<crate::exec::Cmd> {
-    steps.iter().filter_map(|s| if let Step::Run { cmd, cleanup: true, .. } = s { Some(cmd.clone()) } else { None }).collect()
+    steps
+        .iter()
+        .filter_map(|s| if let Step::Run { cmd, cleanup: true, .. } = s { Some(cmd.clone()) } else { None })
+        .collect()
 }
 
 pub fn execute(steps: &[Step], keep: bool) -> Result<()> {

@@ -18,7 +18,8 @@ pub const SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 const KUSTOMIZE_VERSIONS: &[&str] = &["v1", "v1beta2", "v1beta1"];
 const HELM_VERSIONS: &[&str] = &["v2", "v2beta2", "v2beta1"];
 const SOURCE_VERSIONS: &[&str] = &["v1", "v1beta2", "v1beta1"];
-const SOURCE_KINDS: &[&str] = &["GitRepository", "OCIRepository", "HelmRepository", "Bucket", "HelmChart", "ExternalArtifact"];
+const SOURCE_KINDS: &[&str] =
+    &["GitRepository", "OCIRepository", "HelmRepository", "Bucket", "HelmChart", "ExternalArtifact"];
 
 /// What a rendered object is to Flux.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,7 +167,11 @@ impl Kustomization {
         let spec = v.get("spec").cloned().unwrap_or(Value::Null);
         let source_kind = s(&spec, "/sourceRef/kind").unwrap_or("GitRepository");
         let Some(source_name) = s(&spec, "/sourceRef/name") else {
-            return Err(Error::at(ErrorKind::BadObject, &obj.origin, format!("Kustomization {} has no spec.sourceRef.name", obj.name())));
+            return Err(Error::at(
+                ErrorKind::BadObject,
+                &obj.origin,
+                format!("Kustomization {} has no spec.sourceRef.name", obj.name()),
+            ));
         };
         let post = spec.get("postBuild");
         let substitute = post
@@ -204,8 +209,19 @@ impl Kustomization {
                 })
                 .collect(),
             common_labels: cm.and_then(|c| c.get("labels")).and_then(Value::as_object).cloned().unwrap_or_default(),
-            common_annotations: cm.and_then(|c| c.get("annotations")).and_then(Value::as_object).cloned().unwrap_or_default(),
-            components: spec.get("components").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect(),
+            common_annotations: cm
+                .and_then(|c| c.get("annotations"))
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+            components: spec
+                .get("components")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
             origin: Some(obj.origin.clone()),
         };
         Ok(Kustomization {
@@ -265,7 +281,11 @@ impl HelmRelease {
                 namespace: s(r, "/namespace").unwrap_or(&ns).into(),
                 name: s(r, "/name").unwrap_or("").into(),
             });
-            (s(cs, "/chart").unwrap_or("").to_string(), cs.get("version").map(crate::kustomize::transform::scalar_string), src)
+            (
+                s(cs, "/chart").unwrap_or("").to_string(),
+                cs.get("version").map(crate::kustomize::transform::scalar_string),
+                src,
+            )
         } else if let Some(r) = spec.get("chartRef") {
             let src = Ref {
                 kind: s(r, "/kind").unwrap_or("OCIRepository").into(),

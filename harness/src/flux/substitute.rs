@@ -21,7 +21,12 @@ pub fn substitute(input: &str, vars: &BTreeMap<String, String>) -> Result<Outcom
     Ok(out)
 }
 
-fn expand(input: &str, vars: &BTreeMap<String, String>, unresolved: &mut Vec<String>, depth: usize) -> Result<String, String> {
+fn expand(
+    input: &str,
+    vars: &BTreeMap<String, String>,
+    unresolved: &mut Vec<String>,
+    depth: usize,
+) -> Result<String, String> {
     if depth > 16 {
         return Err("variable defaults nested more than 16 deep".into());
     }
@@ -73,7 +78,12 @@ fn is_name(s: &str) -> bool {
     c.next().is_some_and(|f| f == '_' || f.is_ascii_alphabetic()) && c.all(|x| x == '_' || x.is_ascii_alphanumeric())
 }
 
-fn eval(body: &str, vars: &BTreeMap<String, String>, unresolved: &mut Vec<String>, depth: usize) -> Result<String, String> {
+fn eval(
+    body: &str,
+    vars: &BTreeMap<String, String>,
+    unresolved: &mut Vec<String>,
+    depth: usize,
+) -> Result<String, String> {
     let name_end = body.find(|c: char| !(c == '_' || c.is_ascii_alphanumeric())).unwrap_or(body.len());
     let name = &body[..name_end];
     if !is_name(name) {

@@ -60,7 +60,8 @@ pub fn parse_literal(s: &str) -> Result<(String, String), String> {
     if k.is_empty() {
         return Err(format!("literal '{s}' has an empty key"));
     }
-    let v = if v.len() >= 2 && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\''))) {
+    let v = if v.len() >= 2 && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\'')))
+    {
         &v[1..v.len() - 1]
     } else {
         v
@@ -83,7 +84,7 @@ pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, String> {
                 return Err(format!(
                     "line {}: '{t}' is not KEY=VALUE (a bare KEY would read the environment of the machine running the build, which Flux never does)",
                     i + 1
-                ))
+                ));
             }
         }
     }
@@ -145,7 +146,10 @@ mod tests {
         assert_eq!(parse_literal("A=\"b c\"").unwrap(), ("A".into(), "b c".into()));
         assert_eq!(parse_literal("A=x=y").unwrap(), ("A".into(), "x=y".into()));
         assert!(parse_literal("novalue").is_err());
-        assert_eq!(parse_env_file("# c\nA=1\n\nB = 2\n").unwrap(), vec![("A".into(), "1".into()), ("B".into(), " 2".into())]);
+        assert_eq!(
+            parse_env_file("# c\nA=1\n\nB = 2\n").unwrap(),
+            vec![("A".into(), "1".into()), ("B".into(), " 2".into())]
+        );
         assert!(parse_env_file("JUSTKEY\n").is_err());
     }
 }

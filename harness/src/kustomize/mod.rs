@@ -23,16 +23,43 @@ pub const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization
 
 /// Fields of a kustomization file the native renderer implements.
 const SUPPORTED: &[&str] = &[
-    "apiVersion", "kind", "metadata", "resources", "bases", "components", "namespace", "namePrefix",
-    "nameSuffix", "commonLabels", "labels", "commonAnnotations", "images", "replicas", "patches",
-    "patchesStrategicMerge", "patchesJson6902", "configMapGenerator", "secretGenerator",
-    "generatorOptions", "sortOptions", "replacements", "configurations",
+    "apiVersion",
+    "kind",
+    "metadata",
+    "resources",
+    "bases",
+    "components",
+    "namespace",
+    "namePrefix",
+    "nameSuffix",
+    "commonLabels",
+    "labels",
+    "commonAnnotations",
+    "images",
+    "replicas",
+    "patches",
+    "patchesStrategicMerge",
+    "patchesJson6902",
+    "configMapGenerator",
+    "secretGenerator",
+    "generatorOptions",
+    "sortOptions",
+    "replacements",
+    "configurations",
 ];
 
 /// Fields kustomize knows that the native renderer does not implement yet.
 const NOT_YET: &[&str] = &[
-    "helmCharts", "helmGlobals", "helmChartInflationGenerator",
-    "transformers", "generators", "validators", "vars", "crds", "openapi", "buildMetadata",
+    "helmCharts",
+    "helmGlobals",
+    "helmChartInflationGenerator",
+    "transformers",
+    "generators",
+    "validators",
+    "vars",
+    "crds",
+    "openapi",
+    "buildMetadata",
 ];
 
 /// What Flux adds to the kustomization at `spec.path` before building it (it edits the
@@ -123,11 +150,7 @@ struct Kust {
 impl Kust {
     /// The line a top-level field is written on, for messages.
     fn line_of(&self, field: &str) -> u32 {
-        self.text
-            .lines()
-            .position(|l| l.starts_with(&format!("{field}:")))
-            .map(|i| i as u32 + 1)
-            .unwrap_or(1)
+        self.text.lines().position(|l| l.starts_with(&format!("{field}:"))).map(|i| i as u32 + 1).unwrap_or(1)
     }
     fn loc(&self, field: &str) -> Loc {
         Loc::new(&self.file, self.line_of(field))
@@ -140,7 +163,11 @@ impl Kust {
             None | Some(Value::Null) => Ok(vec![]),
             Some(Value::Array(a)) => a
                 .iter()
-                .map(|x| x.as_str().map(str::to_string).ok_or_else(|| self.err(field, format!("'{field}' must be a list of strings"))))
+                .map(|x| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| self.err(field, format!("'{field}' must be a list of strings")))
+                })
                 .collect(),
             Some(_) => Err(self.err(field, format!("'{field}' must be a list"))),
         }
@@ -188,7 +215,12 @@ pub fn build(files: &dyn Files, dir: &str) -> Result<Vec<Object>> {
 /// Applies Flux's overlay to objects rendered elsewhere (the kubectl renderer).
 pub fn apply_overlay(files: &dyn Files, objects: Vec<Object>, overlay: &FluxOverlay, dir: &str) -> Result<Vec<Object>> {
     let b = Builder { files, stack: vec![], notes: vec![], extra_refs: vec![] };
-    let kust = Kust { file: format!("{}/kustomization.yaml", files::display_dir(dir)), dir: dir.into(), text: String::new(), v: Map::new() };
+    let kust = Kust {
+        file: format!("{}/kustomization.yaml", files::display_dir(dir)),
+        dir: dir.into(),
+        text: String::new(),
+        v: Map::new(),
+    };
     let mut res: Vec<Res> = objects.into_iter().map(Res::new).collect();
     b.run_transformers(&kust, &mut res, Some(overlay))?;
     finish(&mut res);
@@ -271,7 +303,13 @@ impl Builder<'_> {
         let v = match doc.value {
             Value::Object(m) => m,
             Value::Null => Map::new(),
-            _ => return Err(Error::at(ErrorKind::NotObject, &Loc::new(&file, doc.line), "a kustomization must be a YAML mapping")),
+            _ => {
+                return Err(Error::at(
+                    ErrorKind::NotObject,
+                    &Loc::new(&file, doc.line),
+                    "a kustomization must be a YAML mapping",
+                ));
+            }
         };
         let k = Kust { file, dir: dir.to_string(), text, v };
         for field in k.v.keys() {
@@ -279,11 +317,17 @@ impl Builder<'_> {
                 return Err(Error::at(
                     ErrorKind::Unsupported,
                     &k.loc(field),
-                    format!("kustomize field '{field}' is not supported by the native renderer yet; run with --renderer kubectl"),
+                    format!(
+                        "kustomize field '{field}' is not supported by the native renderer yet; run with --renderer kubectl"
+                    ),
                 ));
             }
             if !SUPPORTED.contains(&field.as_str()) {
-                return Err(Error::at(ErrorKind::Render, &k.loc(field), format!("unknown kustomization field '{field}'")));
+                return Err(Error::at(
+                    ErrorKind::Render,
+                    &k.loc(field),
+                    format!("unknown kustomization field '{field}'"),
+                ));
             }
         }
         Ok(Some(k))
@@ -296,9 +340,15 @@ impl Builder<'_> {
         match self.files.kind(dir) {
             Some(EntryKind::Dir) => {}
             Some(EntryKind::File) => {
-                return Err(Error::in_file(ErrorKind::MissingPath, dir, "spec.path must be a directory, this is a file"));
+                return Err(Error::in_file(
+                    ErrorKind::MissingPath,
+                    dir,
+                    "spec.path must be a directory, this is a file",
+                ));
             }
-            None => return Err(Error::in_file(ErrorKind::MissingPath, files::display_dir(dir), "directory does not exist")),
+            None => {
+                return Err(Error::in_file(ErrorKind::MissingPath, files::display_dir(dir), "directory does not exist"));
+            }
         }
         let mut resources = vec![];
         let mut seen = vec![];
@@ -344,13 +394,29 @@ impl Builder<'_> {
         let resources = keep;
         let mut v = Map::new();
         v.insert("resources".into(), Value::Array(resources.into_iter().map(Value::String).collect()));
-        Ok(Kust { file: format!("{}/kustomization.yaml (generated by Flux)", files::display_dir(dir)), dir: dir.into(), text: String::new(), v })
+        Ok(Kust {
+            file: format!("{}/kustomization.yaml (generated by Flux)", files::display_dir(dir)),
+            dir: dir.into(),
+            text: String::new(),
+            v,
+        })
     }
 
-    fn scan(&self, root: &str, dir: &str, out: &mut Vec<String>, seen: &mut Vec<String>, templates: &std::cell::RefCell<Vec<String>>) -> Result<()> {
+    fn scan(
+        &self,
+        root: &str,
+        dir: &str,
+        out: &mut Vec<String>,
+        seen: &mut Vec<String>,
+        templates: &std::cell::RefCell<Vec<String>>,
+    ) -> Result<()> {
         let id = self.files.identity(dir);
         if seen.contains(&id) {
-            return Err(Error::in_file(ErrorKind::SymlinkLoop, dir, "symlink loop: this directory leads back to one already being read"));
+            return Err(Error::in_file(
+                ErrorKind::SymlinkLoop,
+                dir,
+                "symlink loop: this directory leads back to one already being read",
+            ));
         }
         seen.push(id);
         for (name, kind) in self.files.list(dir)? {
@@ -428,7 +494,8 @@ impl Builder<'_> {
             });
             return Ok(vec![]);
         }
-        let path = files::join(&k.dir, reference).map_err(|m| Error::at(ErrorKind::MissingPath, &k.loc("resources"), m))?;
+        let path =
+            files::join(&k.dir, reference).map_err(|m| Error::at(ErrorKind::MissingPath, &k.loc("resources"), m))?;
         match self.files.kind(&path) {
             Some(EntryKind::File) => self.load_file(&path),
             Some(EntryKind::Dir) => {
@@ -440,7 +507,10 @@ impl Builder<'_> {
                     )
                 })?;
                 if sub.str("kind") == Some("Component") {
-                    return Err(sub.err("kind", format!("'{reference}' is a Component; list it under 'components', not 'resources'")));
+                    return Err(sub.err(
+                        "kind",
+                        format!("'{reference}' is a Component; list it under 'components', not 'resources'"),
+                    ));
                 }
                 self.build_target(&sub, vec![], None)
             }
@@ -474,7 +544,9 @@ impl Builder<'_> {
                     return Err(Error::at(
                         ErrorKind::Unsupported,
                         &Loc::new(&path, doc.line),
-                        format!("configurations '{other}' is not supported by the native renderer yet (nameReference is); run with --renderer kubectl"),
+                        format!(
+                            "configurations '{other}' is not supported by the native renderer yet (nameReference is); run with --renderer kubectl"
+                        ),
                     ));
                 }
             }
@@ -488,12 +560,19 @@ impl Builder<'_> {
     }
 
     fn apply_component(&mut self, k: &Kust, reference: &str, acc: &mut Vec<Res>) -> Result<()> {
-        let path = files::join(&k.dir, reference).map_err(|m| Error::at(ErrorKind::MissingPath, &k.loc("components"), m))?;
+        let path =
+            files::join(&k.dir, reference).map_err(|m| Error::at(ErrorKind::MissingPath, &k.loc("components"), m))?;
         let comp = self.find_kustomization(&path)?.ok_or_else(|| {
-            Error::at(ErrorKind::MissingPath, &k.loc("components"), format!("component '{reference}' has no kustomization file"))
+            Error::at(
+                ErrorKind::MissingPath,
+                &k.loc("components"),
+                format!("component '{reference}' has no kustomization file"),
+            )
         })?;
         if comp.str("kind") != Some("Component") {
-            return Err(comp.err("kind", format!("'{reference}' is listed under 'components' but its kind is not Component")));
+            return Err(
+                comp.err("kind", format!("'{reference}' is listed under 'components' but its kind is not Component"))
+            );
         }
         let taken = std::mem::take(acc);
         *acc = self.build_target(&comp, taken, None)?;
@@ -507,11 +586,16 @@ impl Builder<'_> {
                 let res = self.generate(k, field, kind, g, &opts)?;
                 let behavior = g.get("behavior").and_then(Value::as_str).unwrap_or("create");
                 let ns = res.obj.namespace().unwrap_or("").to_string();
-                let pos = acc.iter().position(|r| r.obj.kind() == kind && r.obj.name() == res.obj.name() && r.obj.namespace().unwrap_or("") == ns);
+                let pos = acc.iter().position(|r| {
+                    r.obj.kind() == kind && r.obj.name() == res.obj.name() && r.obj.namespace().unwrap_or("") == ns
+                });
                 match (behavior, pos) {
                     ("create", None) => acc.push(res),
                     ("create", Some(_)) => {
-                        return Err(k.err(field, format!("{kind} '{}' already exists; use behavior: merge or replace", res.obj.name())));
+                        return Err(k.err(
+                            field,
+                            format!("{kind} '{}' already exists; use behavior: merge or replace", res.obj.name()),
+                        ));
                     }
                     ("merge", Some(i)) => merge_generated(&mut acc[i], res),
                     ("replace", Some(i)) => {
@@ -519,7 +603,10 @@ impl Builder<'_> {
                         acc[i] = Res { previous: prev, ..res };
                     }
                     ("merge" | "replace", None) => {
-                        return Err(k.err(field, format!("{kind} '{}' to {behavior} does not exist in the resources", res.obj.name())));
+                        return Err(k.err(
+                            field,
+                            format!("{kind} '{}' to {behavior} does not exist in the resources", res.obj.name()),
+                        ));
                     }
                     (other, _) => return Err(k.err(field, format!("unknown generator behavior '{other}'"))),
                 }
@@ -529,7 +616,10 @@ impl Builder<'_> {
     }
 
     fn generate(&self, k: &Kust, field: &str, kind: &str, g: &Value, opts: &Map<String, Value>) -> Result<Res> {
-        let name = g.get("name").and_then(Value::as_str).ok_or_else(|| k.err(field, format!("a {field} entry has no name")))?;
+        let name = g
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| k.err(field, format!("a {field} entry has no name")))?;
         let mut data: Map<String, Value> = Map::new();
         let mut put = |key: String, val: String| {
             data.insert(key, Value::String(val));
@@ -538,14 +628,18 @@ impl Builder<'_> {
             let (key, val) = generate::parse_literal(lit.as_str().unwrap_or("")).map_err(|m| k.err(field, m))?;
             put(key, val);
         }
-        let mut envs: Vec<&str> = g.get("envs").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        let mut envs: Vec<&str> =
+            g.get("envs").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
         if let Some(e) = g.get("env").and_then(Value::as_str) {
             envs.push(e);
         }
         for env in envs {
             let path = files::join(&k.dir, env).map_err(|m| k.err(field, m))?;
-            let text = self.files.read(&path).map_err(|e| e.context(format!("env file of {kind} '{name}' in {}", k.file)))?;
-            for (key, val) in generate::parse_env_file(&text).map_err(|m| Error::in_file(ErrorKind::Render, &path, m))? {
+            let text =
+                self.files.read(&path).map_err(|e| e.context(format!("env file of {kind} '{name}' in {}", k.file)))?;
+            for (key, val) in
+                generate::parse_env_file(&text).map_err(|m| Error::in_file(ErrorKind::Render, &path, m))?
+            {
                 put(key, val);
             }
         }
@@ -555,7 +649,8 @@ impl Builder<'_> {
                 None => (files::file_name(f).to_string(), f),
             };
             let path = files::join(&k.dir, rel).map_err(|m| k.err(field, m))?;
-            let text = self.files.read(&path).map_err(|e| e.context(format!("file of {kind} '{name}' in {}", k.file)))?;
+            let text =
+                self.files.read(&path).map_err(|e| e.context(format!("file of {kind} '{name}' in {}", k.file)))?;
             put(key, text);
         }
         let mut obj = Map::new();
@@ -580,7 +675,10 @@ impl Builder<'_> {
         }
         obj.insert("metadata".into(), Value::Object(md));
         if kind == "Secret" {
-            let encoded = data.into_iter().map(|(key, v)| (key, Value::String(generate::base64(v.as_str().unwrap_or("").as_bytes())))).collect();
+            let encoded = data
+                .into_iter()
+                .map(|(key, v)| (key, Value::String(generate::base64(v.as_str().unwrap_or("").as_bytes()))))
+                .collect();
             obj.insert("type".into(), g.get("type").cloned().unwrap_or_else(|| "Opaque".into()));
             obj.insert("data".into(), Value::Object(encoded));
         } else if !data.is_empty() {
@@ -590,7 +688,8 @@ impl Builder<'_> {
         if flag(local, "immutable").or(flag(Some(opts), "immutable")) == Some(true) {
             obj.insert("immutable".into(), true.into());
         }
-        let disable = flag(local, "disableNameSuffixHash").or(flag(Some(opts), "disableNameSuffixHash")).unwrap_or(false);
+        let disable =
+            flag(local, "disableNameSuffixHash").or(flag(Some(opts), "disableNameSuffixHash")).unwrap_or(false);
         let mut res = Res::new(Object::new(Value::Object(obj), k.loc(field)));
         res.needs_hash = !disable;
         Ok(res)
@@ -605,24 +704,36 @@ impl Builder<'_> {
             }
         }
         // patches (kustomization's, then Flux's spec.patches appended to them)
-        let mut patches: Vec<(Value, Option<&FluxOverlay>)> = k.list("patches").iter().map(|p| (p.clone(), None)).collect();
+        let mut patches: Vec<(Value, Option<&FluxOverlay>)> =
+            k.list("patches").iter().map(|p| (p.clone(), None)).collect();
         if let Some(o) = overlay {
             patches.extend(o.patches.iter().map(|p| (p.clone(), Some(o))));
         }
         for (p, from_flux) in &patches {
             let field = "patches";
-            let target = p.get("target").filter(|t| !t.is_null()).map(Selector::parse).transpose().map_err(|m| k.err(field, m))?;
+            let target = p
+                .get("target")
+                .filter(|t| !t.is_null())
+                .map(Selector::parse)
+                .transpose()
+                .map_err(|m| k.err(field, m))?;
             let docs = match from_flux {
                 Some(o) => {
                     let text = p.get("patch").and_then(Value::as_str).unwrap_or("");
                     let loc = o.origin.clone().unwrap_or_else(|| k.loc(field));
-                    yaml::parse_docs(&loc.file, text).map_err(|e| e.context("in spec.patches"))?.into_iter().map(|d| (d.value, loc.clone())).collect()
+                    yaml::parse_docs(&loc.file, text)
+                        .map_err(|e| e.context("in spec.patches"))?
+                        .into_iter()
+                        .map(|d| (d.value, loc.clone()))
+                        .collect()
                 }
                 None => self.patch_docs(k, field, p)?,
             };
             for (doc, src) in docs {
                 if let Some(ops) = doc.as_array() {
-                    let t = target.as_ref().ok_or_else(|| Error::at(ErrorKind::Render, &src, "a JSON 6902 patch needs a target"))?;
+                    let t = target
+                        .as_ref()
+                        .ok_or_else(|| Error::at(ErrorKind::Render, &src, "a JSON 6902 patch needs a target"))?;
                     apply_json6902(acc, ops, t, &src)?;
                 } else {
                     apply_smp(acc, &doc, target.as_ref(), &src)?;
@@ -669,7 +780,11 @@ impl Builder<'_> {
             let selectors = l.get("includeSelectors").and_then(Value::as_bool).unwrap_or(false);
             let templates = l.get("includeTemplates").and_then(Value::as_bool).unwrap_or(false);
             if l.get("fields").is_some() {
-                return Err(Error::at(ErrorKind::Unsupported, &k.loc("labels"), "labels[].fields is not supported by the native renderer yet; run with --renderer kubectl"));
+                return Err(Error::at(
+                    ErrorKind::Unsupported,
+                    &k.loc("labels"),
+                    "labels[].fields is not supported by the native renderer yet; run with --renderer kubectl",
+                ));
             }
             let specs = if selectors {
                 transform::common_label_specs()
@@ -703,19 +818,25 @@ impl Builder<'_> {
             let t = p.get("target").ok_or_else(|| k.err(field, "a patchesJson6902 entry needs a target"))?;
             let target = Selector::parse(t).map_err(|m| k.err(field, m))?;
             for (doc, src) in self.patch_docs(k, field, p)? {
-                let ops = doc.as_array().ok_or_else(|| Error::at(ErrorKind::Render, &src, "a JSON 6902 patch must be a list of operations"))?;
+                let ops = doc.as_array().ok_or_else(|| {
+                    Error::at(ErrorKind::Render, &src, "a JSON 6902 patch must be a list of operations")
+                })?;
                 apply_json6902(acc, ops, &target, &src)?;
             }
         }
         // replicas
         for rep in k.list("replicas") {
             let name = rep.get("name").and_then(Value::as_str).unwrap_or("");
-            let count = rep.get("count").cloned().ok_or_else(|| k.err("replicas", format!("replicas entry '{name}' has no count")))?;
+            let count = rep
+                .get("count")
+                .cloned()
+                .ok_or_else(|| k.err("replicas", format!("replicas entry '{name}' has no count")))?;
             for r in acc.iter_mut().filter(|r| r.had_name(name)) {
                 if matches!(r.obj.kind(), "Deployment" | "ReplicationController" | "ReplicaSet" | "StatefulSet")
-                    && let Some(spec) = crate::object::map_at_mut(&mut r.obj.value, &["spec"], true) {
-                        spec.insert("replicas".into(), count.clone());
-                    }
+                    && let Some(spec) = crate::object::map_at_mut(&mut r.obj.value, &["spec"], true)
+                {
+                    spec.insert("replicas".into(), count.clone());
+                }
             }
         }
         // images
@@ -752,7 +873,8 @@ impl Builder<'_> {
         match entry.get("path").and_then(Value::as_str) {
             Some(p) => {
                 let path = files::join(&k.dir, p).map_err(|m| k.err("replacements", m))?;
-                let text = self.files.read(&path).map_err(|e| e.context(format!("replacement listed in {}", k.file)))?;
+                let text =
+                    self.files.read(&path).map_err(|e| e.context(format!("replacement listed in {}", k.file)))?;
                 let doc = yaml::parse_one(&path, &text)?;
                 let loc = Loc::new(&path, doc.line);
                 Ok(match doc.value {
@@ -768,7 +890,9 @@ impl Builder<'_> {
     /// place it came from.
     fn patch_docs(&self, k: &Kust, field: &str, entry: &Value) -> Result<Vec<(Value, Loc)>> {
         let (file, text) = match entry {
-            Value::String(s) if field == "patchesStrategicMerge" && !s.contains('\n') && !s.trim_start().starts_with('{') => {
+            Value::String(s)
+                if field == "patchesStrategicMerge" && !s.contains('\n') && !s.trim_start().starts_with('{') =>
+            {
                 let path = files::join(&k.dir, s).map_err(|m| k.err(field, m))?;
                 let text = self.files.read(&path).map_err(|e| e.context(format!("patch listed in {}", k.file)))?;
                 (path, text)
@@ -778,7 +902,9 @@ impl Builder<'_> {
                 (Some(p), _) => {
                     let path = files::join(&k.dir, p).map_err(|m| k.err(field, m))?;
                     if self.files.kind(&path) != Some(EntryKind::File) {
-                        return Err(k.err(field, format!("patch file '{p}' does not exist")).with_kind(ErrorKind::MissingPath));
+                        return Err(k
+                            .err(field, format!("patch file '{p}' does not exist"))
+                            .with_kind(ErrorKind::MissingPath));
                     }
                     let text = self.files.read(&path)?;
                     (path, text)
@@ -825,7 +951,11 @@ pub fn objects_from_text(path: &str, text: &str) -> Result<Vec<Object>> {
     for d in yaml::parse_docs(path, text)? {
         let loc = Loc::new(path, d.line);
         let Value::Object(m) = &d.value else {
-            return Err(Error::at(ErrorKind::NotObject, &loc, "expected a Kubernetes object (a YAML mapping) but found a scalar or list"));
+            return Err(Error::at(
+                ErrorKind::NotObject,
+                &loc,
+                "expected a Kubernetes object (a YAML mapping) but found a scalar or list",
+            ));
         };
         if m.get("kind").and_then(Value::as_str).is_none_or(str::is_empty) {
             return Err(Error::at(ErrorKind::BadObject, &loc, "object has no 'kind'"));
@@ -844,14 +974,23 @@ pub fn objects_from_text(path: &str, text: &str) -> Result<Vec<Object>> {
         if m.get("metadata").and_then(|md| md.get("name")).and_then(Value::as_str).is_none_or(str::is_empty)
             && m.get("metadata").and_then(|md| md.get("generateName")).is_none()
         {
-            return Err(Error::at(ErrorKind::BadObject, &loc, format!("{} has no metadata.name", m["kind"].as_str().unwrap_or(""))));
+            return Err(Error::at(
+                ErrorKind::BadObject,
+                &loc,
+                format!("{} has no metadata.name", m["kind"].as_str().unwrap_or("")),
+            ));
         }
         out.push(Object::new(d.value, loc));
     }
     Ok(out)
 }
 
-fn add_unique(acc: &mut Vec<Res>, seen: &mut std::collections::HashMap<crate::object::ResId, usize>, res: Res, k: &Kust) -> Result<()> {
+fn add_unique(
+    acc: &mut Vec<Res>,
+    seen: &mut std::collections::HashMap<crate::object::ResId, usize>,
+    res: Res,
+    k: &Kust,
+) -> Result<()> {
     match seen.entry(res.obj.id()) {
         std::collections::hash_map::Entry::Occupied(e) => Err(Error::at(
             ErrorKind::Render,
@@ -904,7 +1043,11 @@ impl Selector {
     pub fn parse(v: &Value) -> std::result::Result<Self, String> {
         let s = |k: &str| v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
         let re = |k: &str| -> std::result::Result<Option<regex::Regex>, String> {
-            s(k).map(|p| regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| format!("target {k} '{p}' is not a valid regex: {e}"))).transpose()
+            s(k).map(|p| {
+                regex::Regex::new(&format!("^(?:{p})$"))
+                    .map_err(|e| format!("target {k} '{p}' is not a valid regex: {e}"))
+            })
+            .transpose()
         };
         Ok(Selector {
             group: s("group"),
@@ -936,7 +1079,9 @@ impl Selector {
                 return false;
             }
         }
-        let meta = |field: &str| r.obj.value.pointer(&format!("/metadata/{field}")).and_then(Value::as_object).cloned().unwrap_or_default();
+        let meta = |field: &str| {
+            r.obj.value.pointer(&format!("/metadata/{field}")).and_then(Value::as_object).cloned().unwrap_or_default()
+        };
         if let Some(sel) = &self.label_selector
             && !crate::labels::selector_matches(sel, &meta("labels"))
         {
@@ -958,16 +1103,44 @@ fn apply_replacement(acc: &mut [Res], rep: &Value, loc: &Loc) -> Result<()> {
     let matches: Vec<usize> = (0..acc.len()).filter(|&i| sel.matches(&acc[i])).collect();
     let i = match matches.as_slice() {
         [i] => *i,
-        [] => return Err(Error::at(ErrorKind::Render, loc, format!("replacement source {} matches no resource", serde_json::to_string(src).unwrap_or_default()))),
-        _ => return Err(Error::at(ErrorKind::Render, loc, format!("replacement source {} matches {} resources; it must match one", serde_json::to_string(src).unwrap_or_default(), matches.len()))),
+        [] => {
+            return Err(Error::at(
+                ErrorKind::Render,
+                loc,
+                format!("replacement source {} matches no resource", serde_json::to_string(src).unwrap_or_default()),
+            ));
+        }
+        _ => {
+            return Err(Error::at(
+                ErrorKind::Render,
+                loc,
+                format!(
+                    "replacement source {} matches {} resources; it must match one",
+                    serde_json::to_string(src).unwrap_or_default(),
+                    matches.len()
+                ),
+            ));
+        }
     };
-    let value = replace::get(&mut acc[i].obj.value, &field)
-        .cloned()
-        .ok_or_else(|| Error::at(ErrorKind::Render, loc, format!("replacement source field '{}' does not exist in {}", field.join("."), acc[i].obj.display_id())))?;
+    let value = replace::get(&mut acc[i].obj.value, &field).cloned().ok_or_else(|| {
+        Error::at(
+            ErrorKind::Render,
+            loc,
+            format!("replacement source field '{}' does not exist in {}", field.join("."), acc[i].obj.display_id()),
+        )
+    })?;
     let value = replace::pick(value, src.get("options"));
     for t in rep.get("targets").and_then(Value::as_array).into_iter().flatten() {
-        let select = t.get("select").map(Selector::parse).transpose().map_err(|m| Error::at(ErrorKind::Render, loc, m))?;
-        let rejects: Vec<Selector> = t.get("reject").and_then(Value::as_array).into_iter().flatten().map(Selector::parse).collect::<std::result::Result<_, _>>().map_err(|m| Error::at(ErrorKind::Render, loc, m))?;
+        let select =
+            t.get("select").map(Selector::parse).transpose().map_err(|m| Error::at(ErrorKind::Render, loc, m))?;
+        let rejects: Vec<Selector> = t
+            .get("reject")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(Selector::parse)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|m| Error::at(ErrorKind::Render, loc, m))?;
         let opts = t.get("options");
         let create = opts.and_then(|o| o.get("create")).and_then(Value::as_bool).unwrap_or(false);
         for r in acc.iter_mut() {
@@ -981,7 +1154,10 @@ fn apply_replacement(acc: &mut [Res], rep: &Value, loc: &Loc) -> Result<()> {
                     return Err(Error::at(
                         ErrorKind::Render,
                         loc,
-                        format!("replacement target field '{fp}' does not exist in {} (set options.create to add it)", r.obj.display_id()),
+                        format!(
+                            "replacement target field '{fp}' does not exist in {} (set options.create to add it)",
+                            r.obj.display_id()
+                        ),
                     ));
                 }
                 let v = replace::splice(existing.as_ref(), value.clone(), opts);

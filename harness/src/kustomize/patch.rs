@@ -300,9 +300,15 @@ mod tests {
     #[test]
     fn json_patch_ops() {
         let mut d = json!({"a":[1,2],"b":{"c":1}});
-        json_patch(&mut d, &[json!({"op":"add","path":"/a/-","value":3}),
-            json!({"op":"replace","path":"/b/c","value":2}),
-            json!({"op":"remove","path":"/a/0"})]).unwrap();
+        json_patch(
+            &mut d,
+            &[
+                json!({"op":"add","path":"/a/-","value":3}),
+                json!({"op":"replace","path":"/b/c","value":2}),
+                json!({"op":"remove","path":"/a/0"}),
+            ],
+        )
+        .unwrap();
         assert_eq!(d, json!({"a":[2,3],"b":{"c":2}}));
         let err = json_patch(&mut d, &[json!({"op":"remove","path":"/nope"})]).unwrap_err();
         assert!(err.contains("does not exist"), "{err}");

@@ -45,7 +45,11 @@ fn element<'a>(list: &'a mut [Value], seg: &str) -> Option<&'a mut Value> {
 pub fn get<'a>(v: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {
     let mut cur = v;
     for seg in path {
-        cur = if seg.starts_with('[') { element(cur.as_array_mut()?, seg)? } else { cur.as_object_mut()?.get_mut(seg)? };
+        cur = if seg.starts_with('[') {
+            element(cur.as_array_mut()?, seg)?
+        } else {
+            cur.as_object_mut()?.get_mut(seg)?
+        };
     }
     Some(cur)
 }

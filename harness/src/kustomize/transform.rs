@@ -107,7 +107,10 @@ pub fn common_label_specs() -> Vec<FieldSpec> {
 
 /// `labels` with includeTemplates: metadata plus the pod templates' labels.
 pub fn template_label_specs() -> Vec<FieldSpec> {
-    common_label_specs().into_iter().filter(|s| s.path == "metadata/labels" || s.path.ends_with("metadata/labels") && s.create).collect()
+    common_label_specs()
+        .into_iter()
+        .filter(|s| s.path == "metadata/labels" || s.path.ends_with("metadata/labels") && s.create)
+        .collect()
 }
 
 pub fn metadata_label_specs() -> Vec<FieldSpec> {
@@ -116,7 +119,14 @@ pub fn metadata_label_specs() -> Vec<FieldSpec> {
 
 pub fn annotation_specs() -> Vec<FieldSpec> {
     let mut v = vec![fs(None, None, "metadata/annotations", true)];
-    for (g, k) in [(Some(""), "ReplicationController"), (None, "Deployment"), (None, "ReplicaSet"), (None, "DaemonSet"), (APPS, "StatefulSet"), (BATCH, "Job")] {
+    for (g, k) in [
+        (Some(""), "ReplicationController"),
+        (None, "Deployment"),
+        (None, "ReplicaSet"),
+        (None, "DaemonSet"),
+        (APPS, "StatefulSet"),
+        (BATCH, "Job"),
+    ] {
         v.push(fs(g, Some(k), "spec/template/metadata/annotations", true));
     }
     v.push(fs(BATCH, Some("CronJob"), "spec/jobTemplate/metadata/annotations", true));
@@ -290,7 +300,11 @@ fn build_name_refs() -> Vec<(String, Option<String>, String)> {
         for (target, path) in pod_refs {
             out.push((target.into(), Some(kind.into()), format!("{prefix}/{path}")));
         }
-        out.push(("PersistentVolumeClaim".into(), Some(kind.into()), format!("{prefix}/volumes/persistentVolumeClaim/claimName")));
+        out.push((
+            "PersistentVolumeClaim".into(),
+            Some(kind.into()),
+            format!("{prefix}/volumes/persistentVolumeClaim/claimName"),
+        ));
     }
     for (target, referrer, path) in [
         ("Secret", "Ingress", "spec/tls/secretName"),
@@ -315,7 +329,13 @@ fn build_name_refs() -> Vec<(String, Option<String>, String)> {
 }
 
 /// Rewrites references to a renamed object in `referrer`.
-pub fn fix_reference(referrer: &mut Value, target_kind: &str, old: &str, new: &str, refs: &[(String, Option<String>, String)]) {
+pub fn fix_reference(
+    referrer: &mut Value,
+    target_kind: &str,
+    old: &str,
+    new: &str,
+    refs: &[(String, Option<String>, String)],
+) {
     let (_, kind) = group_kind(referrer);
     for (tk, rk, path) in refs {
         if tk != target_kind || rk.as_deref().is_some_and(|k| k != kind) {
@@ -347,11 +367,15 @@ mod tests {
     #[test]
     fn images_are_rewritten_by_name() {
         let rules = vec![ImageRule { name: "ghcr.io/x/app".into(), new_tag: Some("v2".into()), ..Default::default() }];
-        let mut v = json!({"spec":{"template":{"spec":{"containers":[{"image":"ghcr.io/x/app:latest"},{"image":"other:1"}]}}}});
+        let mut v =
+            json!({"spec":{"template":{"spec":{"containers":[{"image":"ghcr.io/x/app:latest"},{"image":"other:1"}]}}}});
         set_images(&mut v, &rules);
         assert_eq!(v["spec"]["template"]["spec"]["containers"][0]["image"], "ghcr.io/x/app:v2");
         assert_eq!(v["spec"]["template"]["spec"]["containers"][1]["image"], "other:1");
-        assert_eq!(parse_image("localhost:5000/a/b:1@sha256:x"), ("localhost:5000/a/b".into(), Some("1".into()), Some("sha256:x".into())));
+        assert_eq!(
+            parse_image("localhost:5000/a/b:1@sha256:x"),
+            ("localhost:5000/a/b".into(), Some("1".into()), Some("sha256:x".into()))
+        );
     }
 
     #[test]

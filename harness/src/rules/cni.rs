@@ -23,9 +23,14 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     }
     for &(p, cni) in &primaries {
         let h = &ctx.model.helm_releases[p];
-        let exclusive = cni.exclusive_value.as_ref().and_then(|path| value_bool(&h.spec.values, path)).unwrap_or(cni.exclusive_default);
+        let exclusive = cni
+            .exclusive_value
+            .as_ref()
+            .and_then(|path| value_bool(&h.spec.values, path))
+            .unwrap_or(cni.exclusive_default);
         if exclusive {
-            let chained_names: Vec<String> = chained.iter().map(|(c, _)| ctx.model.helm_releases[*c].spec.name.clone()).collect();
+            let chained_names: Vec<String> =
+                chained.iter().map(|(c, _)| ctx.model.helm_releases[*c].spec.name.clone()).collect();
             out.push(
                 ctx.finding(
                     "cni-exclusive",

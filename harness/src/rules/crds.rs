@@ -31,13 +31,21 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for (i, k) in ctx.rendered() {
         for o in &k.objects {
             let (group, kind) = (o.group(), o.kind());
-            if crate::builtin::find(group, kind).is_some() || group.ends_with(".toolkit.fluxcd.io") || ctx.preinstalled(group) {
+            if crate::builtin::find(group, kind).is_some()
+                || group.ends_with(".toolkit.fluxcd.io")
+                || ctx.preinstalled(group)
+            {
                 continue;
             }
             let providers = ctx.providers(group, kind);
             if providers.is_empty() {
                 if reported.insert((i, group.into(), kind.into())) {
-                    let hint = ctx.cat.groups.get(group).map(|h| format!(" ({group} usually comes from {h})")).unwrap_or_default();
+                    let hint = ctx
+                        .cat
+                        .groups
+                        .get(group)
+                        .map(|h| format!(" ({group} usually comes from {h})"))
+                        .unwrap_or_default();
                     out.push(
                         ctx.finding(
                             "unknown-kind",

@@ -21,7 +21,10 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         Severity::Warning,
                         &o.origin,
                         Some(i),
-                        format!("{} has a top-level field `{key}`: the API server drops it, so Flux never sees it", o.display_id()),
+                        format!(
+                            "{} has a top-level field `{key}`: the API server drops it, so Flux never sees it",
+                            o.display_id()
+                        ),
                     )
                     .fix(format!("indent `{key}` under `spec:`")),
                 );

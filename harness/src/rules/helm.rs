@@ -46,7 +46,9 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         if truthy(spec.pointer("/upgrade/force")) {
             push(
                 "helm-upgrade-force",
-                format!("{id} sets upgrade.force: true: every upgrade deletes and recreates the chart's objects (downtime, lost state, and a webhook or CNI chart removes itself mid-bootstrap)"),
+                format!(
+                    "{id} sets upgrade.force: true: every upgrade deletes and recreates the chart's objects (downtime, lost state, and a webhook or CNI chart removes itself mid-bootstrap)"
+                ),
                 "remove upgrade.force; fix the field that needed it instead",
             );
         }
@@ -54,7 +56,10 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             if truthy(spec.pointer(at)) {
                 push(
                     "helm-cleanup-on-fail",
-                    format!("{id} sets {}: true: a failed release deletes what it created, hiding the cause, and can delete objects other releases rely on", at.trim_start_matches('/').replace('/', ".")),
+                    format!(
+                        "{id} sets {}: true: a failed release deletes what it created, hiding the cause, and can delete objects other releases rely on",
+                        at.trim_start_matches('/').replace('/', ".")
+                    ),
                     "remove cleanupOnFail and rely on remediation retries",
                 );
             }
@@ -62,14 +67,20 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         if spec.pointer("/upgrade/remediation/strategy").and_then(Value::as_str) == Some("uninstall") {
             push(
                 "helm-uninstall-remediation",
-                format!("{id} sets upgrade.remediation.strategy: uninstall: a failed upgrade uninstalls the release (with its CRDs' objects and claims) instead of rolling back"),
+                format!(
+                    "{id} sets upgrade.remediation.strategy: uninstall: a failed upgrade uninstalls the release (with its CRDs' objects and claims) instead of rolling back"
+                ),
                 "use the default strategy (rollback)",
             );
         }
-        if truthy(spec.pointer("/install/remediation/remediateLastFailure")) || truthy(spec.pointer("/upgrade/remediation/remediateLastFailure")) {
+        if truthy(spec.pointer("/install/remediation/remediateLastFailure"))
+            || truthy(spec.pointer("/upgrade/remediation/remediateLastFailure"))
+        {
             push(
                 "helm-remediate-last-failure",
-                format!("{id} sets remediation.remediateLastFailure: true: after the last retry the release is uninstalled or rolled back, leaving nothing to debug"),
+                format!(
+                    "{id} sets remediation.remediateLastFailure: true: after the last retry the release is uninstalled or rolled back, leaving nothing to debug"
+                ),
                 "remove remediateLastFailure",
             );
         }
@@ -81,15 +92,19 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         if !restart.is_empty() {
             push(
                 "helm-restart-annotation",
-                format!("{id} sets a dummy annotation to force restarts ({}): every change of it rolls every pod, and it hides which config change a restart needs", restart.join(", ")),
+                format!(
+                    "{id} sets a dummy annotation to force restarts ({}): every change of it rolls every pod, and it hides which config change a restart needs",
+                    restart.join(", ")
+                ),
                 "use a checksum of the config (or Reloader) so pods restart when their config changes",
             );
         }
-        let missing: Vec<&str> = [("install", "/install/remediation/retries"), ("upgrade", "/upgrade/remediation/retries")]
-            .iter()
-            .filter(|(_, p)| spec.pointer(p).is_none())
-            .map(|(n, _)| *n)
-            .collect();
+        let missing: Vec<&str> =
+            [("install", "/install/remediation/retries"), ("upgrade", "/upgrade/remediation/retries")]
+                .iter()
+                .filter(|(_, p)| spec.pointer(p).is_none())
+                .map(|(n, _)| *n)
+                .collect();
         if !missing.is_empty() {
             push(
                 "helm-no-retries",

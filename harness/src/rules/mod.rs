@@ -97,7 +97,10 @@ impl<'a> Ctx<'a> {
                     ("apiextensions.k8s.io", "CustomResourceDefinition") => {
                         let g = o.value.pointer("/spec/group").and_then(|v| v.as_str()).unwrap_or("");
                         let kd = o.value.pointer("/spec/names/kind").and_then(|v| v.as_str()).unwrap_or("");
-                        providers.entry((g.into(), kd.into())).or_default().push(Provider { k: i, via: Via::Crd(o.origin.clone()) });
+                        providers
+                            .entry((g.into(), kd.into()))
+                            .or_default()
+                            .push(Provider { k: i, via: Via::Crd(o.origin.clone()) });
                     }
                     ("templates.gatekeeper.sh", "ConstraintTemplate") => {
                         let kd = o.value.pointer("/spec/crd/spec/names/kind").and_then(|v| v.as_str()).unwrap_or("");
@@ -149,7 +152,8 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn providers(&self, group: &str, kind: &str) -> Vec<&Provider> {
-        let mut out: Vec<&Provider> = self.providers.get(&(group.to_string(), kind.to_string())).into_iter().flatten().collect();
+        let mut out: Vec<&Provider> =
+            self.providers.get(&(group.to_string(), kind.to_string())).into_iter().flatten().collect();
         out.extend(self.providers.get(&(group.to_string(), "*".to_string())).into_iter().flatten());
         out
     }

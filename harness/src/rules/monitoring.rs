@@ -17,10 +17,9 @@ fn parent_of(ctx: &Ctx, i: usize) -> Option<usize> {
     let prefix = k.name.strip_suffix("-monitoring")?;
     let same_ns = |j: &usize| ctx.model.kustomizations[*j].spec.namespace == k.namespace && *j != i;
     let all = 0..ctx.model.kustomizations.len();
-    all.clone()
-        .filter(same_ns)
-        .find(|&j| ctx.model.kustomizations[j].spec.name == prefix)
-        .or_else(|| all.filter(same_ns).find(|&j| ctx.model.kustomizations[j].spec.name.starts_with(&format!("{prefix}-"))))
+    all.clone().filter(same_ns).find(|&j| ctx.model.kustomizations[j].spec.name == prefix).or_else(|| {
+        all.filter(same_ns).find(|&j| ctx.model.kustomizations[j].spec.name.starts_with(&format!("{prefix}-")))
+    })
 }
 
 fn monitoring_before(ctx: &Ctx, k: usize) -> bool {
@@ -84,9 +83,15 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         }
         let ready = monitoring_before(ctx, h.owner);
         let (sev, why) = if ready {
-            (Severity::Warning, "it couples the release to the monitoring stack: while that is missing or being upgraded, this install or upgrade fails")
+            (
+                Severity::Warning,
+                "it couples the release to the monitoring stack: while that is missing or being upgraded, this install or upgrade fails",
+            )
         } else {
-            (Severity::Error, "nothing that provides the ServiceMonitor CRD is applied before it, so the install fails with `no matches for kind \"ServiceMonitor\"`")
+            (
+                Severity::Error,
+                "nothing that provides the ServiceMonitor CRD is applied before it, so the install fails with `no matches for kind \"ServiceMonitor\"`",
+            )
         };
         out.push(
             ctx.finding(
@@ -94,9 +99,17 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 sev,
                 &h.spec.origin,
                 Some(h.owner),
-                format!("HelmRelease {}/{} sets {} in its values: the chart renders a ServiceMonitor, and {why}", h.spec.namespace, h.spec.name, paths.iter().map(|p| format!("{p}: true")).collect::<Vec<_>>().join(", ")),
+                format!(
+                    "HelmRelease {}/{} sets {} in its values: the chart renders a ServiceMonitor, and {why}",
+                    h.spec.namespace,
+                    h.spec.name,
+                    paths.iter().map(|p| format!("{p}: true")).collect::<Vec<_>>().join(", ")
+                ),
             )
-            .fix(format!("set it to false and put a ServiceMonitor in a `{}-monitoring` Kustomization instead", ctx.model.kustomizations[h.owner].spec.name)),
+            .fix(format!(
+                "set it to false and put a ServiceMonitor in a `{}-monitoring` Kustomization instead",
+                ctx.model.kustomizations[h.owner].spec.name
+            )),
         );
     }
 }

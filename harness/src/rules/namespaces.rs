@@ -12,7 +12,10 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let cluster_crds: BTreeSet<(String, String)> = ctx
         .rendered()
         .flat_map(|(_, k)| k.objects.iter())
-        .filter(|o| o.kind() == "CustomResourceDefinition" && o.value.pointer("/spec/scope").and_then(|s| s.as_str()) == Some("Cluster"))
+        .filter(|o| {
+            o.kind() == "CustomResourceDefinition"
+                && o.value.pointer("/spec/scope").and_then(|s| s.as_str()) == Some("Cluster")
+        })
         .map(|o| {
             let s = |p: &str| o.value.pointer(p).and_then(|v| v.as_str()).unwrap_or("").to_string();
             (s("/spec/group"), s("/spec/names/kind"))

@@ -11,7 +11,9 @@ use serde_json::{Map, Value};
 
 fn is_empty_selector(v: Option<&Value>) -> bool {
     match v {
-        Some(Value::Object(m)) => m.iter().all(|(_, x)| x.as_object().is_some_and(|o| o.is_empty()) || x.as_array().is_some_and(|a| a.is_empty())),
+        Some(Value::Object(m)) => m
+            .iter()
+            .all(|(_, x)| x.as_object().is_some_and(|o| o.is_empty()) || x.as_array().is_some_and(|a| a.is_empty())),
         _ => false,
     }
 }
@@ -27,20 +29,25 @@ fn has_port(rule: &Value, port: &str) -> bool {
 
 fn allows_dns(rule: &Value) -> bool {
     let to_dns = rule.get("toEndpoints").and_then(Value::as_array).into_iter().flatten().any(|e| {
-        e.get("matchLabels").and_then(Value::as_object).is_some_and(|m| {
-            m.iter().any(|(k, v)| (k == "k8s-app" || k == "k8s:k8s-app") && v == "kube-dns")
-        })
+        e.get("matchLabels")
+            .and_then(Value::as_object)
+            .is_some_and(|m| m.iter().any(|(k, v)| (k == "k8s-app" || k == "k8s:k8s-app") && v == "kube-dns"))
     });
     to_dns || has_port(rule, "53")
 }
 
 fn allows_own_namespace(rule: &Value) -> bool {
-    rule.get("toEndpoints").and_then(Value::as_array).into_iter().flatten().any(|e| e.as_object().is_some_and(|m| m.is_empty()))
+    rule.get("toEndpoints")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|e| e.as_object().is_some_and(|m| m.is_empty()))
 }
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let cilium = ctx.model.helm_releases.iter().any(|h| h.spec.chart == "cilium");
-    let mut known: Vec<(String, Map<String, Value>)> = ctx.namespaces.keys().map(|n| (n.clone(), ctx.namespace_labels(n))).collect();
+    let mut known: Vec<(String, Map<String, Value>)> =
+        ctx.namespaces.keys().map(|n| (n.clone(), ctx.namespace_labels(n))).collect();
     for n in ALWAYS_NAMESPACES {
         if !ctx.namespaces.contains_key(n) {
             known.push((n.to_string(), ctx.namespace_labels(n)));
@@ -50,12 +57,20 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         for o in &k.objects {
             match (o.group(), o.kind()) {
                 ("cilium.io", "CiliumNetworkPolicy") => {
-                    let specs: Vec<&Value> = o.value.get("spec").into_iter().chain(o.value.get("specs").and_then(Value::as_array).into_iter().flatten()).collect();
+                    let specs: Vec<&Value> = o
+                        .value
+                        .get("spec")
+                        .into_iter()
+                        .chain(o.value.get("specs").and_then(Value::as_array).into_iter().flatten())
+                        .collect();
                     for spec in specs {
                         if !is_empty_selector(spec.get("endpointSelector")) {
                             continue;
                         }
-                        let Some(egress) = spec.get("egress").and_then(Value::as_array).filter(|e| !e.is_empty()) else { continue };
+                        let Some(egress) = spec.get("egress").and_then(Value::as_array).filter(|e| !e.is_empty())
+                        else {
+                            continue;
+                        };
                         if !egress.iter().any(allows_dns) {
                             out.push(
                                 ctx.finding(
@@ -89,10 +104,19 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         for rule in spec.get(dir).and_then(Value::as_array).into_iter().flatten() {
                             peers.extend(rule.get(field).and_then(Value::as_array).into_iter().flatten());
                             if cilium && dir == "egress" {
-                                let ip_block = rule.get("to").and_then(Value::as_array).into_iter().flatten().any(|p| p.get("ipBlock").is_some());
-                                let api_ports = rule.get("ports").and_then(Value::as_array).into_iter().flatten().any(|p| {
-                                    matches!(p.get("port").map(crate::kustomize::transform::scalar_string).as_deref(), Some("443" | "6443"))
-                                });
+                                let ip_block = rule
+                                    .get("to")
+                                    .and_then(Value::as_array)
+                                    .into_iter()
+                                    .flatten()
+                                    .any(|p| p.get("ipBlock").is_some());
+                                let api_ports =
+                                    rule.get("ports").and_then(Value::as_array).into_iter().flatten().any(|p| {
+                                        matches!(
+                                            p.get("port").map(crate::kustomize::transform::scalar_string).as_deref(),
+                                            Some("443" | "6443")
+                                        )
+                                    });
                                 if ip_block && api_ports {
                                     out.push(
                                         ctx.finding(

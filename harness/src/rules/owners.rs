@@ -31,7 +31,11 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         if list.len() > 3 {
             who.push(format!("{} more", list.len() - 3));
         }
-        let id = if crate::object::is_known_cluster_scoped("", &kind) && ns == "default" { format!("{kind}/{name}") } else { format!("{kind}/{ns}/{name}") };
+        let id = if crate::object::is_known_cluster_scoped("", &kind) && ns == "default" {
+            format!("{kind}/{name}")
+        } else {
+            format!("{kind}/{ns}/{name}")
+        };
         let id = if kind == "Namespace" { format!("Namespace/{name}") } else { id };
         let (first, loc) = &list[1];
         out.push(
@@ -43,7 +47,11 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 format!(
                     "{id} is applied by {}: the Kustomizations overwrite each other's fields{}",
                     who.join(" and "),
-                    if prunes { ", and since one prunes, removing it from that one deletes it from the cluster for both" } else { "" }
+                    if prunes {
+                        ", and since one prunes, removing it from that one deletes it from the cluster for both"
+                    } else {
+                        ""
+                    }
                 ),
             )
             .fix("keep the object in one Kustomization and make the others depend on it"),

@@ -38,7 +38,10 @@ fn containers(o: &crate::object::Object) -> Vec<&Value> {
         _ => None,
     };
     let Some(spec) = spec else { return vec![] };
-    ["containers", "initContainers"].iter().flat_map(|f| spec.get(*f).and_then(Value::as_array).into_iter().flatten()).collect()
+    ["containers", "initContainers"]
+        .iter()
+        .flat_map(|f| spec.get(*f).and_then(Value::as_array).into_iter().flatten())
+        .collect()
 }
 
 /// The tag of an image reference (`None` when pinned by digest or when there is no tag).
@@ -59,7 +62,11 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for (i, k) in ctx.rendered() {
         let post_build = !k.spec.substitute.is_empty() || !k.spec.substitute_from.is_empty();
         if !post_build
-            && let Some((o, var)) = k.objects.iter().filter(|o| crate::flux::Kustomization::substitution_enabled(o)).find_map(|o| contains_var(&o.value).map(|v| (o, v)))
+            && let Some((o, var)) = k
+                .objects
+                .iter()
+                .filter(|o| crate::flux::Kustomization::substitution_enabled(o))
+                .find_map(|o| contains_var(&o.value).map(|v| (o, v)))
         {
             out.push(
                 ctx.finding(

@@ -12,7 +12,8 @@ use crate::object::Object;
 /// Fail-closed webhooks of HelmRelease `j`, with the release namespace.
 fn fail_closed<'a>(ctx: &Ctx<'a>, j: usize) -> Vec<(&'a Webhook, String)> {
     let h = &ctx.model.helm_releases[j].spec;
-    let release_ns = h.raw.pointer("/spec/targetNamespace").and_then(|v| v.as_str()).unwrap_or(&h.namespace).to_string();
+    let release_ns =
+        h.raw.pointer("/spec/targetNamespace").and_then(|v| v.as_str()).unwrap_or(&h.namespace).to_string();
     ctx.chart_of(j)
         .map(|c| {
             c.webhooks
@@ -54,7 +55,12 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 None => "exempt the namespace in the webhook's namespaceSelector".to_string(),
             };
             if !w.exempts(&release_ns, values, &release_ns, &ctx.namespace_labels(&release_ns)) {
-                let loc = ctx.namespaces.get(&release_ns).and_then(|v| v.first()).map(|(_, o)| o.origin.clone()).unwrap_or_else(|| h.spec.origin.clone());
+                let loc = ctx
+                    .namespaces
+                    .get(&release_ns)
+                    .and_then(|v| v.first())
+                    .map(|(_, o)| o.origin.clone())
+                    .unwrap_or_else(|| h.spec.origin.clone());
                 out.push(
                     ctx.finding(
                         "webhook-self-block",
@@ -73,7 +79,12 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 let in_repo = ctx.namespaces.get("kube-system").and_then(|v| v.first()).map(|(_, o)| o.origin.clone());
                 let (sev, loc, unless) = match in_repo {
                     Some(loc) => (Severity::Error, loc, String::new()),
-                    None => (Severity::Warning, h.spec.origin.clone(), " unless kube-system is labelled when the cluster is created (the repository cannot show it)".to_string()),
+                    None => (
+                        Severity::Warning,
+                        h.spec.origin.clone(),
+                        " unless kube-system is labelled when the cluster is created (the repository cannot show it)"
+                            .to_string(),
+                    ),
                 };
                 out.push(
                     ctx.finding(
@@ -106,7 +117,10 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 continue;
             }
             let provided = ctx.provided_by(p);
-            let uses_crds = k.objects.iter().any(|o| provided.iter().any(|((g, kd), _)| g == o.group() && (kd == o.kind() || kd == "*")));
+            let uses_crds = k
+                .objects
+                .iter()
+                .any(|o| provided.iter().any(|((g, kd), _)| g == o.group() && (kd == o.kind() || kd == "*")));
             if uses_crds {
                 continue;
             }

@@ -78,7 +78,9 @@ fn bad(spec: &str, why: &str) -> Error {
 
 impl Fault {
     pub fn parse(spec: &str) -> Result<Fault> {
-        let dur = |s: &str| parse_duration(s).ok_or_else(|| bad(spec, &format!("'{s}' is not a duration (e.g. 90s, 5m, 1h30m)")));
+        let dur = |s: &str| {
+            parse_duration(s).ok_or_else(|| bad(spec, &format!("'{s}' is not a duration (e.g. 90s, 5m, 1h30m)")))
+        };
         if let Some(rest) = spec.strip_prefix("webhook-down:") {
             let (name, window) = rest.split_once('@').ok_or_else(|| bad(spec, "expected webhook-down:NAME@FROM-TO"))?;
             let (from, to) = window.split_once('-').ok_or_else(|| bad(spec, "expected a window FROM-TO"))?;
@@ -103,7 +105,10 @@ impl Fault {
             let (release, d) = rest.split_once('=').ok_or_else(|| bad(spec, "expected slow-chart:NS/NAME=DURATION"))?;
             return Ok(Fault::SlowChart { release: release.into(), ms: dur(d)? });
         }
-        Err(bad(spec, "unknown fault (webhook-down:NAME@FROM-TO, cilium-restart@T, chart-fail:NS/NAME=N, slow-chart:NS/NAME=DURATION, node-late@T)"))
+        Err(bad(
+            spec,
+            "unknown fault (webhook-down:NAME@FROM-TO, cilium-restart@T, chart-fail:NS/NAME=N, slow-chart:NS/NAME=DURATION, node-late@T)",
+        ))
     }
 }
 
@@ -125,8 +130,14 @@ mod tests {
 
     #[test]
     fn faults() {
-        assert_eq!(Fault::parse("webhook-down:validate.kyverno.svc-fail@1m-3m").unwrap(), Fault::WebhookDown { name: "validate.kyverno.svc-fail".into(), from: 60_000, to: 180_000 });
-        assert_eq!(Fault::parse("chart-fail:kyverno/kyverno=2").unwrap(), Fault::ChartFail { release: "kyverno/kyverno".into(), times: 2 });
+        assert_eq!(
+            Fault::parse("webhook-down:validate.kyverno.svc-fail@1m-3m").unwrap(),
+            Fault::WebhookDown { name: "validate.kyverno.svc-fail".into(), from: 60_000, to: 180_000 }
+        );
+        assert_eq!(
+            Fault::parse("chart-fail:kyverno/kyverno=2").unwrap(),
+            Fault::ChartFail { release: "kyverno/kyverno".into(), times: 2 }
+        );
         assert!(Fault::parse("webhook-down:x@3m-1m").unwrap_err().message.contains("ends before"));
         assert!(Fault::parse("meteor@1m").unwrap_err().message.contains("unknown fault"));
     }

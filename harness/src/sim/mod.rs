@@ -217,18 +217,32 @@ fn kstatus_name(kind: &str, ns: Option<&str>, name: &str) -> String {
 /// Flux's apply stages: cluster definitions, then `*Class` kinds, then the rest.
 fn stage_of(o: &Object) -> u8 {
     match (o.group(), o.kind()) {
-        ("apiextensions.k8s.io", "CustomResourceDefinition") | ("", "Namespace") | ("rbac.authorization.k8s.io", "ClusterRole") => 0,
+        ("apiextensions.k8s.io", "CustomResourceDefinition")
+        | ("", "Namespace")
+        | ("rbac.authorization.k8s.io", "ClusterRole") => 0,
         (_, k) if k.ends_with("Class") => 1,
         _ => 2,
     }
 }
 
 impl<'a> Simulator<'a> {
-    pub fn new(model: &'a RepoModel, graph: &'a Graph, cat: &Catalogue, cfg: &RepoConfig, sim: SimConfig) -> Result<Self> {
+    pub fn new(
+        model: &'a RepoModel,
+        graph: &'a Graph,
+        cat: &Catalogue,
+        cfg: &RepoConfig,
+        sim: SimConfig,
+    ) -> Result<Self> {
         let mut sources: Vec<SSim> = model
             .sources
             .iter()
-            .map(|s| SSim { kind: s.spec.kind.clone(), namespace: s.spec.namespace.clone(), name: s.spec.name.clone(), exists: false, ready_at: None })
+            .map(|s| SSim {
+                kind: s.spec.kind.clone(),
+                namespace: s.spec.namespace.clone(),
+                name: s.spec.name.clone(),
+                exists: false,
+                ready_at: None,
+            })
             .collect();
         let self_idx = match model.source(&model.self_source) {
             Some(i) => i,
@@ -248,13 +262,16 @@ impl<'a> Simulator<'a> {
             .iter()
             .map(|k| if k.spec.source == model.self_source { Some(self_idx) } else { model.source(&k.spec.source) })
             .collect();
-        let h_source = model.helm_releases.iter().map(|h| h.spec.source.as_ref().and_then(|r| model.source(r))).collect();
+        let h_source =
+            model.helm_releases.iter().map(|h| h.spec.source.as_ref().and_then(|r| model.source(r))).collect();
         // A source whose Kustomizations include a dependsOn cycle is silenced.
         let mut silenced = BTreeSet::new();
         for cyc in &graph.cycles {
             for (i, k) in model.kustomizations.iter().enumerate() {
-                if cyc.iter().any(|s| s.starts_with(&format!("Kustomization {}/{} ", k.spec.namespace, k.spec.name)) || s == &format!("Kustomization {}/{}", k.spec.namespace, k.spec.name))
-                    && let Some(s) = k_source[i]
+                if cyc.iter().any(|s| {
+                    s.starts_with(&format!("Kustomization {}/{} ", k.spec.namespace, k.spec.name))
+                        || s == &format!("Kustomization {}/{}", k.spec.namespace, k.spec.name)
+                }) && let Some(s) = k_source[i]
                 {
                     silenced.insert(s);
                 }
@@ -263,7 +280,8 @@ impl<'a> Simulator<'a> {
         let mut ns_labels = BTreeMap::new();
         for k in &model.kustomizations {
             for o in k.objects.iter().filter(|o| o.kind() == "Namespace" && o.group().is_empty()) {
-                let mut l = o.value.pointer("/metadata/labels").and_then(|l| l.as_object()).cloned().unwrap_or_default();
+                let mut l =
+                    o.value.pointer("/metadata/labels").and_then(|l| l.as_object()).cloned().unwrap_or_default();
                 l.insert("kubernetes.io/metadata.name".into(), o.name().into());
                 ns_labels.insert(o.name().to_string(), l);
             }
@@ -335,23 +353,36 @@ impl<'a> Simulator<'a> {
         }
         s.network = s.sim.cni_preinstalled || s.primary_cni.is_none();
         if s.network && s.primary_cni.is_none() && !s.sim.cni_preinstalled {
-            s.notes.insert("the repository installs no CNI: the cluster's own CNI is assumed (pods get a network from the start)".into());
+            s.notes.insert(
+                "the repository installs no CNI: the cluster's own CNI is assumed (pods get a network from the start)"
+                    .into(),
+            );
         }
         // Validate faults against the model and schedule them.
         let faults = s.sim.faults.clone();
         for (n, f) in faults.iter().enumerate() {
             match f {
                 Fault::WebhookDown { name, from, to } => {
-                    let known = model.helm_releases.iter().any(|h| s.cat.chart(&h.spec.chart).is_some_and(|c| c.webhooks.iter().any(|w| &w.name == name)));
+                    let known = model.helm_releases.iter().any(|h| {
+                        s.cat.chart(&h.spec.chart).is_some_and(|c| c.webhooks.iter().any(|w| &w.name == name))
+                    });
                     if !known {
-                        return Err(Error::new(ErrorKind::Usage, format!("--fault webhook-down:{name}: no HelmRelease of the repository registers a webhook named {name}")));
+                        return Err(Error::new(
+                            ErrorKind::Usage,
+                            format!(
+                                "--fault webhook-down:{name}: no HelmRelease of the repository registers a webhook named {name}"
+                            ),
+                        ));
                     }
                     s.push(*from, Ev::Fault(n));
                     s.push(*to, Ev::Fault(n));
                 }
                 Fault::CiliumRestart { at } | Fault::NodeLate { at } => {
                     if matches!(f, Fault::CiliumRestart { .. }) && s.primary_cni.is_none() && !s.sim.cni_preinstalled {
-                        return Err(Error::new(ErrorKind::Usage, "--fault cilium-restart: the repository installs no Cilium"));
+                        return Err(Error::new(
+                            ErrorKind::Usage,
+                            "--fault cilium-restart: the repository installs no Cilium",
+                        ));
                     }
                     s.push(*at, Ev::Fault(n));
                 }
@@ -524,7 +555,8 @@ impl<'a> Simulator<'a> {
     }
 
     fn all_ready(&self) -> bool {
-        (0..self.ks.len()).all(|i| self.k_ready(i) || self.model.kustomizations[i].spec.suspend) && (0..self.hs.len()).all(|j| self.h_ready(j))
+        (0..self.ks.len()).all(|i| self.k_ready(i) || self.model.kustomizations[i].spec.suspend)
+            && (0..self.hs.len()).all(|j| self.h_ready(j))
     }
 
     fn handle(&mut self, ev: Ev) {
@@ -562,8 +594,13 @@ impl<'a> Simulator<'a> {
             return;
         }
         self.sources[s].ready_at = Some(self.now);
-        let (kind, ns, name) = (self.sources[s].kind.clone(), self.sources[s].namespace.clone(), self.sources[s].name.clone());
-        let msg = if kind == "GitRepository" { format!("stored artifact for revision '{REVISION}'") } else { "stored artifact: revision 'sha256:4f8e0c2a'".to_string() };
+        let (kind, ns, name) =
+            (self.sources[s].kind.clone(), self.sources[s].namespace.clone(), self.sources[s].name.clone());
+        let msg = if kind == "GitRepository" {
+            format!("stored artifact for revision '{REVISION}'")
+        } else {
+            "stored artifact: revision 'sha256:4f8e0c2a'".to_string()
+        };
         self.log(&kind, &ns, &name, &Cond { status: "True", reason: "Succeeded".into(), message: msg });
         // kustomize-controller and helm-controller watch their sources' artifacts.
         if !self.silenced.contains(&s) {
@@ -584,7 +621,11 @@ impl<'a> Simulator<'a> {
     fn fault(&mut self, n: usize) {
         match self.sim.faults[n].clone() {
             Fault::WebhookDown { name, from, to } => {
-                let msg = if self.now == from { format!("fault: the pods of webhook {name} are down until {}", format_duration(to)) } else { format!("fault: the pods of webhook {name} are back") };
+                let msg = if self.now == from {
+                    format!("fault: the pods of webhook {name} are down until {}", format_duration(to))
+                } else {
+                    format!("fault: the pods of webhook {name} are back")
+                };
                 self.note_cluster(&name, "FaultInjected", msg);
             }
             Fault::CiliumRestart { at } => {
@@ -613,23 +654,37 @@ impl<'a> Simulator<'a> {
         let Some(p) = self.primary_cni else { return false };
         let h = &self.model.helm_releases[p].spec;
         let cni = self.cat.chart(&h.chart).and_then(|c| c.cni.as_ref());
-        cni.map(|c| c.exclusive_value.as_ref().and_then(|v| crate::catalogue::value_bool(&h.values, v)).unwrap_or(c.exclusive_default)).unwrap_or(false)
+        cni.map(|c| {
+            c.exclusive_value
+                .as_ref()
+                .and_then(|v| crate::catalogue::value_bool(&h.values, v))
+                .unwrap_or(c.exclusive_default)
+        })
+        .unwrap_or(false)
     }
 
     // ----- kinds, namespaces, webhooks -----
 
     fn kind_known(&mut self, group: &str, kind: &str) -> bool {
-        if crate::builtin::find(group, kind).is_some() || group.ends_with(".toolkit.fluxcd.io") || self.cfg.preinstalled_crds.iter().any(|g| g == group) {
+        if crate::builtin::find(group, kind).is_some()
+            || group.ends_with(".toolkit.fluxcd.io")
+            || self.cfg.preinstalled_crds.iter().any(|g| g == group)
+        {
             return true;
         }
-        if self.crds.contains(&(group.to_string(), kind.to_string())) || self.crds.contains(&(group.to_string(), "*".to_string())) {
+        if self.crds.contains(&(group.to_string(), kind.to_string()))
+            || self.crds.contains(&(group.to_string(), "*".to_string()))
+        {
             return true;
         }
         if group == "constraints.gatekeeper.sh" && self.templates.contains(kind) {
             let gk_ready = (0..self.hs.len()).any(|j| {
                 self.h_ready(j)
                     && self.hs[j].first_ready.is_some_and(|t| t + self.sim.operator_crd_ms <= self.now)
-                    && self.cat.chart(&self.model.helm_releases[j].spec.chart).is_some_and(|c| c.crds.iter().any(|g| g.registered_by == RegisteredBy::Template))
+                    && self
+                        .cat
+                        .chart(&self.model.helm_releases[j].spec.chart)
+                        .is_some_and(|c| c.crds.iter().any(|g| g.registered_by == RegisteredBy::Template))
             });
             if gk_ready {
                 return true;
@@ -639,7 +694,9 @@ impl<'a> Simulator<'a> {
         for j in 0..self.hs.len() {
             let h = &self.model.helm_releases[j].spec;
             if let Some(c) = self.cat.chart(&h.chart)
-                && c.crds.iter().any(|g| g.registered_by == RegisteredBy::Operator && g.enabled(&h.values) && g.provides(group, kind))
+                && c.crds.iter().any(|g| {
+                    g.registered_by == RegisteredBy::Operator && g.enabled(&h.values) && g.provides(group, kind)
+                })
                 && self.h_ready(j)
                 && self.hs[j].first_ready.is_some_and(|t| t + self.sim.operator_crd_ms <= self.now)
             {
@@ -659,9 +716,15 @@ impl<'a> Simulator<'a> {
             (o.kind() == "CustomResourceDefinition"
                 && o.value.pointer("/spec/group").and_then(|v| v.as_str()) == Some(group)
                 && o.value.pointer("/spec/names/kind").and_then(|v| v.as_str()) == Some(kind))
-                || (group == "constraints.gatekeeper.sh" && o.kind() == "ConstraintTemplate" && o.value.pointer("/spec/crd/spec/names/kind").and_then(|v| v.as_str()) == Some(kind))
+                || (group == "constraints.gatekeeper.sh"
+                    && o.kind() == "ConstraintTemplate"
+                    && o.value.pointer("/spec/crd/spec/names/kind").and_then(|v| v.as_str()) == Some(kind))
         });
-        crd || self.model.helm_releases.iter().any(|h| self.cat.chart(&h.spec.chart).is_some_and(|c| c.crds.iter().any(|g| g.enabled(&h.spec.values) && g.provides(group, kind))))
+        crd || self.model.helm_releases.iter().any(|h| {
+            self.cat
+                .chart(&h.spec.chart)
+                .is_some_and(|c| c.crds.iter().any(|g| g.enabled(&h.spec.values) && g.provides(group, kind)))
+        })
     }
 
     fn labels_of(&self, ns: &str) -> serde_json::Map<String, serde_json::Value> {
@@ -685,7 +748,13 @@ impl<'a> Simulator<'a> {
     }
 
     /// A registered fail-closed webhook that is not serving and intercepts this object.
-    fn refused_by(&self, group: &str, kind: &str, ns: Option<&str>, own_labels: Option<&serde_json::Map<String, serde_json::Value>>) -> Option<(usize, String)> {
+    fn refused_by(
+        &self,
+        group: &str,
+        kind: &str,
+        ns: Option<&str>,
+        own_labels: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Option<(usize, String)> {
         for &(hr, w) in &self.webhooks {
             let wh = self.webhook(hr, w);
             if !wh.intercepts(group, kind) || self.serving(hr, &wh.name) {
@@ -694,7 +763,12 @@ impl<'a> Simulator<'a> {
             let values = &self.model.helm_releases[hr].spec.values;
             let rns = self.release_ns(hr);
             let exempt = match (kind, ns, own_labels) {
-                ("Namespace", _, Some(l)) => wh.exempts(&rns, values, l.get("kubernetes.io/metadata.name").and_then(|v| v.as_str()).unwrap_or(""), l),
+                ("Namespace", _, Some(l)) => wh.exempts(
+                    &rns,
+                    values,
+                    l.get("kubernetes.io/metadata.name").and_then(|v| v.as_str()).unwrap_or(""),
+                    l,
+                ),
                 (_, Some(ns), _) => wh.exempts(&rns, values, ns, &self.labels_of(ns)),
                 (_, None, _) => false,
             };
@@ -709,8 +783,14 @@ impl<'a> Simulator<'a> {
         let h = &self.model.helm_releases[hr].spec;
         let svc = format!("{}-webhook-service", h.name);
         let ns = self.release_ns(hr);
-        let ending = if self.h_ready(hr) { "dial tcp 10.96.0.10:443: connect: connection refused".to_string() } else { format!("no endpoints available for service \"{svc}\"") };
-        format!("{id} dry-run failed (InternalError): Internal error occurred: failed calling webhook \"{name}\": failed to call webhook: Post \"https://{svc}.{ns}.svc:443/validate?timeout=10s\": {ending}")
+        let ending = if self.h_ready(hr) {
+            "dial tcp 10.96.0.10:443: connect: connection refused".to_string()
+        } else {
+            format!("no endpoints available for service \"{svc}\"")
+        };
+        format!(
+            "{id} dry-run failed (InternalError): Internal error occurred: failed calling webhook \"{name}\": failed to call webhook: Post \"https://{svc}.{ns}.svc:443/validate?timeout=10s\": {ending}"
+        )
     }
 
     // ----- kustomize-controller -----
@@ -739,7 +819,10 @@ impl<'a> Simulator<'a> {
                 let src = &spec.source;
                 self.ks[i].block = Some(match other {
                     Some(s) => Block::On(Entity::Source(s)),
-                    None => Block::Root(format!("{} {}/{} is not defined in the repository", src.kind, src.namespace, src.name)),
+                    None => Block::Root(format!(
+                        "{} {}/{} is not defined in the repository",
+                        src.kind, src.namespace, src.name
+                    )),
                 });
                 let msg = format!("Source '{}/{}/{}' not found", src.kind, src.namespace, src.name);
                 self.set_k(i, "False", "ArtifactFailed", msg);
@@ -755,13 +838,21 @@ impl<'a> Simulator<'a> {
                 continue;
             }
             let (msg, block) = match dep {
-                Some(j) if self.ks[j].exists => (format!("dependency '{}/{}' is not ready", d.namespace, d.name), Block::On(Entity::K(j))),
+                Some(j) if self.ks[j].exists => {
+                    (format!("dependency '{}/{}' is not ready", d.namespace, d.name), Block::On(Entity::K(j)))
+                }
                 Some(j) => (
-                    format!("dependency '{}/{}' not found: kustomizations.kustomize.toolkit.fluxcd.io \"{}\" not found", d.namespace, d.name, d.name),
+                    format!(
+                        "dependency '{}/{}' not found: kustomizations.kustomize.toolkit.fluxcd.io \"{}\" not found",
+                        d.namespace, d.name, d.name
+                    ),
                     Block::On(Entity::K(j)),
                 ),
                 None => (
-                    format!("dependency '{}/{}' not found: kustomizations.kustomize.toolkit.fluxcd.io \"{}\" not found", d.namespace, d.name, d.name),
+                    format!(
+                        "dependency '{}/{}' not found: kustomizations.kustomize.toolkit.fluxcd.io \"{}\" not found",
+                        d.namespace, d.name, d.name
+                    ),
                     Block::Root(format!("Kustomization {}/{} is not defined in the repository", d.namespace, d.name)),
                 ),
             };
@@ -790,7 +881,11 @@ impl<'a> Simulator<'a> {
                         Some(e) => Block::On(e),
                         None => Block::Root(format!("nothing provides {} ({})", o.kind(), o.group())),
                     });
-                    let msg = format!("{id} dry-run failed: no matches for kind \"{}\" in version \"{}\"", o.kind(), o.api_version());
+                    let msg = format!(
+                        "{id} dry-run failed: no matches for kind \"{}\" in version \"{}\"",
+                        o.kind(),
+                        o.api_version()
+                    );
                     self.fail_k(i, msg, retry);
                     return;
                 }
@@ -798,12 +893,17 @@ impl<'a> Simulator<'a> {
                     && !crate::object::is_known_cluster_scoped(o.group(), o.kind())
                     && !self.namespaces.contains(ns)
                 {
-                    self.ks[i].block = Some(self.namespace_creator(ns).map(|c| Block::On(Entity::K(c))).unwrap_or_else(|| Block::Root(format!("nothing creates namespace {ns}"))));
+                    self.ks[i].block = Some(
+                        self.namespace_creator(ns)
+                            .map(|c| Block::On(Entity::K(c)))
+                            .unwrap_or_else(|| Block::Root(format!("nothing creates namespace {ns}"))),
+                    );
                     self.fail_k(i, format!("{id} dry-run failed (NotFound): namespaces \"{ns}\" not found"), retry);
                     return;
                 }
                 let own = (o.kind() == "Namespace").then(|| {
-                    let mut l = o.value.pointer("/metadata/labels").and_then(|l| l.as_object()).cloned().unwrap_or_default();
+                    let mut l =
+                        o.value.pointer("/metadata/labels").and_then(|l| l.as_object()).cloned().unwrap_or_default();
                     l.insert("kubernetes.io/metadata.name".into(), o.name().into());
                     l
                 });
@@ -848,19 +948,32 @@ impl<'a> Simulator<'a> {
     }
 
     fn namespace_creator(&self, ns: &str) -> Option<usize> {
-        self.model.kustomizations.iter().position(|k| k.objects.iter().any(|o| o.kind() == "Namespace" && o.group().is_empty() && o.name() == ns))
+        self.model
+            .kustomizations
+            .iter()
+            .position(|k| k.objects.iter().any(|o| o.kind() == "Namespace" && o.group().is_empty() && o.name() == ns))
     }
 
     fn provider_entity(&self, group: &str, kind: &str) -> Option<Entity> {
         for (j, h) in self.model.helm_releases.iter().enumerate() {
-            if self.cat.chart(&h.spec.chart).is_some_and(|c| c.crds.iter().any(|g| g.enabled(&h.spec.values) && (g.provides(group, kind) || (g.registered_by == RegisteredBy::Template && g.group == group)))) {
+            if self.cat.chart(&h.spec.chart).is_some_and(|c| {
+                c.crds.iter().any(|g| {
+                    g.enabled(&h.spec.values)
+                        && (g.provides(group, kind) || (g.registered_by == RegisteredBy::Template && g.group == group))
+                })
+            }) {
                 return Some(Entity::H(j));
             }
         }
         self.model
             .kustomizations
             .iter()
-            .position(|k| k.objects.iter().any(|o| o.kind() == "CustomResourceDefinition" && o.value.pointer("/spec/group").and_then(|v| v.as_str()) == Some(group)))
+            .position(|k| {
+                k.objects.iter().any(|o| {
+                    o.kind() == "CustomResourceDefinition"
+                        && o.value.pointer("/spec/group").and_then(|v| v.as_str()) == Some(group)
+                })
+            })
             .map(Entity::K)
     }
 
@@ -881,7 +994,11 @@ impl<'a> Simulator<'a> {
                 }
             }
             (g, "Kustomization") if g == crate::flux::KUSTOMIZE_GROUP => {
-                let r = Ref { kind: "Kustomization".into(), namespace: crate::flux::namespace_of(o), name: o.name().into() };
+                let r = Ref {
+                    kind: "Kustomization".into(),
+                    namespace: crate::flux::namespace_of(o),
+                    name: o.name().into(),
+                };
                 if let Some(c) = self.model.kustomization(&r)
                     && c != i
                 {
@@ -889,7 +1006,8 @@ impl<'a> Simulator<'a> {
                 }
             }
             (g, "HelmRelease") if g == crate::flux::HELM_GROUP => {
-                let r = Ref { kind: "HelmRelease".into(), namespace: crate::flux::namespace_of(o), name: o.name().into() };
+                let r =
+                    Ref { kind: "HelmRelease".into(), namespace: crate::flux::namespace_of(o), name: o.name().into() };
                 if let Some(j) = self.model.helm_release(&r)
                     && !self.hs[j].exists
                 {
@@ -904,7 +1022,8 @@ impl<'a> Simulator<'a> {
                     && !self.sources[s].exists
                 {
                     self.sources[s].exists = true;
-                    let fetch = if kind == "GitRepository" { self.sim.source_fetch_ms } else { self.sim.chart_fetch_ms };
+                    let fetch =
+                        if kind == "GitRepository" { self.sim.source_fetch_ms } else { self.sim.chart_fetch_ms };
                     self.push(self.now + fetch, Ev::SourceReady(s));
                 }
             }
@@ -958,14 +1077,29 @@ impl<'a> Simulator<'a> {
             self.ks[i].busy = false;
             self.ks[i].block = blocks.into_iter().next();
             let list = failed.iter().map(|f| format!("{f} status: 'Failed'")).collect::<Vec<_>>().join(", ");
-            self.set_k(i, "False", "HealthCheckFailed", format!("health check failed after {elapsed}: failed early due to stalled resources: [{list}]"));
+            self.set_k(
+                i,
+                "False",
+                "HealthCheckFailed",
+                format!("health check failed after {elapsed}: failed early due to stalled resources: [{list}]"),
+            );
             let retry = self.retry_interval(i);
             self.queue_k(i, self.now + retry);
         } else if self.now >= self.ks[i].health_deadline {
             self.ks[i].busy = false;
             self.ks[i].block = blocks.into_iter().next();
-            let list = in_progress.iter().map(|f| format!("{f} status: 'InProgress'")).chain(failed.iter().map(|f| format!("{f} status: 'Failed'"))).collect::<Vec<_>>().join(", ");
-            self.set_k(i, "False", "HealthCheckFailed", format!("health check failed after {elapsed}: timeout waiting for: [{list}]"));
+            let list = in_progress
+                .iter()
+                .map(|f| format!("{f} status: 'InProgress'"))
+                .chain(failed.iter().map(|f| format!("{f} status: 'Failed'")))
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.set_k(
+                i,
+                "False",
+                "HealthCheckFailed",
+                format!("health check failed after {elapsed}: timeout waiting for: [{list}]"),
+            );
             let retry = self.retry_interval(i);
             self.queue_k(i, self.now + retry);
         } else {
@@ -977,7 +1111,11 @@ impl<'a> Simulator<'a> {
     fn object_status(&self, i: usize, o: &Object) -> Status {
         match (o.group(), o.kind()) {
             (g, "Kustomization") if g == crate::flux::KUSTOMIZE_GROUP => {
-                let r = Ref { kind: "Kustomization".into(), namespace: crate::flux::namespace_of(o), name: o.name().into() };
+                let r = Ref {
+                    kind: "Kustomization".into(),
+                    namespace: crate::flux::namespace_of(o),
+                    name: o.name().into(),
+                };
                 match self.model.kustomization(&r) {
                     Some(c) if self.k_ready(c) => Status::Current,
                     Some(c) => Status::InProgress(Some(Block::On(Entity::K(c)))),
@@ -985,7 +1123,8 @@ impl<'a> Simulator<'a> {
                 }
             }
             (g, "HelmRelease") if g == crate::flux::HELM_GROUP => {
-                let r = Ref { kind: "HelmRelease".into(), namespace: crate::flux::namespace_of(o), name: o.name().into() };
+                let r =
+                    Ref { kind: "HelmRelease".into(), namespace: crate::flux::namespace_of(o), name: o.name().into() };
                 match self.model.helm_release(&r) {
                     Some(j) if self.h_ready(j) => Status::Current,
                     Some(j) if self.hs[j].phase == HPhase::Stalled => Status::Failed(Some(Block::On(Entity::H(j)))),
@@ -1002,14 +1141,26 @@ impl<'a> Simulator<'a> {
                 }
                 let applied = self.ks[i].applied_at.unwrap_or(self.now);
                 let net_since = self.network_since();
-                if applied.max(net_since) + self.sim.pod_start_ms <= self.now { Status::Current } else { Status::InProgress(None) }
+                if applied.max(net_since) + self.sim.pod_start_ms <= self.now {
+                    Status::Current
+                } else {
+                    Status::InProgress(None)
+                }
             }
             (group, kind) => {
                 // Custom resources reconciled by an operator of the catalogue are Ready
                 // once that operator runs; others have no status to wait for.
                 for (j, h) in self.model.helm_releases.iter().enumerate() {
-                    if self.cat.chart(&h.spec.chart).is_some_and(|c| c.crds.iter().any(|g| g.enabled(&h.spec.values) && g.provides(group, kind))) {
-                        return if self.h_ready(j) && self.network_up() { Status::Current } else { Status::InProgress(Some(Block::On(Entity::H(j)))) };
+                    if self
+                        .cat
+                        .chart(&h.spec.chart)
+                        .is_some_and(|c| c.crds.iter().any(|g| g.enabled(&h.spec.values) && g.provides(group, kind)))
+                    {
+                        return if self.h_ready(j) && self.network_up() {
+                            Status::Current
+                        } else {
+                            Status::InProgress(Some(Block::On(Entity::H(j))))
+                        };
                     }
                 }
                 Status::Current
@@ -1039,7 +1190,11 @@ impl<'a> Simulator<'a> {
             (Some(s), _) if self.sources[s].ready_at.is_some_and(|t| t + self.sim.chart_fetch_ms <= self.now) => {}
             (Some(s), Some(r)) => {
                 self.hs[j].block = Some(Block::On(Entity::Source(s)));
-                let msg = if self.sources[s].exists { format!("{} '{}/{}' is not ready", r.kind, r.namespace, r.name) } else { format!("could not get Source object: {}.source.toolkit.fluxcd.io \"{}\" not found", r.kind, r.name) };
+                let msg = if self.sources[s].exists {
+                    format!("{} '{}/{}' is not ready", r.kind, r.namespace, r.name)
+                } else {
+                    format!("could not get Source object: {}.source.toolkit.fluxcd.io \"{}\" not found", r.kind, r.name)
+                };
                 self.set_h(j, "False", "SourceNotReady", msg);
                 if self.sources[s].ready_at.is_some() {
                     let at = self.sources[s].ready_at.unwrap() + self.sim.chart_fetch_ms;
@@ -1048,8 +1203,19 @@ impl<'a> Simulator<'a> {
                 return;
             }
             (None, Some(r)) => {
-                self.hs[j].block = Some(Block::Root(format!("{} {}/{} is not defined in the repository", r.kind, r.namespace, r.name)));
-                self.set_h(j, "False", "SourceNotReady", format!("could not get Source object: {}.source.toolkit.fluxcd.io \"{}\" not found", r.kind, r.name));
+                self.hs[j].block = Some(Block::Root(format!(
+                    "{} {}/{} is not defined in the repository",
+                    r.kind, r.namespace, r.name
+                )));
+                self.set_h(
+                    j,
+                    "False",
+                    "SourceNotReady",
+                    format!(
+                        "could not get Source object: {}.source.toolkit.fluxcd.io \"{}\" not found",
+                        r.kind, r.name
+                    ),
+                );
                 return;
             }
             _ => {}
@@ -1063,7 +1229,12 @@ impl<'a> Simulator<'a> {
                 Some(x) => Block::On(Entity::H(x)),
                 None => Block::Root(format!("HelmRelease {}/{} is not defined in the repository", d.namespace, d.name)),
             });
-            self.set_h(j, "False", "DependencyNotReady", format!("dependency '{}/{}' is not ready", d.namespace, d.name));
+            self.set_h(
+                j,
+                "False",
+                "DependencyNotReady",
+                format!("dependency '{}/{}' is not ready", d.namespace, d.name),
+            );
             self.queue_h(j, self.now + DEPENDENCY_REQUEUE);
             return;
         }
@@ -1074,13 +1245,20 @@ impl<'a> Simulator<'a> {
         let mut early: Option<(String, Block)> = None;
         if !create_ns && !self.namespaces.contains(&release_ns) {
             early = Some((
-                format!("Helm install failed for release {hid} with chart {chart_ver}: create: failed to create: namespaces \"{release_ns}\" not found"),
-                self.namespace_creator(&release_ns).map(|c| Block::On(Entity::K(c))).unwrap_or_else(|| Block::Root(format!("nothing creates namespace {release_ns}"))),
+                format!(
+                    "Helm install failed for release {hid} with chart {chart_ver}: create: failed to create: namespaces \"{release_ns}\" not found"
+                ),
+                self.namespace_creator(&release_ns)
+                    .map(|c| Block::On(Entity::K(c)))
+                    .unwrap_or_else(|| Block::Root(format!("nothing creates namespace {release_ns}"))),
             ));
         } else if self.needs_service_monitor(j) && !self.kind_known("monitoring.coreos.com", "ServiceMonitor") {
             let provider = self.provider_entity("monitoring.coreos.com", "ServiceMonitor");
             early = Some((
-                format!("Helm install failed for release {hid} with chart {chart_ver}: unable to build kubernetes objects from release manifest: resource mapping not found for name: \"{}\" namespace: \"{release_ns}\" from \"\": no matches for kind \"ServiceMonitor\" in version \"monitoring.coreos.com/v1\"", h.name),
+                format!(
+                    "Helm install failed for release {hid} with chart {chart_ver}: unable to build kubernetes objects from release manifest: resource mapping not found for name: \"{}\" namespace: \"{release_ns}\" from \"\": no matches for kind \"ServiceMonitor\" in version \"monitoring.coreos.com/v1\"",
+                    h.name
+                ),
                 provider.map(Block::On).unwrap_or_else(|| Block::Root("nothing provides ServiceMonitor".into())),
             ));
         }
@@ -1101,7 +1279,13 @@ impl<'a> Simulator<'a> {
         self.hs[j].install_started = self.now;
         let dur = self.install_ms(j);
         self.hs[j].install_ends = self.now + dur;
-        let timeout = h.raw.pointer("/spec/install/timeout").or_else(|| h.raw.pointer("/spec/timeout")).and_then(|v| v.as_str()).and_then(fault::parse_duration).unwrap_or(5 * 60 * SEC);
+        let timeout = h
+            .raw
+            .pointer("/spec/install/timeout")
+            .or_else(|| h.raw.pointer("/spec/timeout"))
+            .and_then(|v| v.as_str())
+            .and_then(fault::parse_duration)
+            .unwrap_or(5 * 60 * SEC);
         self.hs[j].deadline = self.now + timeout;
         if let Some(c) = self.cat.chart(&h.chart).cloned() {
             for g in c.crds.iter().filter(|g| g.registered_by == RegisteredBy::Chart && g.enabled(&h.values)) {
@@ -1115,7 +1299,12 @@ impl<'a> Simulator<'a> {
                 }
             }
         }
-        self.set_h(j, "Unknown", "Progressing", format!("Running 'install' action with timeout of {}", format_duration(timeout)));
+        self.set_h(
+            j,
+            "Unknown",
+            "Progressing",
+            format!("Running 'install' action with timeout of {}", format_duration(timeout)),
+        );
         let at = self.hs[j].install_ends;
         let attempt = self.hs[j].attempt;
         self.push(at, Ev::InstallPoll(j, attempt));
@@ -1124,7 +1313,11 @@ impl<'a> Simulator<'a> {
     fn needs_service_monitor(&self, j: usize) -> bool {
         fn walk(v: &serde_json::Value) -> bool {
             v.as_object().is_some_and(|m| {
-                m.iter().any(|(k, c)| (k.eq_ignore_ascii_case("servicemonitor") && (c.get("enabled") == Some(&serde_json::Value::Bool(true)))) || walk(c))
+                m.iter().any(|(k, c)| {
+                    (k.eq_ignore_ascii_case("servicemonitor")
+                        && (c.get("enabled") == Some(&serde_json::Value::Bool(true))))
+                        || walk(c)
+                })
             })
         }
         walk(&self.model.helm_releases[j].spec.values)
@@ -1144,7 +1337,11 @@ impl<'a> Simulator<'a> {
                 return *ms;
             }
         }
-        self.cat.chart(&h.chart).and_then(|c| c.install_seconds).map(|s| s as u64 * SEC).unwrap_or(self.sim.default_install_ms)
+        self.cat
+            .chart(&h.chart)
+            .and_then(|c| c.install_seconds)
+            .map(|s| s as u64 * SEC)
+            .unwrap_or(self.sim.default_install_ms)
     }
 
     /// What keeps the chart's pods from running now, if anything.
@@ -1153,17 +1350,28 @@ impl<'a> Simulator<'a> {
         let chart = self.cat.chart(&h.chart);
         let is_cni = chart.is_some_and(|c| c.cni.is_some());
         if !is_cni && !self.network_up() {
-            return Some((Block::On(Entity::Network), "pods have no network: nodes are NotReady until a CNI runs".into()));
+            return Some((
+                Block::On(Entity::Network),
+                "pods have no network: nodes are NotReady until a CNI runs".into(),
+            ));
         }
         let release_ns = self.release_ns(j);
         if let Some((hr, name)) = self.refused_by("", "Pod", Some(&release_ns), None) {
             return Some((
                 Block::On(Entity::Webhook(hr, name.clone())),
-                format!("pods could not be created: admission webhook \"{name}\" (failurePolicy Fail) has no ready endpoint"),
+                format!(
+                    "pods could not be created: admission webhook \"{name}\" (failurePolicy Fail) has no ready endpoint"
+                ),
             ));
         }
-        if h.values.get("cniEnabled") == Some(&serde_json::Value::Bool(true)) && self.chained_cni.is_some() && !self.chain_ok {
-            return Some((Block::On(Entity::CniChain), "pods fail linkerd-network-validator: linkerd-cni is not in the node's CNI chain".into()));
+        if h.values.get("cniEnabled") == Some(&serde_json::Value::Bool(true))
+            && self.chained_cni.is_some()
+            && !self.chain_ok
+        {
+            return Some((
+                Block::On(Entity::CniChain),
+                "pods fail linkerd-network-validator: linkerd-cni is not in the node's CNI chain".into(),
+            ));
         }
         None
     }
@@ -1177,7 +1385,12 @@ impl<'a> Simulator<'a> {
         if blocked.is_none() && !injected {
             self.hs[j].phase = HPhase::Ready;
             self.hs[j].block = None;
-            self.set_h(j, "True", "InstallSucceeded", format!("Helm install succeeded for release {hid}.v1 with chart {chart_ver}"));
+            self.set_h(
+                j,
+                "True",
+                "InstallSucceeded",
+                format!("Helm install succeeded for release {hid}.v1 with chart {chart_ver}"),
+            );
             self.after_install(j);
             return;
         }
@@ -1211,7 +1424,11 @@ impl<'a> Simulator<'a> {
             self.hs[j].phase = HPhase::Stalled;
             let n = self.hs[j].failures;
             self.set_h(j, "False", "InstallFailed", msg);
-            let stalled = Cond { status: "True", reason: "RetriesExceeded".into(), message: format!("Failed to install after {n} attempt(s)") };
+            let stalled = Cond {
+                status: "True",
+                reason: "RetriesExceeded".into(),
+                message: format!("Failed to install after {n} attempt(s)"),
+            };
             let (ns, name) = (h.namespace.clone(), h.name.clone());
             self.log("HelmRelease/Stalled", &ns, &name, &stalled);
         }
@@ -1220,10 +1437,15 @@ impl<'a> Simulator<'a> {
     fn after_install(&mut self, j: usize) {
         if Some(j) == self.primary_cni && !self.network {
             self.network = true;
-            self.note_cluster("nodes", "NetworkReady", "Cilium wrote /etc/cni/net.d/05-cilium.conflist: nodes are Ready and pods get a network".into());
+            self.note_cluster(
+                "nodes",
+                "NetworkReady",
+                "Cilium wrote /etc/cni/net.d/05-cilium.conflist: nodes are Ready and pods get a network".into(),
+            );
         }
         if Some(j) == self.primary_cni || Some(j) == self.chained_cni {
-            let both = self.chained_cni.is_some_and(|c| self.h_ready(c)) && (self.sim.cni_preinstalled || self.primary_cni.is_some_and(|p| self.h_ready(p)));
+            let both = self.chained_cni.is_some_and(|c| self.h_ready(c))
+                && (self.sim.cni_preinstalled || self.primary_cni.is_some_and(|p| self.h_ready(p)));
             if both {
                 if self.primary_exclusive() {
                     self.chain_ok = false;
@@ -1234,7 +1456,11 @@ impl<'a> Simulator<'a> {
                     );
                 } else {
                     self.chain_ok = true;
-                    self.note_cluster("cni", "Chained", "linkerd-cni appended itself as the last plugin of /etc/cni/net.d/05-cilium.conflist".into());
+                    self.note_cluster(
+                        "cni",
+                        "Chained",
+                        "linkerd-cni appended itself as the last plugin of /etc/cni/net.d/05-cilium.conflist".into(),
+                    );
                 }
             }
         }
@@ -1245,7 +1471,9 @@ impl<'a> Simulator<'a> {
 
     fn conditions(c: Option<&Cond>, since: String) -> serde_json::Value {
         match c {
-            Some(c) => serde_json::json!([{"type": "Ready", "status": c.status, "reason": c.reason, "message": c.message, "lastTransitionTime": since, "observedGeneration": 1}]),
+            Some(c) => {
+                serde_json::json!([{"type": "Ready", "status": c.status, "reason": c.reason, "message": c.message, "lastTransitionTime": since, "observedGeneration": 1}])
+            }
             None => serde_json::json!([]),
         }
     }
@@ -1262,12 +1490,17 @@ impl<'a> Simulator<'a> {
         let mut crds: BTreeSet<(String, String)> = self.crds.iter().filter(|(_, k)| k != "*").cloned().collect();
         for j in 0..self.hs.len() {
             let h = &self.model.helm_releases[j].spec;
-            let operator_up = self.h_ready(j) && self.hs[j].first_ready.is_some_and(|t| t + self.sim.operator_crd_ms <= self.now);
+            let operator_up =
+                self.h_ready(j) && self.hs[j].first_ready.is_some_and(|t| t + self.sim.operator_crd_ms <= self.now);
             if let Some(c) = self.cat.chart(&h.chart) {
                 for g in c.crds.iter().filter(|g| g.enabled(&h.values)) {
                     match g.registered_by {
-                        RegisteredBy::Operator if operator_up => crds.extend(g.kinds.iter().filter(|k| *k != "*").map(|k| (g.group.clone(), k.clone()))),
-                        RegisteredBy::Template if operator_up => crds.extend(self.templates.iter().map(|k| (g.group.clone(), k.clone()))),
+                        RegisteredBy::Operator if operator_up => {
+                            crds.extend(g.kinds.iter().filter(|k| *k != "*").map(|k| (g.group.clone(), k.clone())))
+                        }
+                        RegisteredBy::Template if operator_up => {
+                            crds.extend(self.templates.iter().map(|k| (g.group.clone(), k.clone())))
+                        }
                         _ => {}
                     }
                 }
@@ -1325,13 +1558,19 @@ impl<'a> Simulator<'a> {
                 }
                 let mut v = obj.value.clone();
                 if obj.group() == crate::flux::SOURCE_GROUP {
-                    let r = Ref { kind: obj.kind().into(), namespace: crate::flux::namespace_of(obj), name: obj.name().into() };
+                    let r = Ref {
+                        kind: obj.kind().into(),
+                        namespace: crate::flux::namespace_of(obj),
+                        name: obj.name().into(),
+                    };
                     let ready_at = self.model.source(&r).and_then(|x| self.sources.get(x)).and_then(|x| x.ready_at);
-                    let cond = ready_at.map(|_| Cond { status: "True", reason: "Succeeded".into(), message: "stored artifact".into() }).unwrap_or(Cond {
-                        status: "Unknown",
-                        reason: "Progressing".into(),
-                        message: "building artifact".into(),
-                    });
+                    let cond = ready_at
+                        .map(|_| Cond { status: "True", reason: "Succeeded".into(), message: "stored artifact".into() })
+                        .unwrap_or(Cond {
+                            status: "Unknown",
+                            reason: "Progressing".into(),
+                            message: "building artifact".into(),
+                        });
                     v["status"] = json!({"observedGeneration": 1, "conditions": Self::conditions(Some(&cond), time(ready_at.unwrap_or(self.now)))});
                 }
                 if matches!(obj.kind(), "Deployment" | "StatefulSet") && obj.group() == "apps" {
@@ -1359,7 +1598,11 @@ impl<'a> Simulator<'a> {
         if self.model.source(&self.model.self_source).is_none() {
             let s = &self.model.self_source;
             let ready = self.sources.last().and_then(|x| x.ready_at);
-            let cond = ready.map(|_| Cond { status: "True", reason: "Succeeded".into(), message: format!("stored artifact for revision '{REVISION}'") });
+            let cond = ready.map(|_| Cond {
+                status: "True",
+                reason: "Succeeded".into(),
+                message: format!("stored artifact for revision '{REVISION}'"),
+            });
             out.push(json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": s.kind, "metadata": {"name": s.name, "namespace": s.namespace},
                 "spec": {"interval": "1m", "url": "http://127.0.0.1/flux-harness/repo.git"},
                 "status": {"observedGeneration": 1, "conditions": Self::conditions(cond.as_ref(), time(ready.unwrap_or(0)))}}));

@@ -121,7 +121,11 @@ fn waits_on(s: &Simulator, e: &Entity) -> Option<Block> {
             if s.serving(*hr, name) {
                 None
             } else if s.h_ready(*hr) {
-                if !s.network_up() { Some(Block::On(Entity::Network)) } else { Some(Block::Root("its pods are down (fault injected)".to_string())) }
+                if !s.network_up() {
+                    Some(Block::On(Entity::Network))
+                } else {
+                    Some(Block::Root("its pods are down (fault injected)".to_string()))
+                }
             } else {
                 Some(Block::On(Entity::H(*hr)))
             }
@@ -145,7 +149,11 @@ fn waits_on(s: &Simulator, e: &Entity) -> Option<Block> {
 
 fn verb(s: &Simulator, from: &Entity, to: &Entity) -> &'static str {
     match (from, to) {
-        (Entity::K(_), Entity::K(j)) if s.ks[*j].exists || !matches!(from, Entity::K(i) if s.model.kustomizations[*i].parent == Some(*j)) => "waits for",
+        (Entity::K(_), Entity::K(j))
+            if s.ks[*j].exists || !matches!(from, Entity::K(i) if s.model.kustomizations[*i].parent == Some(*j)) =>
+        {
+            "waits for"
+        }
         (Entity::K(_), Entity::K(_)) => "is applied by",
         (Entity::H(_), Entity::K(_)) => "is applied by",
         (_, Entity::Webhook(..)) => "is refused by",
@@ -219,10 +227,16 @@ pub fn build(s: &Simulator) -> SimReport {
     for (j, h) in s.hs.iter().enumerate() {
         if let Some(t) = h.first_ready {
             let spec = &s.model.helm_releases[j].spec;
-            ready_order.push(ReadyItem { kind: "HelmRelease".into(), name: format!("{}/{}", spec.namespace, spec.name), at_seconds: secs(t) });
+            ready_order.push(ReadyItem {
+                kind: "HelmRelease".into(),
+                name: format!("{}/{}", spec.namespace, spec.name),
+                at_seconds: secs(t),
+            });
         }
     }
-    ready_order.sort_by(|a, b| a.at_seconds.total_cmp(&b.at_seconds).then_with(|| a.kind.cmp(&b.kind)).then_with(|| a.name.cmp(&b.name)));
+    ready_order.sort_by(|a, b| {
+        a.at_seconds.total_cmp(&b.at_seconds).then_with(|| a.kind.cmp(&b.kind)).then_with(|| a.name.cmp(&b.name))
+    });
     let layers = s
         .graph
         .layers
@@ -230,16 +244,32 @@ pub fn build(s: &Simulator) -> SimReport {
         .enumerate()
         .map(|(l, ks)| LayerReady {
             layer: l,
-            ready_at_seconds: ks.iter().map(|&i| s.ks[i].first_ready).collect::<Option<Vec<u64>>>().map(|v| secs(v.into_iter().max().unwrap_or(0))),
+            ready_at_seconds: ks
+                .iter()
+                .map(|&i| s.ks[i].first_ready)
+                .collect::<Option<Vec<u64>>>()
+                .map(|v| secs(v.into_iter().max().unwrap_or(0))),
         })
         .collect();
     // Critical path: back from the last Kustomization to become Ready, through the
     // dependency that became Ready last.
     let mut critical_path = vec![];
-    if let Some(mut cur) = (0..s.ks.len()).filter(|&i| s.ks[i].first_ready.is_some()).max_by_key(|&i| (s.ks[i].first_ready, std::cmp::Reverse(name_k(i)))) {
+    if let Some(mut cur) = (0..s.ks.len())
+        .filter(|&i| s.ks[i].first_ready.is_some())
+        .max_by_key(|&i| (s.ks[i].first_ready, std::cmp::Reverse(name_k(i))))
+    {
         loop {
-            critical_path.push(ReadyItem { kind: "Kustomization".into(), name: name_k(cur), at_seconds: secs(s.ks[cur].first_ready.unwrap_or(0)) });
-            match s.graph.deps[cur].iter().copied().filter(|&d| s.ks[d].first_ready.is_some()).max_by_key(|&d| (s.ks[d].first_ready, std::cmp::Reverse(name_k(d)))) {
+            critical_path.push(ReadyItem {
+                kind: "Kustomization".into(),
+                name: name_k(cur),
+                at_seconds: secs(s.ks[cur].first_ready.unwrap_or(0)),
+            });
+            match s.graph.deps[cur]
+                .iter()
+                .copied()
+                .filter(|&d| s.ks[d].first_ready.is_some())
+                .max_by_key(|&d| (s.ks[d].first_ready, std::cmp::Reverse(name_k(d))))
+            {
                 Some(d) => cur = d,
                 None => break,
             }
@@ -255,10 +285,18 @@ pub fn build(s: &Simulator) -> SimReport {
         }
         let (reason, message) = match &s.ks[i].ready {
             Some(c) => (c.reason.clone(), c.message.clone()),
-            None => ("NotCreated".into(), "never applied: the Kustomization that applies it did not get that far".into()),
+            None => {
+                ("NotCreated".into(), "never applied: the Kustomization that applies it did not get that far".into())
+            }
         };
         stuck_entities.push(Entity::K(i));
-        stuck.push(Stuck { kind: "Kustomization".into(), name: name_k(i), reason, message, because: chain(s, &Entity::K(i)) });
+        stuck.push(Stuck {
+            kind: "Kustomization".into(),
+            name: name_k(i),
+            reason,
+            message,
+            because: chain(s, &Entity::K(i)),
+        });
     }
     for j in 0..s.hs.len() {
         if s.h_ready(j) {
@@ -267,13 +305,21 @@ pub fn build(s: &Simulator) -> SimReport {
         let spec = &s.model.helm_releases[j].spec;
         let (mut reason, message) = match &s.hs[j].ready {
             Some(c) => (c.reason.clone(), c.message.clone()),
-            None => ("NotCreated".into(), "never applied: the Kustomization that applies it did not get that far".into()),
+            None => {
+                ("NotCreated".into(), "never applied: the Kustomization that applies it did not get that far".into())
+            }
         };
         if s.hs[j].phase == HPhase::Stalled {
             reason = format!("{reason} (Stalled: RetriesExceeded)");
         }
         stuck_entities.push(Entity::H(j));
-        stuck.push(Stuck { kind: "HelmRelease".into(), name: format!("{}/{}", spec.namespace, spec.name), reason, message, because: chain(s, &Entity::H(j)) });
+        stuck.push(Stuck {
+            kind: "HelmRelease".into(),
+            name: format!("{}/{}", spec.namespace, spec.name),
+            reason,
+            message,
+            because: chain(s, &Entity::H(j)),
+        });
     }
     let converged = s.converged_at.is_some();
     let deadlock = if converged {
@@ -352,7 +398,9 @@ impl SimReport {
         for (layer, spans) in &by_layer {
             let ready = layer.and_then(|l| self.layers.get(l)).and_then(|l| l.ready_at_seconds);
             let title = match (layer, ready) {
-                (Some(l), Some(t)) => format!("layer {l} (Ready at {})", super::fault::format_duration((t * 1000.0) as u64)),
+                (Some(l), Some(t)) => {
+                    format!("layer {l} (Ready at {})", super::fault::format_duration((t * 1000.0) as u64))
+                }
                 (Some(l), None) => format!("layer {l} (not Ready)"),
                 (None, _) => "no layer (in or behind a cycle)".to_string(),
             };
@@ -381,7 +429,11 @@ impl SimReport {
             }
         }
         if !self.critical_path.is_empty() {
-            let path: Vec<String> = self.critical_path.iter().map(|c| format!("{} ({})", c.name, super::fault::format_duration((c.at_seconds * 1000.0) as u64))).collect();
+            let path: Vec<String> = self
+                .critical_path
+                .iter()
+                .map(|c| format!("{} ({})", c.name, super::fault::format_duration((c.at_seconds * 1000.0) as u64)))
+                .collect();
             let _ = writeln!(out, "\ncritical path: {}", path.join(" -> "));
         }
         if let Some(d) = &self.deadlock {
