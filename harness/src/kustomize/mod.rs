@@ -347,7 +347,11 @@ impl Builder<'_> {
                 ));
             }
             None => {
-                return Err(Error::in_file(ErrorKind::MissingPath, files::display_dir(dir), "directory does not exist"));
+                return Err(Error::in_file(
+                    ErrorKind::MissingPath,
+                    files::display_dir(dir),
+                    "directory does not exist",
+                ));
             }
         }
         let mut resources = vec![];
