@@ -11,11 +11,18 @@ pub struct Cmd {
     pub program: String,
     pub args: Vec<String>,
     pub dir: Option<String>,
+    /// Extra environment variables (shown in [`Cmd::display`]; never put secrets here).
+    pub env: Vec<(String, String)>,
 }
 
 impl Cmd {
     pub fn new(program: &str, args: &[&str]) -> Self {
-        Cmd { program: program.into(), args: args.iter().map(|s| s.to_string()).collect(), dir: None }
+        Cmd { program: program.into(), args: args.iter().map(|s| s.to_string()).collect(), dir: None, env: vec![] }
+    }
+
+    pub fn with_env(mut self, env: &[(&str, &str)]) -> Self {
+        self.env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
     }
 
     pub fn in_dir(mut self, dir: &Path) -> Self {
@@ -25,7 +32,9 @@ impl Cmd {
 
     /// The command as a user would type it.
     pub fn display(&self) -> String {
-        let words: Vec<String> = std::iter::once(&self.program).chain(&self.args).map(|w| shell_quote(w)).collect();
+        let env = self.env.iter().map(|(k, v)| format!("{k}={}", shell_quote(v)));
+        let words: Vec<String> =
+            env.chain(std::iter::once(&self.program).chain(&self.args).map(|w| shell_quote(w))).collect();
         match &self.dir {
             Some(d) => format!("(cd {} && {})", shell_quote(d), words.join(" ")),
             None => words.join(" "),
@@ -38,6 +47,9 @@ impl Cmd {
         let mut e = duct::cmd(&self.program, &self.args).stdout_capture().stderr_capture().unchecked();
         if let Some(d) = &self.dir {
             e = e.dir(d);
+        }
+        for (k, v) in &self.env {
+            e = e.env(k, v);
         }
         let handle = std::sync::Arc::new(
             e.start().map_err(|err| Error::new(ErrorKind::Io, format!("cannot run `{}`: {err}", self.display())))?,
@@ -107,23 +119,4 @@ pub fn cgi(program: &str, args: &[&str], env: &[(String, String)], stdin: Vec<u8
         ));
     }
     Ok(out.stdout)
-}
-
-/// Runs with extra environment variables; stdout on success.
-pub fn output_with_env(cmd: &Cmd, env: &[(&str, &str)]) -> Result<String> {
-    let mut e = duct::cmd(&cmd.program, &cmd.args).stdout_capture().stderr_capture().unchecked();
-    if let Some(d) = &cmd.dir {
-        e = e.dir(d);
-    }
-    for (k, v) in env {
-        e = e.env(k, v);
-    }
-    let out = e.run().map_err(|err| Error::new(ErrorKind::Io, format!("cannot run `{}`: {err}", cmd.display())))?;
-    if !out.status.success() {
-        return Err(Error::new(
-            ErrorKind::Io,
-            format!("`{}` failed ({}):\n{}", cmd.display(), out.status, String::from_utf8_lossy(&out.stderr).trim()),
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

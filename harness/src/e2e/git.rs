@@ -38,7 +38,7 @@ fn git(args: &[&str], env: &[(&str, &str)]) -> Result<String> {
     // Root runs in CI: the backend and git itself refuse foreign-owned repos otherwise.
     let mut all = vec![("GIT_CONFIG_COUNT", "1"), ("GIT_CONFIG_KEY_0", "safe.directory"), ("GIT_CONFIG_VALUE_0", "*")];
     all.extend_from_slice(env);
-    exec::output_with_env(&Cmd::new("git", args), &all)
+    Cmd::new("git", args).with_env(&all).output()
 }
 
 /// Commits the working tree of `repo` into a new bare repository under `root`.
@@ -73,26 +73,15 @@ pub fn snapshot(repo: &Path, root: &Path, branch: &str) -> Result<String> {
 /// Snapshots `repo` and serves it on `bind` (port 0: a free one).
 pub async fn start(repo: &Path, root: &Path, branch: &str, bind: SocketAddr) -> Result<GitServer> {
     let revision = snapshot(repo, root, branch)?;
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .map_err(|e| Error::new(ErrorKind::Io, format!("git server cannot listen on {bind}: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
-    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+    let (listener, addr) = crate::net::bind(bind, "git server").await?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let project_root = root.to_path_buf();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = &mut rx => break,
-                conn = listener.accept() => {
-                    let Ok((tcp, peer)) = conn else { continue };
-                    let pr = project_root.clone();
-                    tokio::spawn(async move {
-                        let io = hyper_util::rt::TokioIo::new(tcp);
-                        let svc = hyper::service::service_fn(move |req| serve(pr.clone(), peer, req));
-                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
-                    });
-                }
-            }
+    crate::net::accept_until(listener, rx, move |tcp, peer| {
+        let pr = project_root.clone();
+        async move {
+            let io = hyper_util::rt::TokioIo::new(tcp);
+            let svc = hyper::service::service_fn(move |req| serve(pr.clone(), peer, req));
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
         }
     });
     Ok(GitServer { addr, branch: branch.into(), revision, root: root.to_path_buf(), stop: Some(tx) })

@@ -150,7 +150,7 @@ pub fn build(p: &PlanInput) -> Vec<Step> {
         }
         steps.push(Step::Run {
             what: "pre-install Cilium with the repo's chart version and values (Flux adopts the release later)".into(),
-            cmd: Cmd { program: "helm".into(), args, dir: None },
+            cmd: Cmd { program: "helm".into(), args, dir: None, env: vec![] },
             cleanup: false,
         });
         steps.push(kubectl(
