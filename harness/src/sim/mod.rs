@@ -84,6 +84,30 @@ struct Cond {
     message: String,
 }
 
+/// The Ready condition of a Kustomization or HelmRelease, with the times the reports need.
+#[derive(Debug, Clone, Default)]
+struct Readiness {
+    cond: Option<Cond>,
+    /// First time it was Ready.
+    first: Option<u64>,
+    /// When the condition last changed (its lastTransitionTime).
+    since: u64,
+}
+
+impl Readiness {
+    /// Sets the condition; returns it when it changed (to log), None when unchanged.
+    fn set(&mut self, c: Cond, now: u64) -> Option<&Cond> {
+        if self.cond.as_ref() == Some(&c) {
+            return None;
+        }
+        if c.status == "True" && self.first.is_none() {
+            self.first = Some(now);
+        }
+        self.since = now;
+        Some(self.cond.insert(c))
+    }
+}
+
 /// Why something does not progress: the edges of the wait-for graph.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Entity {
@@ -126,10 +150,7 @@ struct KSim {
     health_deadline: u64,
     health_started: u64,
     applied_at: Option<u64>,
-    ready: Option<Cond>,
-    first_ready: Option<u64>,
-    /// When the Ready condition last changed.
-    ready_since: u64,
+    ready: Readiness,
     block: Option<Block>,
     /// When the next reconcile is queued; requests merge into the earliest
     /// (controller-runtime's work queue), later events for it are stale.
@@ -155,9 +176,7 @@ struct HSim {
     install_started: u64,
     install_ends: u64,
     deadline: u64,
-    ready: Option<Cond>,
-    first_ready: Option<u64>,
-    ready_since: u64,
+    ready: Readiness,
     block: Option<Block>,
     injected_failures: u32,
     next_at: Option<u64>,
@@ -307,9 +326,7 @@ impl<'a> Simulator<'a> {
                     install_started: 0,
                     install_ends: 0,
                     deadline: 0,
-                    ready: None,
-                    first_ready: None,
-                    ready_since: 0,
+                    ready: Readiness::default(),
                     block: None,
                     injected_failures: 0,
                     next_at: None,
@@ -442,29 +459,19 @@ impl<'a> Simulator<'a> {
 
     fn set_k(&mut self, i: usize, status: &'static str, reason: &str, message: String) {
         let c = Cond { status, reason: reason.into(), message };
-        if self.ks[i].ready.as_ref() != Some(&c) {
-            let k = &self.model.kustomizations[i].spec;
-            let (ns, name) = (k.namespace.clone(), k.name.clone());
-            self.log("Kustomization", &ns, &name, &c);
-            if status == "True" && self.ks[i].first_ready.is_none() {
-                self.ks[i].first_ready = Some(self.now);
-            }
-            self.ks[i].ready_since = self.now;
-            self.ks[i].ready = Some(c);
+        if let Some(c) = self.ks[i].ready.set(c, self.now).cloned() {
+            let model = self.model; // a shared &'a reference: no borrow of self
+            let k = &model.kustomizations[i].spec;
+            self.log("Kustomization", &k.namespace, &k.name, &c);
         }
     }
 
     fn set_h(&mut self, j: usize, status: &'static str, reason: &str, message: String) {
         let c = Cond { status, reason: reason.into(), message };
-        if self.hs[j].ready.as_ref() != Some(&c) {
-            let h = &self.model.helm_releases[j].spec;
-            let (ns, name) = (h.namespace.clone(), h.name.clone());
-            self.log("HelmRelease", &ns, &name, &c);
-            if status == "True" && self.hs[j].first_ready.is_none() {
-                self.hs[j].first_ready = Some(self.now);
-            }
-            self.hs[j].ready_since = self.now;
-            self.hs[j].ready = Some(c);
+        if let Some(c) = self.hs[j].ready.set(c, self.now).cloned() {
+            let model = self.model;
+            let h = &model.helm_releases[j].spec;
+            self.log("HelmRelease", &h.namespace, &h.name, &c);
         }
     }
 
@@ -474,7 +481,7 @@ impl<'a> Simulator<'a> {
     }
 
     fn k_ready(&self, i: usize) -> bool {
-        self.ks[i].ready.as_ref().is_some_and(|c| c.status == "True")
+        self.ks[i].ready.cond.as_ref().is_some_and(|c| c.status == "True")
     }
 
     fn h_ready(&self, j: usize) -> bool {
@@ -680,7 +687,7 @@ impl<'a> Simulator<'a> {
         if group == "constraints.gatekeeper.sh" && self.templates.contains(kind) {
             let gk_ready = (0..self.hs.len()).any(|j| {
                 self.h_ready(j)
-                    && self.hs[j].first_ready.is_some_and(|t| t + self.sim.operator_crd_ms <= self.now)
+                    && self.hs[j].ready.first.is_some_and(|t| t + self.sim.operator_crd_ms <= self.now)
                     && self
                         .cat
                         .chart(&self.model.helm_releases[j].spec.chart)
@@ -698,7 +705,7 @@ impl<'a> Simulator<'a> {
                     g.registered_by == RegisteredBy::Operator && g.enabled(&h.values) && g.provides(group, kind)
                 })
                 && self.h_ready(j)
-                && self.hs[j].first_ready.is_some_and(|t| t + self.sim.operator_crd_ms <= self.now)
+                && self.hs[j].ready.first.is_some_and(|t| t + self.sim.operator_crd_ms <= self.now)
             {
                 return true;
             }
@@ -1171,7 +1178,7 @@ impl<'a> Simulator<'a> {
     /// When the pod network last came (back) up.
     fn network_since(&self) -> u64 {
         let cni_ready = match self.primary_cni {
-            Some(p) if !self.sim.cni_preinstalled => self.hs[p].first_ready.unwrap_or(0),
+            Some(p) if !self.sim.cni_preinstalled => self.hs[p].ready.first.unwrap_or(0),
             _ => 0,
         };
         self.network_down.iter().filter(|(_, b)| *b <= self.now).map(|(_, b)| *b).max().unwrap_or(0).max(cni_ready)
@@ -1491,7 +1498,7 @@ impl<'a> Simulator<'a> {
         for j in 0..self.hs.len() {
             let h = &self.model.helm_releases[j].spec;
             let operator_up =
-                self.h_ready(j) && self.hs[j].first_ready.is_some_and(|t| t + self.sim.operator_crd_ms <= self.now);
+                self.h_ready(j) && self.hs[j].ready.first.is_some_and(|t| t + self.sim.operator_crd_ms <= self.now);
             if let Some(c) = self.cat.chart(&h.chart) {
                 for g in c.crds.iter().filter(|g| g.enabled(&h.values)) {
                     match g.registered_by {
@@ -1538,13 +1545,13 @@ impl<'a> Simulator<'a> {
             let mut o = entry_raw(i);
             let ready = self.k_ready(i);
             o["status"] = json!({
-                "observedGeneration": if self.ks[i].first_ready.is_some() { 1 } else { -1 },
-                "conditions": Self::conditions(self.ks[i].ready.as_ref(), time(self.ks[i].ready_since)),
+                "observedGeneration": if self.ks[i].ready.first.is_some() { 1 } else { -1 },
+                "conditions": Self::conditions(self.ks[i].ready.cond.as_ref(), time(self.ks[i].ready.since)),
             });
-            if self.ks[i].first_ready.is_some() {
+            if self.ks[i].ready.first.is_some() {
                 o["status"]["lastAppliedRevision"] = json!(REVISION);
             }
-            if ready || self.ks[i].ready.is_some() {
+            if ready || self.ks[i].ready.cond.is_some() {
                 o["status"]["lastAttemptedRevision"] = json!(REVISION);
             }
             out.push(o);
@@ -1586,12 +1593,12 @@ impl<'a> Simulator<'a> {
                 continue;
             }
             let mut o = self.model.helm_releases[j].spec.raw.clone();
-            let mut conds = Self::conditions(self.hs[j].ready.as_ref(), time(self.hs[j].ready_since));
+            let mut conds = Self::conditions(self.hs[j].ready.cond.as_ref(), time(self.hs[j].ready.since));
             if self.hs[j].phase == HPhase::Stalled {
                 let n = self.hs[j].failures;
-                conds.as_array_mut().unwrap().push(json!({"type": "Stalled", "status": "True", "reason": "RetriesExceeded", "message": format!("Failed to install after {n} attempt(s)"), "lastTransitionTime": time(self.hs[j].ready_since), "observedGeneration": 1}));
+                conds.as_array_mut().unwrap().push(json!({"type": "Stalled", "status": "True", "reason": "RetriesExceeded", "message": format!("Failed to install after {n} attempt(s)"), "lastTransitionTime": time(self.hs[j].ready.since), "observedGeneration": 1}));
             }
-            o["status"] = json!({"observedGeneration": if self.hs[j].first_ready.is_some() { 1 } else { -1 }, "conditions": conds, "installFailures": self.hs[j].failures});
+            o["status"] = json!({"observedGeneration": if self.hs[j].ready.first.is_some() { 1 } else { -1 }, "conditions": conds, "installFailures": self.hs[j].failures});
             out.push(o);
         }
         // The entry's own source (bootstrap created it).

@@ -220,12 +220,12 @@ pub fn build(s: &Simulator) -> SimReport {
     let name_k = |i: usize| crate::graph::display_k(s.model, i);
     let mut ready_order: Vec<ReadyItem> = vec![];
     for (i, k) in s.ks.iter().enumerate() {
-        if let Some(t) = k.first_ready {
+        if let Some(t) = k.ready.first {
             ready_order.push(ReadyItem { kind: "Kustomization".into(), name: name_k(i), at_seconds: secs(t) });
         }
     }
     for (j, h) in s.hs.iter().enumerate() {
-        if let Some(t) = h.first_ready {
+        if let Some(t) = h.ready.first {
             let spec = &s.model.helm_releases[j].spec;
             ready_order.push(ReadyItem {
                 kind: "HelmRelease".into(),
@@ -246,7 +246,7 @@ pub fn build(s: &Simulator) -> SimReport {
             layer: l,
             ready_at_seconds: ks
                 .iter()
-                .map(|&i| s.ks[i].first_ready)
+                .map(|&i| s.ks[i].ready.first)
                 .collect::<Option<Vec<u64>>>()
                 .map(|v| secs(v.into_iter().max().unwrap_or(0))),
         })
@@ -255,20 +255,20 @@ pub fn build(s: &Simulator) -> SimReport {
     // dependency that became Ready last.
     let mut critical_path = vec![];
     if let Some(mut cur) = (0..s.ks.len())
-        .filter(|&i| s.ks[i].first_ready.is_some())
-        .max_by_key(|&i| (s.ks[i].first_ready, std::cmp::Reverse(name_k(i))))
+        .filter(|&i| s.ks[i].ready.first.is_some())
+        .max_by_key(|&i| (s.ks[i].ready.first, std::cmp::Reverse(name_k(i))))
     {
         loop {
             critical_path.push(ReadyItem {
                 kind: "Kustomization".into(),
                 name: name_k(cur),
-                at_seconds: secs(s.ks[cur].first_ready.unwrap_or(0)),
+                at_seconds: secs(s.ks[cur].ready.first.unwrap_or(0)),
             });
             match s.graph.deps[cur]
                 .iter()
                 .copied()
-                .filter(|&d| s.ks[d].first_ready.is_some())
-                .max_by_key(|&d| (s.ks[d].first_ready, std::cmp::Reverse(name_k(d))))
+                .filter(|&d| s.ks[d].ready.first.is_some())
+                .max_by_key(|&d| (s.ks[d].ready.first, std::cmp::Reverse(name_k(d))))
             {
                 Some(d) => cur = d,
                 None => break,
@@ -283,7 +283,7 @@ pub fn build(s: &Simulator) -> SimReport {
         if s.k_ready(i) || s.model.kustomizations[i].spec.suspend {
             continue;
         }
-        let (reason, message) = match &s.ks[i].ready {
+        let (reason, message) = match &s.ks[i].ready.cond {
             Some(c) => (c.reason.clone(), c.message.clone()),
             None => {
                 ("NotCreated".into(), "never applied: the Kustomization that applies it did not get that far".into())
@@ -303,7 +303,7 @@ pub fn build(s: &Simulator) -> SimReport {
             continue;
         }
         let spec = &s.model.helm_releases[j].spec;
-        let (mut reason, message) = match &s.hs[j].ready {
+        let (mut reason, message) = match &s.hs[j].ready.cond {
             Some(c) => (c.reason.clone(), c.message.clone()),
             None => {
                 ("NotCreated".into(), "never applied: the Kustomization that applies it did not get that far".into())
@@ -355,7 +355,7 @@ pub fn build(s: &Simulator) -> SimReport {
             layer: s.graph.layer_of[i],
             created_seconds: s.ks[i].created_at.map(secs),
             started_seconds: s.ks[i].started_at.map(secs),
-            ready_seconds: s.ks[i].first_ready.map(secs),
+            ready_seconds: s.ks[i].ready.first.map(secs),
         })
         .collect();
     SimReport {
