@@ -23,6 +23,7 @@ pub mod helmfile;
 pub mod kustomize;
 pub mod labels;
 pub mod model;
+pub mod net;
 pub mod object;
 pub mod operator;
 pub mod plan;

@@ -12,7 +12,7 @@ pub mod http;
 pub mod store;
 pub mod tls;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use store::{Event, Store};
@@ -141,30 +141,18 @@ fn random_token() -> String {
 /// Starts the server on 127.0.0.1 with a random free port (or `port`).
 pub async fn start(port: u16) -> Result<ServerHandle> {
     let tls = tls::generate()?;
-    let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port))
-        .await
-        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+    let (listener, addr) = crate::net::bind((std::net::Ipv4Addr::LOCALHOST, port).into(), "the API server").await?;
     let shared = Shared::new(random_token());
-    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
     let sh = shared.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = &mut stop_rx => break,
-                conn = listener.accept() => {
-                    let Ok((tcp, _)) = conn else { continue };
-                    let acceptor = acceptor.clone();
-                    let sh = sh.clone();
-                    tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(tcp).await else { return };
-                        let io = hyper_util::rt::TokioIo::new(tls);
-                        let svc = hyper::service::service_fn(move |req| http::handle(sh.clone(), req));
-                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
-                    });
-                }
-            }
+    crate::net::accept_until(listener, stop_rx, move |tcp, _| {
+        let (acceptor, sh) = (acceptor.clone(), sh.clone());
+        async move {
+            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let io = hyper_util::rt::TokioIo::new(tls);
+            let svc = hyper::service::service_fn(move |req| http::handle(sh.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
         }
     });
     Ok(ServerHandle { addr, token: shared.token.clone(), ca_pem: tls.ca_pem, shared, stop: Some(stop_tx) })
