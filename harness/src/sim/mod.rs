@@ -199,6 +199,8 @@ pub struct Simulator<'a> {
     sim: SimConfig,
     now: u64,
     seq: u64,
+    /// Events handled so far: the cluster's objects change only when this or `now` does.
+    handled: u64,
     queue: BinaryHeap<Reverse<(u64, u64, Ev)>>,
     rng: u64,
     ks: Vec<KSim>,
@@ -312,6 +314,7 @@ impl<'a> Simulator<'a> {
             cfg: cfg.clone(),
             now: 0,
             seq: 0,
+            handled: 0,
             queue: BinaryHeap::new(),
             rng: sim.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             ks: vec![KSim::default(); model.kustomizations.len()],
@@ -546,6 +549,7 @@ impl<'a> Simulator<'a> {
             }
             self.queue.pop();
             self.now = at;
+            self.handled += 1;
             self.handle(ev);
             if self.converged_at.is_none() && self.all_ready() {
                 self.converged_at = Some(self.now);
@@ -559,6 +563,12 @@ impl<'a> Simulator<'a> {
 
     pub fn now_ms(&self) -> u64 {
         self.now
+    }
+
+    /// Changes whenever [`Simulator::cluster_objects`] may: a consumer polling the
+    /// simulator rebuilds the objects only when this differs from last time.
+    pub fn version(&self) -> (u64, u64) {
+        (self.handled, self.now)
     }
 
     fn all_ready(&self) -> bool {
