@@ -578,9 +578,6 @@ fn execute_step(s: &Step, guard: &mut Cleanup, progress: Progress<'_>) -> Result
     }
 }
 
-/// Executes plan steps (used by the real providers and by tests with fake executables):
-/// writes files, runs commands, and runs cleanup steps in reverse order afterwards, also
-/// when a step fails or the thread panics, unless `keep`.
 fn cleanup_commands(steps: &[Step]) -> Vec<crate::exec::Cmd> {
     steps
         .iter()
@@ -588,6 +585,9 @@ fn cleanup_commands(steps: &[Step]) -> Vec<crate::exec::Cmd> {
         .collect()
 }
 
+/// Executes plan steps (used by the real providers and by tests with fake executables):
+/// writes files, runs commands, and runs cleanup steps in reverse order afterwards, also
+/// when a step fails or the thread panics, unless `keep`.
 pub fn execute(steps: &[Step], keep: bool) -> Result<()> {
     let mut cleanup = Cleanup { steps: cleanup_commands(steps), keep, done: false };
     for s in steps {
