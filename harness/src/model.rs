@@ -202,7 +202,6 @@ fn synthesized_entry(dir: &str) -> Kustomization {
         substitute: vec![],
         substitute_from: vec![],
         overlay: FluxOverlay::default(),
-        components: vec![],
         origin: loc,
         raw: serde_json::Value::Null,
     }

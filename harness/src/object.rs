@@ -82,6 +82,12 @@ pub fn split_api_version(av: &str) -> (&str, &str) {
     }
 }
 
+/// The strings of a YAML list (a missing field or a non-list is empty; non-strings are skipped,
+/// as the API server would have rejected them).
+pub fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()
+}
+
 pub fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     let mut cur = v;
     for p in path {

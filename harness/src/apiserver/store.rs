@@ -229,14 +229,7 @@ impl Store {
             kind: s("/spec/names/kind"),
             plural: s("/spec/names/plural"),
             namespaced: s("/spec/scope") != "Cluster",
-            short_names: crd
-                .pointer("/spec/names/shortNames")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
+            short_names: crate::object::strings(crd.pointer("/spec/names/shortNames")),
         };
         if !res.group.is_empty() && !res.plural.is_empty() {
             self.crd_resources.insert((res.group.clone(), res.plural.clone()), res);

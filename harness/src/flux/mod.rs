@@ -99,7 +99,6 @@ pub struct Kustomization {
     pub substitute: Vec<(String, String)>,
     pub substitute_from: Vec<SubstituteFrom>,
     pub overlay: FluxOverlay,
-    pub components: Vec<String>,
     pub origin: Loc,
     /// The raw object, for rules that look at fields the model does not lift.
     pub raw: Value,
@@ -214,14 +213,7 @@ impl Kustomization {
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default(),
-            components: spec
-                .get("components")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
+            components: crate::object::strings(spec.get("components")),
             origin: Some(obj.origin.clone()),
         };
         Ok(Kustomization {
@@ -246,14 +238,6 @@ impl Kustomization {
             substitute,
             substitute_from,
             overlay,
-            components: spec
-                .get("components")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
             origin: obj.origin.clone(),
             raw: v.clone(),
         })
