@@ -13,12 +13,13 @@ fn base() -> Repo {
 const CERT: &str = "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:\n  name: web\n  namespace: default\nspec:\n  secretName: web-tls\n  issuerRef:\n    name: ca\n";
 const CRDS_ON: &str = "    crds:\n      enabled: true\n";
 
+/// A Kustomization `name` that creates the namespace `name` and installs `chart` there as `release`.
+fn with_chart(r: Repo, name: &str, release: &str, chart: &str, ks_extra: &str, values: &str) -> Repo {
+    r.ks(name, &[], ks_extra).obj(name, "ns.yaml", &ns(name)).obj(name, "hr.yaml", &hr(release, name, chart, values))
+}
+
 fn with_cert_manager(r: Repo, extra: &str) -> Repo {
-    r.ks("cert-manager", &[], extra).obj("cert-manager", "ns.yaml", &ns("cert-manager")).obj(
-        "cert-manager",
-        "hr.yaml",
-        &hr("cert-manager", "cert-manager", "cert-manager", CRDS_ON),
-    )
+    with_chart(r, "cert-manager", "cert-manager", "cert-manager", extra, CRDS_ON)
 }
 
 #[test]
@@ -92,11 +93,7 @@ fn rule_2_provider_not_ready() {
 }
 
 fn with_monitoring(r: Repo) -> Repo {
-    r.ks("monitoring", &[], "").obj("monitoring", "ns.yaml", &ns("monitoring")).obj(
-        "monitoring",
-        "hr.yaml",
-        &hr("kps", "monitoring", "kube-prometheus-stack", ""),
-    )
+    with_chart(r, "monitoring", "kps", "kube-prometheus-stack", "", "")
 }
 
 const SM: &str = "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata:\n  name: app\n  namespace: default\nspec:\n  selector: {}\n  endpoints: [{port: http}]\n";
@@ -143,11 +140,7 @@ fn rule_4_helm_generated_service_monitors() {
 }
 
 fn with_kyverno(r: Repo) -> Repo {
-    r.ks("kyverno", &[], "").obj("kyverno", "ns.yaml", &ns("kyverno")).obj(
-        "kyverno",
-        "hr.yaml",
-        &hr("kyverno", "kyverno", "kyverno", ""),
-    )
+    with_chart(r, "kyverno", "kyverno", "kyverno", "", "")
 }
 
 const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: NS\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: 'nginx:1.27'}]\n";
