@@ -1087,42 +1087,34 @@ impl<'a> Simulator<'a> {
                 }
             }
         }
-        let elapsed = format_duration(self.now - self.ks[i].health_started);
         if in_progress.is_empty() && failed.is_empty() {
             self.succeed_k(i);
         } else if !failed.is_empty() && in_progress.is_empty() {
-            self.ks[i].busy = false;
-            self.ks[i].block = blocks.into_iter().next();
             let list = failed.iter().map(|f| format!("{f} status: 'Failed'")).collect::<Vec<_>>().join(", ");
-            self.set_k(
-                i,
-                "False",
-                "HealthCheckFailed",
-                format!("health check failed after {elapsed}: failed early due to stalled resources: [{list}]"),
-            );
-            let retry = self.retry_interval(i);
-            self.queue_k(i, self.now + retry);
+            self.health_failed(i, blocks, format!("failed early due to stalled resources: [{list}]"));
         } else if self.now >= self.ks[i].health_deadline {
-            self.ks[i].busy = false;
-            self.ks[i].block = blocks.into_iter().next();
             let list = in_progress
                 .iter()
                 .map(|f| format!("{f} status: 'InProgress'"))
                 .chain(failed.iter().map(|f| format!("{f} status: 'Failed'")))
                 .collect::<Vec<_>>()
                 .join(", ");
-            self.set_k(
-                i,
-                "False",
-                "HealthCheckFailed",
-                format!("health check failed after {elapsed}: timeout waiting for: [{list}]"),
-            );
-            let retry = self.retry_interval(i);
-            self.queue_k(i, self.now + retry);
+            self.health_failed(i, blocks, format!("timeout waiting for: [{list}]"));
         } else {
             self.ks[i].block = blocks.into_iter().next();
             self.push(self.now + HEALTH_POLL, Ev::HealthPollK(i));
         }
+    }
+
+    /// The health check gave up (a stalled object, or the timeout): the Kustomization turns
+    /// Ready=False and retries after its retryInterval.
+    fn health_failed(&mut self, i: usize, blocks: Vec<Block>, why: String) {
+        let elapsed = format_duration(self.now - self.ks[i].health_started);
+        self.ks[i].busy = false;
+        self.ks[i].block = blocks.into_iter().next();
+        self.set_k(i, "False", "HealthCheckFailed", format!("health check failed after {elapsed}: {why}"));
+        let retry = self.retry_interval(i);
+        self.queue_k(i, self.now + retry);
     }
 
     fn object_status(&self, i: usize, o: &Object) -> Status {
