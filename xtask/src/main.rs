@@ -187,53 +187,43 @@ fn request(r: &RepoArgs) -> Result<PlanRequest, String> {
     })
 }
 
+/// Exit codes: 0 passed, 1 the repo fails (findings, no convergence, a failed run), 2 the
+/// harness could not judge (bad input or environment), 130 interrupted.
 fn main() -> ExitCode {
-    // Run from the project root whatever directory cargo was called from, so relative
-    // defaults (examples/...) resolve; user paths are made absolute first.
-    let cli = Cli::parse();
+    run(Cli::parse()).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn usage(e: String) -> harness::Error {
+    harness::Error::new(harness::ErrorKind::Usage, e)
+}
+
+fn io(what: &std::path::Path, e: std::io::Error) -> harness::Error {
+    harness::Error::new(harness::ErrorKind::Io, format!("{}: {e}", what.display()))
+}
+
+fn run(cli: Cli) -> Result<ExitCode, harness::Error> {
     match cli.command {
         Command::Plan { repo, format } => {
-            let req = match request(&repo) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            match harness::commands::plan(&req) {
-                Ok(plan) => {
-                    match format {
-                        Format::Json => println!("{}", plan.to_json()),
-                        Format::Text => print!("{}", plan.to_text()),
-                    }
-                    if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
-                        eprint!("{}", plan.to_github_annotations());
-                    }
-                    ExitCode::from(plan.exit_code() as u8)
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
+            let plan = harness::commands::plan(&request(&repo).map_err(usage)?)?;
+            match format {
+                Format::Json => println!("{}", plan.to_json()),
+                Format::Text => print!("{}", plan.to_text()),
             }
+            if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+                eprint!("{}", plan.to_github_annotations());
+            }
+            Ok(ExitCode::from(plan.exit_code() as u8))
         }
         Command::Simulate { repo, sim, format } => {
-            let result = request(&repo)
-                .map_err(|e| harness::Error::new(harness::ErrorKind::Usage, e))
-                .and_then(|req| harness::commands::simulate(&req, sim.config()?));
-            match result {
-                Ok(report) => {
-                    match format {
-                        Format::Json => println!("{}", report.to_json()),
-                        Format::Text => print!("{}", report.to_text()),
-                    }
-                    ExitCode::from(if report.converged { 0 } else { 1 })
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
+            let report = harness::commands::simulate(&request(&repo).map_err(usage)?, sim.config()?)?;
+            match format {
+                Format::Json => println!("{}", report.to_json()),
+                Format::Text => print!("{}", report.to_text()),
             }
+            Ok(ExitCode::from(if report.converged { 0 } else { 1 }))
         }
         Command::E2e {
             repo,
@@ -251,13 +241,7 @@ fn main() -> ExitCode {
         } => {
             use harness::e2e::plan::ProviderKind;
             use harness::e2e::run::{E2eRequest, Provider};
-            let plan_req = match request(&repo) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
+            let plan_req = request(&repo).map_err(usage)?;
             let provider = match provider {
                 ProviderArg::Sim => Provider::Sim,
                 ProviderArg::Kind => Provider::Real(ProviderKind::Kind),
@@ -278,34 +262,21 @@ fn main() -> ExitCode {
                 run_id: std::process::id().to_string(),
             };
             if dry_run {
-                return match provider {
-                    Provider::Sim => {
-                        println!(
-                            "provider sim: an in-process simulated cluster on 127.0.0.1 (HTTPS, bearer token), the repo's CNI taken as pre-installed, {speed}x speed; nothing external runs"
-                        );
-                        ExitCode::SUCCESS
+                match provider {
+                    Provider::Sim => println!(
+                        "provider sim: an in-process simulated cluster on 127.0.0.1 (HTTPS, bearer token), the repo's CNI taken as pre-installed, {speed}x speed; nothing external runs"
+                    ),
+                    Provider::Real(kind) => {
+                        let (model, _) = harness::commands::load(&req.plan)?;
+                        let steps =
+                            harness::e2e::run::real_plan(&req, kind, &model, "http://GIT-SERVER:PORT/repo.git")?;
+                        print!("{}", harness::e2e::plan::render(&steps));
                     }
-                    Provider::Real(kind) => match harness::commands::load(&req.plan).and_then(|(model, _)| {
-                        harness::e2e::run::real_plan(&req, kind, &model, "http://GIT-SERVER:PORT/repo.git")
-                    }) {
-                        Ok(steps) => {
-                            print!("{}", harness::e2e::plan::render(&steps));
-                            ExitCode::SUCCESS
-                        }
-                        Err(e) => {
-                            eprintln!("error: {e}");
-                            ExitCode::from(2)
-                        }
-                    },
-                };
-            }
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
                 }
-            };
+                return Ok(ExitCode::SUCCESS);
+            }
+            let rt = tokio::runtime::Runtime::new()
+                .map_err(|e| harness::Error::new(harness::ErrorKind::Io, format!("tokio runtime: {e}")))?;
             // A spinner for people, plain lines for CI logs.
             use std::io::IsTerminal;
             let spinner = std::io::stderr().is_terminal().then(|| {
@@ -335,64 +306,45 @@ fn main() -> ExitCode {
                 // Cleanup ran when the run was cancelled; do not wait for blocking threads.
                 rt.shutdown_background();
                 eprintln!("interrupted: the run was stopped and what it created removed");
-                return ExitCode::from(130);
+                return Ok(ExitCode::from(130));
             };
-            match result {
-                Ok(report) => {
-                    let _ = std::fs::create_dir_all(&artifacts);
-                    let _ = std::fs::write(artifacts.join("report.json"), report.to_json());
-                    let _ = std::fs::write(artifacts.join("junit.xml"), report.to_junit());
-                    match format {
-                        E2eFormat::Text => print!("{}", report.to_text()),
-                        E2eFormat::Json => println!("{}", report.to_json()),
-                        E2eFormat::Junit => print!("{}", report.to_junit()),
-                    }
-                    ExitCode::from(if report.passed { 0 } else { 1 })
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
+            let report = result?;
+            match format {
+                E2eFormat::Text => print!("{}", report.to_text()),
+                E2eFormat::Json => println!("{}", report.to_json()),
+                E2eFormat::Junit => print!("{}", report.to_junit()),
             }
+            // The report is printed either way; a report that cannot be saved is said, not lost.
+            let saved = std::fs::create_dir_all(&artifacts)
+                .and_then(|_| std::fs::write(artifacts.join("report.json"), report.to_json()))
+                .and_then(|_| std::fs::write(artifacts.join("junit.xml"), report.to_junit()));
+            if let Err(e) = saved {
+                eprintln!("warning: cannot save the report under {}: {e}", artifacts.display());
+            }
+            Ok(ExitCode::from(if report.passed { 0 } else { 1 }))
         }
         Command::SimCluster { repo, sim, speed, port, kubeconfig } => {
-            let result =
-                request(&repo).map_err(|e| harness::Error::new(harness::ErrorKind::Usage, e)).and_then(|req| {
-                    let cfg = sim.config()?;
-                    let (model, config) = harness::commands::load(&req)?;
-                    let rt = tokio::runtime::Runtime::new()
-                        .map_err(|e| harness::Error::new(harness::ErrorKind::Io, e.to_string()))?;
-                    rt.block_on(async move {
-                        let cluster = harness::apiserver::driver::start(model, config, cfg, speed, port).await?;
-                        if let Some(dir) = kubeconfig.parent() {
-                            std::fs::create_dir_all(dir).map_err(|e| {
-                                harness::Error::new(harness::ErrorKind::Io, format!("{}: {e}", dir.display()))
-                            })?;
-                        }
-                        std::fs::write(&kubeconfig, cluster.server.kubeconfig()).map_err(|e| {
-                            harness::Error::new(harness::ErrorKind::Io, format!("{}: {e}", kubeconfig.display()))
-                        })?;
-                        let abs = std::fs::canonicalize(&kubeconfig).unwrap_or(kubeconfig.clone());
-                        println!(
-                            "simulated cluster on {} (speed {speed}x; listening on loopback only)",
-                            cluster.server.url()
-                        );
-                        println!("export KUBECONFIG={}", abs.display());
-                        println!("kubectl get kustomizations -A -w    # Ctrl-C to stop");
-                        let _ = tokio::signal::ctrl_c().await;
-                        let _ = std::fs::remove_file(&kubeconfig);
-                        println!("stopped after {} virtual seconds", cluster.virtual_ms() / 1000);
-                        Ok::<_, harness::Error>(())
-                    })
-                });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
+            let req = request(&repo).map_err(usage)?;
+            let cfg = sim.config()?;
+            let (model, config) = harness::commands::load(&req)?;
+            let rt = tokio::runtime::Runtime::new()
+                .map_err(|e| harness::Error::new(harness::ErrorKind::Io, format!("tokio runtime: {e}")))?;
+            rt.block_on(async move {
+                let cluster = harness::apiserver::driver::start(model, config, cfg, speed, port).await?;
+                if let Some(dir) = kubeconfig.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
                 }
-            }
+                std::fs::write(&kubeconfig, cluster.server.kubeconfig()).map_err(|e| io(&kubeconfig, e))?;
+                let abs = std::fs::canonicalize(&kubeconfig).unwrap_or(kubeconfig.clone());
+                println!("simulated cluster on {} (speed {speed}x; listening on loopback only)", cluster.server.url());
+                println!("export KUBECONFIG={}", abs.display());
+                println!("kubectl get kustomizations -A -w    # Ctrl-C to stop");
+                let _ = tokio::signal::ctrl_c().await;
+                let _ = std::fs::remove_file(&kubeconfig);
+                println!("stopped after {} virtual seconds", cluster.virtual_ms() / 1000);
+                Ok(ExitCode::SUCCESS)
+            })
         }
-        Command::Bench { which } => bench::run(&which),
+        Command::Bench { which } => Ok(bench::run(&which)),
     }
 }

@@ -414,3 +414,23 @@ fn e2e_on_sim_passes_and_writes_reports() {
     assert_eq!((v["provider"].as_str(), v["passed"].as_bool()), (Some("sim"), Some(true)));
     assert!(art.path().join("report.json").is_file() && art.path().join("junit.xml").is_file());
 }
+
+#[test]
+fn e2e_says_when_it_cannot_save_the_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("examples/envs-infra");
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["e2e", "--cluster", "staging", "--format", "json", "--repo"])
+        .arg(&example)
+        .arg("--artifacts")
+        .arg(file.join("artifacts"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "the run itself passed: {stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["passed"].as_bool(), Some(true), "the report is still printed");
+    assert!(stderr.contains("warning: cannot save the report under") && stderr.contains("a-file"), "{stderr}");
+}
