@@ -254,6 +254,16 @@ async fn malformed_requests_get_4xx_and_the_server_keeps_serving() {
         raw(&client, "PATCH", "/api/v1/namespaces/default/configmaps/c", "text/plain", b"{}".to_vec()).await,
         415
     );
+    // A merge patch that is not an object: refused, not a crashed connection.
+    assert_eq!(
+        raw(&client, "PATCH", "/api/v1/namespaces/default", "application/merge-patch+json", b"[1,2]".to_vec()).await,
+        400
+    );
+    assert_eq!(
+        raw(&client, "PATCH", "/api/v1/namespaces/default", "application/strategic-merge-patch+json", b"[1]".to_vec())
+            .await,
+        400
+    );
     let huge = format!("{{\"metadata\":{{\"name\":\"h\"}},\"data\":{{\"x\":\"{}\"}}}}", "a".repeat(4 * 1024 * 1024));
     assert_eq!(
         raw(&client, "POST", "/api/v1/namespaces/default/configmaps", "application/json", huge.into_bytes()).await,

@@ -266,6 +266,11 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 (None, false) => return not_found(&res, n),
                 (Some(c), _) => (c, StatusCode::OK),
             };
+            // Only a JSON patch is a list; every other patch is merged into the object, so it
+            // must be one (the API server refuses the rest before applying anything).
+            if !ctype.starts_with("application/json-patch+json") && !patch.is_object() {
+                return status(400, "BadRequest", "the patch must be a JSON object");
+            }
             let before = obj.clone();
             if ctype.starts_with("application/json-patch+json") {
                 let Some(ops) = patch.as_array() else {
