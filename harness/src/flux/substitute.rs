@@ -110,11 +110,10 @@ fn eval(
         }),
         Some(o) => {
             // `:-`/`:=` use the default when unset or empty, `-`/`=` only when unset.
-            let use_default = match val {
-                None => true,
-                Some(v) => v.is_empty() && o.starts_with(':'),
-            };
-            if use_default { expand(default, vars, unresolved, depth + 1) } else { Ok(val.unwrap().clone()) }
+            match val {
+                Some(v) if !(v.is_empty() && o.starts_with(':')) => Ok(v.clone()),
+                _ => expand(default, vars, unresolved, depth + 1),
+            }
         }
     }
 }

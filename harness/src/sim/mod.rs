@@ -1205,9 +1205,8 @@ impl<'a> Simulator<'a> {
                     format!("could not get Source object: {}.source.toolkit.fluxcd.io \"{}\" not found", r.kind, r.name)
                 };
                 self.set_h(j, "False", "SourceNotReady", msg);
-                if self.sources[s].ready_at.is_some() {
-                    let at = self.sources[s].ready_at.unwrap() + self.sim.chart_fetch_ms;
-                    self.queue_h(j, at);
+                if let Some(ready_at) = self.sources[s].ready_at {
+                    self.queue_h(j, ready_at + self.sim.chart_fetch_ms);
                 }
                 return;
             }
