@@ -69,6 +69,12 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Webhook {
     pub name: String,
+    /// `chart`: the configuration is in the chart, registered at install, before its pods
+    /// serve. `operator`: the running pods register it (Kyverno, Longhorn), so it is never
+    /// registered-but-not-serving during the first install; it stays registered when they
+    /// go down later.
+    #[serde(default)]
+    pub registered_by: RegisteredBy,
     pub failure_policy: FailurePolicy,
     pub failure_policy_from: Option<String>,
     pub ignore_when: Option<String>,

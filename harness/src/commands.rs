@@ -137,12 +137,17 @@ pub fn load_config(files: &dyn Files) -> Result<RepoConfig> {
     }
 }
 
-/// Graph, rules and the repo config's overrides over a loaded model.
+/// Graph, rules, the simulation's failures and the repo config's overrides over a loaded
+/// model.
 pub fn analyse(model: &model::RepoModel, config: &RepoConfig) -> Plan {
     let mut catalogue = Catalogue::builtin();
     catalogue.extend(config.catalogue.clone());
     let (graph, mut findings) = crate::graph::analyse(model);
     findings.extend(model.findings.iter().cloned());
     findings.extend(crate::rules::check(model, &graph, &catalogue, config));
+    if let Ok(report) = crate::sim::simulate(model, &graph, config, crate::sim::SimConfig::default()) {
+        let predicted = crate::rules::predicted::findings(model, &report, &findings);
+        findings.extend(predicted);
+    }
     Plan::build(model, &graph, config.apply(findings))
 }

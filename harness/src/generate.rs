@@ -7,7 +7,7 @@ pub fn flux_repo(n: usize) -> Vec<(String, String)> {
     let mut files = vec![];
     files.push((
         "clusters/bench/flux-system/gotk-sync.yaml".to_string(),
-        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: flux-system\n  namespace: flux-system\nspec:\n  interval: 1m\n  url: https://git.example.com/bench.git\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: flux-system\n  namespace: flux-system\nspec:\n  interval: 10m\n  path: ./clusters/bench\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n".to_string(),
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: flux-system\n  namespace: flux-system\nspec:\n  interval: 1m\n  url: https://git.example.com/bench.git\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: flux-system\n  namespace: flux-system\nspec:\n  interval: 10m\n  path: ./clusters/bench\n  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n".to_string(),
     ));
     files.push((
         "clusters/bench/namespace.yaml".to_string(),
@@ -58,7 +58,7 @@ pub fn flux_repo(n: usize) -> Vec<(String, String)> {
 pub fn per_app_repo(namespaces: usize, apps: usize) -> Vec<(String, String)> {
     let mut files = vec![(
         "kubernetes/flux/cluster/ks.yaml".to_string(),
-        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: cluster-apps\n  namespace: flux-system\nspec:\n  interval: 1h\n  path: ./kubernetes/apps\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n".to_string(),
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: cluster-apps\n  namespace: flux-system\nspec:\n  interval: 1h\n  path: ./kubernetes/apps\n  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n".to_string(),
     )];
     let mut top = String::from("resources:\n");
     for n in 0..namespaces {
@@ -72,7 +72,7 @@ pub fn per_app_repo(namespaces: usize, apps: usize) -> Vec<(String, String)> {
             nsk.push_str(&format!("  - ./app{a}/ks.yaml\n"));
             files.push((
                 format!("kubernetes/apps/ns{n}/app{a}/ks.yaml"),
-                format!("apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: app{a}\nspec:\n  interval: 1h\n  path: ./kubernetes/apps/ns{n}/app{a}/app\n  targetNamespace: ns{n}\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n    namespace: flux-system\n"),
+                format!("apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: app{a}\nspec:\n  interval: 1h\n  prune: true\n  path: ./kubernetes/apps/ns{n}/app{a}/app\n  targetNamespace: ns{n}\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n    namespace: flux-system\n"),
             ));
             files.push((
                 format!("kubernetes/apps/ns{n}/app{a}/app/kustomization.yaml"),

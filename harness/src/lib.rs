@@ -2,7 +2,7 @@
 //!
 //! Pure logic (no IO, no processes): [`yaml`], [`object`], [`files`] (the trait),
 //! [`kustomize`], [`flux`], [`model`], [`graph`], [`catalogue`], [`config`], [`rules`],
-//! [`sim`], [`plan`].
+//! [`schema`], [`sim`], [`plan`].
 //! IO at the edges: [`disk`] reads the repo, [`exec`] owns every child process.
 
 pub mod apiserver;
@@ -28,6 +28,7 @@ pub mod object;
 pub mod operator;
 pub mod plan;
 pub mod rules;
+pub mod schema;
 pub mod sim;
 pub mod yaml;
 

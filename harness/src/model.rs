@@ -55,6 +55,9 @@ pub enum Origin {
     Mapped(String),
     /// Not rendered: the reason (unmapped remote source, missing source ...).
     NotRendered(String),
+    /// kustomize-controller's build fails (missing path, broken YAML, bad patch ...): the
+    /// Kustomization fails every reconcile with this message and applies nothing.
+    BuildFailed(String),
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +69,9 @@ pub struct KustomizationNode {
     pub parent: Option<usize>,
     /// Synthesised because the repo does not commit it (placeholder gotk-sync, `--path`).
     pub synthesized: bool,
+    /// Objects the API server refuses (index into `objects`, the refusal): the dry-run of
+    /// their stage fails, so nothing of that stage is applied.
+    pub refused: Vec<(usize, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -335,6 +341,7 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
         origin: Origin::Repo,
         parent: None,
         synthesized,
+        refused: vec![],
     });
     l.pending.push(0);
     l.run()?;
@@ -364,13 +371,96 @@ impl Loader<'_> {
             let batch = if ready.is_empty() { vec![self.pending[0]] } else { ready };
             self.pending.retain(|i| !batch.contains(i));
             for i in batch {
-                self.render(i)?;
+                if let Err(e) = self.render(i) {
+                    self.build_failed(i, e)?;
+                }
             }
         }
     }
 
     /// HelmRelease `valuesFrom`: ConfigMaps and Secrets of the repo merged under
     /// `spec.values`, as helm-controller does, so the rules see the values it installs with.
+    /// A Kustomization whose build fails is what Flux shows it as: that Kustomization
+    /// failing, its dependents waiting, the rest of the repo going on. The entry failing, or
+    /// the machine refusing (IO), still stops the load.
+    fn build_failed(&mut self, i: usize, e: Error) -> Result<()> {
+        if i == self.model.entry || matches!(e.kind, ErrorKind::Io | ErrorKind::Usage | ErrorKind::NotFluxRepo) {
+            return Err(e);
+        }
+        let spec = self.model.kustomizations[i].spec.clone();
+        let kid = format!("{}/{}", spec.namespace, spec.name);
+        let loc = match (&e.file, e.line) {
+            (Some(f), Some(l)) => Loc::new(f, l),
+            (Some(f), None) => Loc::new(f, 1),
+            _ => spec.origin.clone(),
+        };
+        let mut what = e.message.clone();
+        for c in e.context.iter().filter(|c| !c.starts_with("while rendering Kustomization")) {
+            what.push_str(&format!(" ({c})"));
+        }
+        // Drop whatever the failed render registered half-way.
+        self.model.kustomizations[i].objects.clear();
+        if e.kind == ErrorKind::Unsupported {
+            // kustomize itself builds it: the harness cannot, so the proof is incomplete.
+            self.model.findings.push(
+                Finding::new(
+                    "renderer-unsupported",
+                    Severity::Error,
+                    &loc,
+                    format!("Kustomization {kid} cannot be rendered natively: {what}; nothing it applies is checked"),
+                )
+                .for_kustomization(&kid)
+                .fix("run plan with --renderer kubectl"),
+            );
+            self.model.kustomizations[i].origin =
+                Origin::NotRendered(format!("the native renderer does not implement it: {what}"));
+            return Ok(());
+        }
+        let flux_message = if e.kind == ErrorKind::MissingPath && e.file.as_deref() == Some(spec.origin.file.as_str()) {
+            format!("kustomization path not found: stat /tmp/kustomization/{}: no such file or directory", spec.path)
+        } else {
+            format!("kustomize build failed: {}{what}", e.location().map(|l| format!("{l}: ")).unwrap_or_default())
+        };
+        self.model.findings.push(
+            Finding::new(
+                "flux-build-failed",
+                Severity::Error,
+                &loc,
+                format!(
+                    "Kustomization {kid} cannot be built ({what}): Flux fails it on every reconcile{} and nothing that depends on it becomes Ready",
+                    if flux_message.starts_with("kustomization path not found") { format!(" (`{flux_message}`)") } else { String::new() }
+                ),
+            )
+            .for_kustomization(&kid),
+        );
+        self.model.kustomizations[i].origin = Origin::BuildFailed(flux_message);
+        Ok(())
+    }
+
+    /// Two Kustomizations applying the same Flux object: in Flux both apply it and the last
+    /// one wins on every reconcile. The same spec twice is harmless but for pruning (a
+    /// warning); two different specs flap (an error). The first definition is the model's.
+    fn duplicate(&mut self, kid: &str, kind: &str, id: &Ref, here: &Loc, first: &Loc, same: bool) {
+        let (severity, effect) = if same {
+            (Severity::Warning, "with the same spec; pruning either Kustomization deletes it from under the other")
+        } else {
+            (
+                Severity::Error,
+                "with different specs; each reconcile of either Kustomization overwrites the other's, so the object flaps",
+            )
+        };
+        self.model.findings.push(
+            Finding::new(
+                "duplicate-object",
+                severity,
+                here,
+                format!("{kind} {}/{} is applied twice (also at {first}) {effect}", id.namespace, id.name),
+            )
+            .for_kustomization(kid)
+            .fix("define it in one place and let the other Kustomization depend on that one"),
+        );
+    }
+
     fn merge_values_from(&mut self) {
         for j in 0..self.model.helm_releases.len() {
             let h = self.model.helm_releases[j].spec.clone();
@@ -565,12 +655,16 @@ impl Loader<'_> {
                         continue;
                     }
                     if let Some(j) = self.model.kustomization(&k.id()) {
-                        return Err(duplicate(
+                        let first = self.model.kustomizations[j].spec.clone();
+                        self.duplicate(
+                            &kid,
                             "Kustomization",
                             &k.id(),
                             &k.origin,
-                            &self.model.kustomizations[j].spec.origin,
-                        ));
+                            &first.origin,
+                            k.raw["spec"] == first.raw["spec"],
+                        );
+                        continue;
                     }
                     self.model.kustomizations.push(KustomizationNode {
                         spec: k,
@@ -578,18 +672,23 @@ impl Loader<'_> {
                         origin: Origin::Repo,
                         parent: Some(i),
                         synthesized: false,
+                        refused: vec![],
                     });
                     self.pending.push(self.model.kustomizations.len() - 1);
                 }
                 FluxKind::HelmRelease => {
                     let h = HelmRelease::from_object(o)?;
                     if let Some(j) = self.model.helm_release(&h.id()) {
-                        return Err(duplicate(
+                        let first = self.model.helm_releases[j].spec.clone();
+                        self.duplicate(
+                            &kid,
                             "HelmRelease",
                             &h.id(),
                             &h.origin,
-                            &self.model.helm_releases[j].spec.origin,
-                        ));
+                            &first.origin,
+                            h.raw["spec"] == first.raw["spec"],
+                        );
+                        continue;
                     }
                     self.model.helm_releases.push(HelmReleaseNode { spec: h, owner: i });
                 }
@@ -597,7 +696,9 @@ impl Loader<'_> {
                     let s = Source::from_object(o);
                     if let Some(j) = self.model.source(&s.id()) {
                         if self.model.sources[j].owner != Some(i) {
-                            return Err(duplicate(&s.kind, &s.id(), &s.origin, &self.model.sources[j].spec.origin));
+                            let first = self.model.sources[j].spec.origin.clone();
+                            let same = self.model.sources[j].spec.url == s.url;
+                            self.duplicate(&kid, &s.kind, &s.id(), &s.origin, &first, same);
                         }
                         continue;
                     }
@@ -611,8 +712,44 @@ impl Loader<'_> {
                 }
             }
         }
+        self.check_schemas(i, &kid, files, &objects);
         self.model.kustomizations[i].objects = objects;
         Ok(())
+    }
+
+    /// What the API server would refuse among the objects Kustomization `i` applies: an
+    /// error finding at the field's line, and the refusal kept for the simulator.
+    fn check_schemas(&mut self, i: usize, kid: &str, files: &dyn Files, objects: &[Object]) {
+        for (x, o) in objects.iter().enumerate() {
+            let problems = crate::schema::validate(&o.value);
+            if problems.is_empty() {
+                continue;
+            }
+            let refusal = crate::schema::refusal(&o.value, &problems);
+            let line = files
+                .read(&o.origin.file)
+                .map(|t| crate::yaml::field_line(&t, o.origin.line, &problems[0].path))
+                .unwrap_or(o.origin.line);
+            let stage = if matches!(o.kind(), "CustomResourceDefinition" | "Namespace" | "ClusterRole") {
+                "the CRDs, Namespaces and ClusterRoles"
+            } else {
+                "the objects"
+            };
+            self.model.findings.push(
+                Finding::new(
+                    "schema-invalid",
+                    Severity::Error,
+                    &Loc::new(&o.origin.file, line),
+                    format!(
+                        "the API server refuses {}: {refusal}; Kustomization {kid} fails its dry-run and applies none of {stage} it holds",
+                        o.display_id()
+                    ),
+                )
+                .for_kustomization(kid)
+                .fix(format!("fix {} as the message says", crate::schema::display_path(&problems[0].path))),
+            );
+            self.model.kustomizations[i].refused.push((x, refusal));
+        }
     }
 
     /// postBuild substitution, as kustomize-controller runs it after the build.
@@ -692,17 +829,6 @@ impl Loader<'_> {
         }
         Ok(())
     }
-}
-
-fn duplicate(kind: &str, id: &Ref, here: &Loc, first: &Loc) -> Error {
-    Error::at(
-        ErrorKind::Duplicate,
-        here,
-        format!(
-            "{kind} {}/{} is defined twice (first at {first}); Flux would apply only one of them",
-            id.namespace, id.name
-        ),
-    )
 }
 
 /// The variables a ConfigMap or Secret provides. Secret `data` is base64; values that are

@@ -98,6 +98,7 @@ impl Plan {
                     Origin::Repo => "rendered".into(),
                     Origin::Mapped(key) => format!("rendered from --source {key}"),
                     Origin::NotRendered(why) => format!("not rendered: {why}"),
+                    Origin::BuildFailed(why) => format!("build failed: {why}"),
                 },
                 wait: k.spec.wait,
                 file: k.spec.origin.file.clone(),

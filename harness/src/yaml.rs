@@ -88,6 +88,62 @@ fn yaml_error(file: &str, e: &serde_saphyr::Error) -> Error {
     err
 }
 
+/// The line of a field inside the document that starts at `doc_line` (1-based), following
+/// `path` (keys, and list indexes as numbers) through block-style YAML; the deepest line
+/// found on the way when the rest of the path is not written out (a field missing, a flow
+/// collection, a value produced by a patch). A text scan, not a parse: it only points a
+/// person at the field, it never reads values.
+pub fn field_line(text: &str, doc_line: u32, path: &[String]) -> u32 {
+    // Virtual lines (indent, text, line number): `- a: 1` is a dash at its column and
+    // `a: 1` two columns deeper, so list items nest like maps.
+    let mut v: Vec<(usize, &str, u32)> = vec![];
+    for (n, l) in text.lines().enumerate().skip((doc_line.max(1) - 1) as usize) {
+        let no = n as u32 + 1;
+        if l.starts_with("---") && no != doc_line {
+            break;
+        }
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') || t == "---" {
+            continue;
+        }
+        let mut col = l.len() - t.len();
+        let mut rest = t;
+        while let Some(r) = rest.strip_prefix("- ").or_else(|| (rest == "-").then_some("")) {
+            v.push((col, "-", no));
+            col += 2 + (r.len() - r.trim_start().len());
+            rest = r.trim_start();
+            if rest.is_empty() {
+                break;
+            }
+        }
+        if !rest.is_empty() {
+            v.push((col, rest, no));
+        }
+    }
+    let mut best = doc_line.max(1);
+    let (mut from, mut to, mut parent): (usize, usize, Option<usize>) = (0, v.len(), None);
+    for seg in path {
+        let Some(first) = (from..to).find(|&i| parent.is_none_or(|p| v[i].0 > p)) else { return best };
+        let level = v[first].0;
+        let at = |i: &usize| v[*i].0 == level;
+        let found = match seg.parse::<usize>() {
+            Ok(n) => (from..to).filter(at).filter(|&i| v[i].1 == "-").nth(n),
+            Err(_) => (from..to).filter(at).find(|&i| {
+                let t = v[i].1;
+                t.strip_prefix(seg.as_str())
+                    .or_else(|| t.strip_prefix(&format!("\"{seg}\"")))
+                    .is_some_and(|r| r.starts_with(':'))
+            }),
+        };
+        let Some(i) = found else { return best };
+        best = v[i].2;
+        parent = Some(v[i].0);
+        from = i + 1;
+        to = (i + 1..to).find(|&j| v[j].0 <= v[i].0).unwrap_or(to);
+    }
+    best
+}
+
 /// Serialises a value as one YAML document (block style, keys in map order).
 pub fn to_yaml(v: &Value) -> String {
     serde_saphyr::to_string(v).unwrap_or_else(|e| format!("# cannot serialise: {e}\n"))
@@ -133,6 +189,20 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Yaml);
         assert_eq!(e.location().unwrap(), "dir/f.yaml:3:2");
         assert!(e.to_string().starts_with("dir/f.yaml:3:2: invalid YAML: "), "{e}");
+    }
+
+    #[test]
+    fn field_lines_follow_keys_and_list_items() {
+        let text = "a: 1\n---\n# c\nkind: K\nspec:\n  interval: 5m\n  dependsOn:\n    - name: x\n    - name: y\n      namespace: n\n  sourceRef: {kind: G}\n---\nspec:\n  prune: yes\n";
+        let p = |s: &str| s.split('.').map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(field_line(text, 4, &p("spec.interval")), 6);
+        assert_eq!(field_line(text, 4, &p("spec.dependsOn")), 7);
+        assert_eq!(field_line(text, 4, &p("spec.dependsOn.1")), 9);
+        assert_eq!(field_line(text, 4, &p("spec.dependsOn.1.namespace")), 10);
+        assert_eq!(field_line(text, 4, &p("spec.dependsOn.0.name")), 8);
+        assert_eq!(field_line(text, 4, &p("spec.sourceRef.kind")), 11, "flow style: the key's line");
+        assert_eq!(field_line(text, 4, &p("spec.prune")), 5, "not in this document: the deepest line found");
+        assert_eq!(field_line(text, 13, &p("spec.prune")), 14);
     }
 
     #[test]

@@ -32,6 +32,7 @@ fn request(repo: PathBuf, cluster: &str, provider: Provider, artifacts: &Path) -
         seed: 1,
         layers_snapshot: None,
         run_id: "test".into(),
+        allow_retries: false,
     }
 }
 
@@ -128,20 +129,197 @@ fn the_order_assertion_names_objects_times_and_dependency() {
         reason: "ReconciliationSucceeded".into(),
         message: String::new(),
     };
+    let expect = assert::Expect { timeout_seconds: 600.0, ..Default::default() };
     let good = vec![ob(0.0, "flux-system"), ob(10.0, "a"), ob(40.0, "b")];
-    let (rows, v) = assert::check(&model, &graph, &good, 600.0, None);
+    let (rows, v, _) = assert::check(&model, &graph, &good, &expect);
     assert!(v.is_empty(), "{v:?}");
     assert_eq!(rows.iter().find(|r| r.name == "b").unwrap().dependencies_ready_at_seconds, Some(10.0));
     let bad = vec![ob(0.0, "flux-system"), ob(50.0, "a"), ob(40.0, "b")];
-    let (_, v) = assert::check(&model, &graph, &bad, 600.0, None);
+    let (_, v, _) = assert::check(&model, &graph, &bad, &expect);
     assert_eq!(v.len(), 1);
     assert_eq!(v[0].message, "Kustomization b became Ready at 40s, before its dependency a (Ready at 50s)");
+    let tie = vec![ob(0.0, "flux-system"), ob(40.0, "a"), ob(40.0, "b")];
+    let (_, v, _) = assert::check(&model, &graph, &tie, &expect);
+    assert_eq!(v.len(), 1, "a tie is no proof of order: {v:?}");
+    assert_eq!(v[0].kind, "order-tie");
+    assert!(v[0].message.contains("the same time as its dependency a"), "{}", v[0].message);
     let late = vec![ob(0.0, "flux-system"), ob(10.0, "a"), ob(700.0, "b")];
-    let (_, v) = assert::check(&model, &graph, &late, 600.0, None);
+    let (_, v, _) = assert::check(&model, &graph, &late, &expect);
     assert!(v[0].message.starts_with("Kustomization b was not Ready within 600s"));
     let expected = vec![vec!["b".to_string()], vec!["a".to_string()]];
-    let (_, v) = assert::check(&model, &graph, &good, 600.0, Some(&expected));
+    let (_, v, _) = assert::check(&model, &graph, &good, &assert::Expect { layers: Some(&expected), ..expect.clone() });
     assert_eq!(v[0].kind, "layers");
+}
+
+#[test]
+fn a_failure_mended_by_a_retry_fails_the_run_unless_retries_are_allowed() {
+    let (model, _) = Repo::new().ks("a", &[], "").obj("a", "ns.yaml", &ns("a")).load();
+    let (graph, _) = harness::graph::analyse(&model);
+    let ob = |t: f64, status: &str, reason: &str, message: &str| Observation {
+        at_seconds: t,
+        kind: "Kustomization".into(),
+        namespace: "flux-system".into(),
+        name: "a".into(),
+        condition: "Ready".into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+    };
+    let dry_run = "CiliumNetworkPolicy/a/deny dry-run failed: no matches for kind \"CiliumNetworkPolicy\" in version \"cilium.io/v2\"";
+    let obs = vec![
+        ob(1.0, "Unknown", "Progressing", "Reconciliation in progress"),
+        ob(2.0, "False", "DependencyNotReady", "dependency 'flux-system/x' is not ready"),
+        ob(3.0, "False", "ArtifactFailed", "Source artifact not found, retrying in 30s"),
+        ob(35.0, "False", "ReconciliationFailed", dry_run),
+        ob(335.0, "True", "ReconciliationSucceeded", "Applied revision: main@sha1:1"),
+    ];
+    let expect = assert::Expect { timeout_seconds: 600.0, ..Default::default() };
+    let (_, v, w) = assert::check(&model, &graph, &obs, &expect);
+    assert!(w.is_empty());
+    assert_eq!(v.len(), 1, "waiting reasons are not failures: {v:?}");
+    assert_eq!(v[0].kind, "failed");
+    assert_eq!(
+        v[0].message,
+        format!(
+            "Kustomization flux-system/a failed at 35s and became Ready only at 335s: 300s lost: ReconciliationFailed: {dry_run}"
+        )
+    );
+    let (_, v, w) = assert::check(&model, &graph, &obs, &assert::Expect { allow_retries: true, ..expect.clone() });
+    assert!(v.is_empty(), "{v:?}");
+    assert_eq!(w.len(), 1);
+    // A failure never mended stays a violation even with --allow-retries.
+    let (_, v, _) = assert::check(&model, &graph, &obs[..4], &assert::Expect { allow_retries: true, ..expect });
+    assert_eq!(v.iter().map(|v| v.kind.as_str()).collect::<Vec<_>>(), ["failed", "timeout"]);
+    assert!(v[0].message.contains("never became Ready"));
+}
+
+#[test]
+fn a_cycle_is_named_before_the_timeouts_it_causes() {
+    let (model, _) = Repo::new()
+        .ks("a", &["b"], "")
+        .obj("a", "ns.yaml", &ns("a"))
+        .ks("b", &["a"], "")
+        .obj("b", "ns.yaml", &ns("b"))
+        .ks("c", &["a"], "")
+        .obj("c", "ns.yaml", &ns("c"))
+        .load();
+    let (graph, _) = harness::graph::analyse(&model);
+    let (_, v, _) =
+        assert::check(&model, &graph, &[], &assert::Expect { timeout_seconds: 600.0, ..Default::default() });
+    assert_eq!(v[0].kind, "cycle", "{v:?}");
+    assert!(
+        v[0].message.starts_with("dependsOn cycle: ") && v[0].message.contains("flux-system/a"),
+        "{}",
+        v[0].message
+    );
+    let timeouts: Vec<&String> = v.iter().filter(|v| v.kind == "timeout").map(|v| &v.message).collect();
+    assert_eq!(timeouts.len(), 3);
+    assert!(timeouts.iter().all(|m| m.ends_with("it is in or behind the dependsOn cycle above")), "{timeouts:?}");
+}
+
+/// Each mistake the API server or kustomize-controller refuses fails the sim run, naming the
+/// Kustomization and quoting the message, and `plan` reports the same problem at its line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_api_server_or_the_build_refuses_fails_the_sim_run_and_plan_says_the_same() {
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: default\n";
+    let cases: [(&str, &str, &str, &str); 4] = [
+        (
+            "a wrong-typed dependsOn",
+            "  dependsOn: base\n",
+            "schema-invalid",
+            "spec.dependsOn: Invalid value: \"string\": spec.dependsOn in body must be of type array",
+        ),
+        ("a required field missing", "  prune: null\n", "schema-invalid", "spec.prune: Required value"),
+        (
+            "wait that is not a boolean",
+            "  wait: \"yes\"\n",
+            "schema-invalid",
+            "spec.wait: Invalid value: \"string\": spec.wait in body must be of type boolean",
+        ),
+        ("a missing spec.path directory", "", "flux-build-failed", "kustomization path not found"),
+    ];
+    for (what, extra, rule, needle) in cases {
+        let mut repo = Repo::new().ks("base", &[], "").obj("base", "cm.yaml", cm).ks("app", &[], extra);
+        if !extra.is_empty() {
+            repo = repo.obj("app", "cm.yaml", cm);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        repo.write_to(dir.path());
+        let artifacts = tempfile::tempdir().unwrap();
+        let mut req = request(dir.path().to_path_buf(), "test", Provider::Sim, artifacts.path());
+        req.timeout_seconds = 900.0;
+        let r = run::run(&req, &quiet).await.unwrap();
+        assert!(!r.passed, "{what}: {}", r.to_text());
+        let failed: Vec<&String> = r.violations.iter().filter(|v| v.kind == "failed").map(|v| &v.message).collect();
+        let quoted = if rule == "flux-build-failed" {
+            needle.to_string()
+        } else {
+            format!("dry-run failed (Invalid): Kustomization.kustomize.toolkit.fluxcd.io \"app\" is invalid: {needle}")
+        };
+        let culprit = if rule == "flux-build-failed" {
+            "Kustomization flux-system/app failed"
+        } else {
+            "Kustomization flux-system/flux-system failed"
+        };
+        assert!(failed.iter().any(|m| m.starts_with(culprit) && m.contains(&quoted)), "{what}: {failed:?}");
+        let f =
+            r.preflight.iter().find(|f| f.rule == rule).unwrap_or_else(|| panic!("{what}: plan: {:?}", r.preflight));
+        assert!(f.message.contains(needle), "{what}: {}", f.message);
+        assert_eq!(f.file, "clusters/test/ks.yaml", "{what}");
+    }
+}
+
+/// The Ready time of every Kustomization of a sim run, by name.
+fn ready_times(r: &harness::e2e::report::E2eReport) -> Vec<(String, f64)> {
+    let mut v: Vec<(String, f64)> =
+        r.kustomizations.iter().map(|k| (k.name.clone(), k.ready_at_seconds.unwrap_or(-1.0))).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_times_come_from_the_conditions_and_do_not_depend_on_the_speed() {
+    for (ex, speeds) in [("envs-infra", [60.0, 6000.0]), ("netcorp-infra", [600.0, 6000.0])] {
+        let mut seen = vec![];
+        for speed in speeds {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut req = request(common::example(ex), "staging", Provider::Sim, tmp.path());
+            req.speed = speed;
+            let r = run::run(&req, &quiet).await.unwrap();
+            assert!(r.passed, "{ex} at {speed}x: {}", r.to_text());
+            seen.push(ready_times(&r));
+        }
+        for ((name, a), (_, b)) in seen[0].iter().zip(&seen[1]) {
+            assert!((a - b).abs() <= 1.0, "{ex}: {name} Ready at {a}s at one speed, {b}s at the other");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crd_ordering_mistake_fails_the_sim_run_with_flux_s_message() {
+    let cnp = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: deny\n  namespace: app\nspec:\n  endpointSelector: {}\n";
+    let repo = Repo::new()
+        .file("clusters/test/repos.yaml", &helm_repo("charts"))
+        .ks("cilium", &[], "  wait: true\n")
+        .obj("cilium", "hr.yaml", &hr("cilium", "kube-system", "cilium", ""))
+        .ks("app", &[], "")
+        .obj("app", "ns.yaml", &ns("app"))
+        .obj("app", "cnp.yaml", cnp);
+    let dir = tempfile::tempdir().unwrap();
+    repo.write_to(dir.path());
+    let artifacts = tempfile::tempdir().unwrap();
+    let req = request(dir.path().to_path_buf(), "test", Provider::Sim, artifacts.path());
+    let r = run::run(&req, &quiet).await.unwrap();
+    assert!(!r.passed, "{}", r.to_text());
+    assert!(r.preflight.iter().any(|f| f.severity == harness::findings::Severity::Error), "plan saw it first");
+    let failed: Vec<&String> = r.violations.iter().filter(|v| v.kind == "failed").map(|v| &v.message).collect();
+    assert!(
+        failed.iter().any(|m| m.starts_with("Kustomization flux-system/app failed at")
+            && m.contains("no matches for kind \"CiliumNetworkPolicy\"")),
+        "{failed:?}"
+    );
+    let text = r.to_text();
+    assert!(text.find("plan found").unwrap() < text.find("[failed]").unwrap(), "{text}");
 }
 
 fn dry_plan(kind: ProviderKind) -> String {
@@ -298,10 +476,15 @@ async fn the_git_server_serves_the_working_tree_to_a_real_git_client() {
     std::fs::write(u.join("secret.key"), "AGE-SECRET-KEY\n").unwrap();
     let status_before = sh(u, &["status", "--porcelain"]);
     let root = tempfile::tempdir().unwrap();
-    let server =
-        harness::e2e::git::start(u, &root.path().join("git"), "flux-harness/run-test", "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+    let server = harness::e2e::git::start(
+        u,
+        &root.path().join("git"),
+        "flux-harness/run-test",
+        "127.0.0.1:0".parse().unwrap(),
+        &|_| vec![],
+    )
+    .await
+    .unwrap();
     let url = server.url("127.0.0.1");
     let clone = tempfile::tempdir().unwrap();
     let dest = clone.path().join("c");
@@ -327,6 +510,66 @@ async fn the_git_server_serves_the_working_tree_to_a_real_git_client() {
     assert_eq!(sh(u, &["rev-list", "--count", "HEAD"]).trim(), "1");
 }
 
+#[tokio::test]
+async fn the_served_gotk_sync_points_at_the_harness_and_the_user_tree_is_untouched() {
+    if !harness::exec::have("git") {
+        panic!("git is needed for this test");
+    }
+    let example = common::example("netcorp-infra");
+    let req = request(example.clone(), "staging", Provider::Real(ProviderKind::Kind), Path::new("/unused"));
+    let (model, _) = harness::commands::load(&req.plan).unwrap();
+    let gotk = "clusters/staging/flux-system/gotk-sync.yaml";
+    let before = std::fs::read_to_string(example.join(gotk)).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let seen = std::sync::Mutex::new(vec![]);
+    let read = |p: &str| std::fs::read_to_string(example.join(p)).ok();
+    let server = harness::e2e::git::start(
+        &example,
+        &root.path().join("git"),
+        "flux-harness/run-t",
+        "127.0.0.1:0".parse().unwrap(),
+        &|url| {
+            let rw = harness::e2e::plan::served_rewrites(&model, &read, url, "flux-harness/run-t");
+            *seen.lock().unwrap() = rw.clone();
+            rw.into_iter().map(|r| (r.path, r.content)).collect()
+        },
+    )
+    .await
+    .unwrap();
+    let rewrites = seen.into_inner().unwrap();
+    assert_eq!(rewrites.len(), 1, "{rewrites:?}");
+    assert_eq!(rewrites[0].path, gotk);
+    assert!(
+        rewrites[0].what.starts_with("GitRepository flux-system: ssh://git@git.netcorp.example/platform/infra.git")
+            && rewrites[0].what.ends_with("(branch flux-harness/run-t), secretRef dropped"),
+        "{}",
+        rewrites[0].what
+    );
+    let url = server.url("127.0.0.1");
+    let dest = root.path().join("clone");
+    let d = dest.clone();
+    let u = url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("git")
+            .args(["clone", "--quiet", "--branch", "flux-harness/run-t", &u, d.to_str().unwrap()])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "git clone: {}", String::from_utf8_lossy(&out.stderr));
+    let served = harness::yaml::parse_docs(gotk, &std::fs::read_to_string(dest.join(gotk)).unwrap()).unwrap();
+    assert_eq!(served[0].value["spec"]["url"], url.as_str());
+    assert_eq!(served[0].value["spec"]["ref"], serde_json::json!({"branch": "flux-harness/run-t"}));
+    assert!(served[0].value["spec"].get("secretRef").is_none());
+    assert_eq!(served[1].value["kind"], "Kustomization", "the entry Kustomization is kept");
+    assert_eq!(served[1].value["spec"]["path"], "./clusters/staging");
+    assert_eq!(std::fs::read_to_string(example.join(gotk)).unwrap(), before, "the user's file is untouched");
+    // Every other file is served as it is in the tree.
+    let infra = "clusters/staging/infrastructure.yaml";
+    assert_eq!(std::fs::read(dest.join(infra)).unwrap(), std::fs::read(example.join(infra)).unwrap());
+}
+
 /// Opt-in (nextest lists it as skipped, never as passed): needs a Docker engine and a `git`
 /// image built from a debootstrap rootfs (`docker import`, see README) named `flux-harness/git`.
 #[tokio::test]
@@ -340,10 +583,15 @@ async fn the_git_server_is_reachable_from_a_container_on_a_docker_network() {
         .unwrap();
     let gateway = String::from_utf8_lossy(&gw.stdout).trim().to_string();
     let root = tempfile::tempdir().unwrap();
-    let server =
-        harness::e2e::git::start(user.path(), &root.path().join("git"), "run", format!("{gateway}:0").parse().unwrap())
-            .await
-            .unwrap();
+    let server = harness::e2e::git::start(
+        user.path(),
+        &root.path().join("git"),
+        "run",
+        format!("{gateway}:0").parse().unwrap(),
+        &|_| vec![],
+    )
+    .await
+    .unwrap();
     let url = server.url(&gateway);
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("docker")

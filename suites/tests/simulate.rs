@@ -80,17 +80,40 @@ fn a_preinstalled_cni_is_adopted_and_the_bootstrap_is_faster() {
 }
 
 #[test]
-fn with_cilium_preinstalled_netcorp_races_kyvernos_webhook() {
-    // Everything starts earlier, so longhorn-system applies into flux-system while
-    // Kyverno's fail-closed webhook is registered but not serving yet: one retryInterval.
+fn with_cilium_preinstalled_netcorp_bootstraps_without_a_failed_reconcile() {
+    // Kyverno and Longhorn register their webhooks from their running pods, so no apply
+    // meets them registered-but-not-serving; Gatekeeper's are fail-open in the example.
     let warm = example("netcorp-infra", SimConfig { cni_preinstalled: true, ..Default::default() });
     assert!(warm.converged);
-    let refused = warm
-        .timeline
+    assert!(warm.failures.is_empty(), "{:#?}", warm.failures);
+}
+
+#[test]
+fn a_fail_closed_gatekeeper_refuses_the_namespaces_created_while_it_installs() {
+    // The example as it came, with Gatekeeper fail-closed: plan and simulate both say so.
+    let tmp = tempfile::tempdir().unwrap();
+    common::copy_dir(&common::example("netcorp-infra"), tmp.path());
+    let hr = tmp.path().join("namespaces/gatekeeper-system/helm-release.yaml");
+    let text = std::fs::read_to_string(&hr).unwrap().replace("Policy: Ignore", "Policy: Fail");
+    std::fs::write(&hr, text).unwrap();
+    let req = harness::commands::PlanRequest {
+        repo: tmp.path().into(),
+        entry: Some(harness::model::Entry::Cluster("staging".into())),
+        sources: vec![],
+        renderer: harness::commands::RendererChoice::Native,
+    };
+    let sim = harness::commands::simulate(&req, SimConfig::default()).unwrap();
+    assert!(sim.converged, "a retry mends it");
+    let f =
+        sim.failures.iter().find(|f| f.message.contains("gatekeeper.sh\": failed to call webhook")).expect("the race");
+    assert!(f.ready_at_seconds.unwrap() >= f.at_seconds + 300.0, "a retryInterval lost");
+    let plan = harness::commands::plan(&req).unwrap();
+    let race = plan
+        .findings
         .iter()
-        .find(|t| t.name == "flux-system/longhorn-system" && t.reason == "ReconciliationFailed")
-        .expect("the race");
-    assert!(refused.message.contains("failed calling webhook \"validate.kyverno.svc-fail\""), "{}", refused.message);
+        .find(|x| x.rule == "webhook-race" && x.kustomization.as_deref() == Some(f.name.as_str()))
+        .expect("plan names the race");
+    assert_eq!(race.severity, harness::findings::Severity::Error);
 }
 
 fn base() -> Repo {
@@ -155,13 +178,19 @@ fn a_provider_without_wait_races_its_dependents() {
         .unwrap();
     // cert-manager is Ready as soon as it applied the HelmRelease object ...
     assert!(ready_at(&r, "cert-manager") < ready_at(&r, "cert-manager/cert-manager"));
-    // ... so app tries before the CRDs exist, fails, and waits a retryInterval.
+    // ... so app applies before cert-manager can take it (its CRDs missing, or its
+    // fail-closed webhook not serving yet), fails, and waits a retryInterval.
     let fail = r
         .timeline
         .iter()
         .find(|t| t.name == "flux-system/app" && t.reason == "ReconciliationFailed")
         .expect("the race");
-    assert!(fail.message.contains("no matches for kind \"Certificate\""));
+    assert!(
+        fail.message.contains("no matches for kind \"Certificate\"")
+            || fail.message.contains("failed calling webhook \"webhook.cert-manager.io\""),
+        "{}",
+        fail.message
+    );
     assert!(ready_at(&r, "app") >= fail.at_seconds + 300.0);
 }
 

@@ -36,9 +36,9 @@ fn write(root: &Path, files: &[(&str, &str)]) {
     }
 }
 
-const SYNC: &str = "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: flux-system\n  namespace: flux-system\nspec:\n  url: https://git.example.com/infra\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: flux-system\n  namespace: flux-system\nspec:\n  interval: 10m\n  path: ./clusters/test\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n";
+const SYNC: &str = "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: flux-system\n  namespace: flux-system\nspec:\n  interval: 1m\n  url: https://git.example.com/infra\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: flux-system\n  namespace: flux-system\nspec:\n  interval: 10m\n  path: ./clusters/test\n  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n";
 
-const APP_KS: &str = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: app\n  namespace: flux-system\nspec:\n  interval: 5m\n  path: ./apps/app\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n";
+const APP_KS: &str = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: app\n  namespace: flux-system\nspec:\n  interval: 5m\n  path: ./apps/app\n  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n";
 
 /// A valid repo with one app; `extra` files are added or replace defaults.
 fn repo(extra: &[(&str, &str)]) -> tempfile::TempDir {
@@ -53,6 +53,15 @@ fn repo(extra: &[(&str, &str)]) -> tempfile::TempDir {
     );
     write(d.path(), extra);
     d
+}
+
+/// A Kustomization whose build fails is a finding (exit 1) naming the place: Flux fails that
+/// Kustomization and goes on with the rest.
+fn expect_build_failure(r: &Run, needles: &[&str]) {
+    assert_eq!(r.code, 1, "expected exit 1, got {}\nstdout:{}\nstderr:{}", r.code, r.stdout, r.stderr);
+    for n in needles {
+        assert!(r.stdout.contains(n), "stdout lacks '{n}':\n{}", r.stdout);
+    }
 }
 
 fn expect_load_error(r: &Run, needles: &[&str]) {
@@ -90,10 +99,13 @@ fn error_findings_exit_1() {
 fn malformed_yaml_names_file_line_and_column() {
     let d =
         repo(&[("apps/app/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [a, b\n  namespace: x\n")]);
-    expect_load_error(
+    expect_build_failure(
         &plan(d.path(), &["--cluster", "test"]),
-        &["apps/app/cm.yaml:5:", "invalid YAML", "Kustomization flux-system/app"],
+        &["apps/app/cm.yaml:5 [flux-build-failed] Kustomization flux-system/app cannot be built", "invalid YAML"],
     );
+    // Broken YAML in the entry itself: nothing can be loaded.
+    let d = repo(&[("clusters/test/apps.yaml", "kind: [\n")]);
+    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["clusters/test/apps.yaml:", "invalid YAML"]);
 }
 
 #[test]
@@ -103,9 +115,9 @@ fn a_document_that_is_not_an_object() {
         ("apps/app/list.yaml", "---\n- just\n- a list\n"),
         ("apps/app/kustomization.yaml", "resources: [cm.yaml, list.yaml]\n"),
     ]);
-    expect_load_error(
+    expect_build_failure(
         &plan(d.path(), &["--cluster", "test"]),
-        &["apps/app/list.yaml:2", "expected a Kubernetes object"],
+        &["apps/app/list.yaml:2 [flux-build-failed]", "expected a Kubernetes object"],
     );
     // In a directory Flux generates a kustomization for: Flux fails that Kustomization's
     // build; the plan says so at the file and keeps analysing the rest.
@@ -133,9 +145,9 @@ fn an_unknown_flux_api_version() {
 #[test]
 fn a_missing_spec_path_directory() {
     let d = repo(&[("clusters/test/apps.yaml", &APP_KS.replace("./apps/app", "./apps/gone"))]);
-    expect_load_error(
+    expect_build_failure(
         &plan(d.path(), &["--cluster", "test"]),
-        &["clusters/test/apps.yaml:1", "spec.path './apps/gone'"],
+        &["clusters/test/apps.yaml:1 [flux-build-failed]", "spec.path './apps/gone'"],
     );
 }
 
@@ -143,30 +155,34 @@ fn a_missing_spec_path_directory() {
 fn duplicate_kustomization_names() {
     let twice = format!("{APP_KS}---\n{}", APP_KS.replace("./apps/app", "./apps"));
     let d = repo(&[("clusters/test/apps.yaml", &twice)]);
+    // Twice in one build: kustomize refuses it, and this build is the entry's.
     expect_load_error(
         &plan(d.path(), &["--cluster", "test"]),
-        &["clusters/test/apps.yaml:13", "flux-system/app is defined twice", "first at clusters/test/apps.yaml:1"],
+        &["clusters/test/apps.yaml:14", "is defined twice", "first at clusters/test/apps.yaml:1"],
     );
     // The same name applied by two different Flux Kustomizations.
     let d = repo(&[("apps/app/again.yaml", &APP_KS.replace("./apps/app", "./apps"))]);
-    expect_load_error(
+    expect_build_failure(
         &plan(d.path(), &["--cluster", "test"]),
         &[
-            "apps/app/again.yaml:1",
-            "Kustomization flux-system/app is defined twice",
-            "first at clusters/test/apps.yaml:1",
+            "apps/app/again.yaml:1 [duplicate-object] Kustomization flux-system/app is applied twice (also at clusters/test/apps.yaml:1)",
         ],
     );
+    // The same spec twice is harmless but for pruning: a warning.
+    let d = repo(&[("apps/app/again.yaml", APP_KS)]);
+    let r = plan(d.path(), &["--cluster", "test"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(r.stdout.contains("warning apps/app/again.yaml:1 [duplicate-object]"), "{}", r.stdout);
 }
 
 #[test]
 fn symlink_loops() {
     let d = repo(&[]);
     std::os::unix::fs::symlink("..", d.path().join("apps/app/loop")).unwrap();
-    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["symlink", "apps/app/loop"]);
+    expect_build_failure(&plan(d.path(), &["--cluster", "test"]), &["[flux-build-failed]", "symlink", "apps/app/loop"]);
     let d2 = repo(&[]);
     std::os::unix::fs::symlink("self.yaml", d2.path().join("apps/app/self.yaml")).unwrap();
-    expect_load_error(&plan(d2.path(), &["--cluster", "test"]), &["apps/app/self.yaml", "symlink loop"]);
+    expect_build_failure(&plan(d2.path(), &["--cluster", "test"]), &["apps/app/self.yaml", "symlink loop"]);
 }
 
 #[test]
@@ -192,7 +208,7 @@ fn a_50_mb_file() {
     let d = repo(&[]);
     let big = "# padding\n".repeat(5 * 1024 * 1024);
     std::fs::write(d.path().join("apps/app/huge.yaml"), big).unwrap();
-    expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["apps/app/huge.yaml", "50.0 MiB", "limit"]);
+    expect_build_failure(&plan(d.path(), &["--cluster", "test"]), &["apps/app/huge.yaml", "50.0 MiB", "limit"]);
 }
 
 #[test]
@@ -210,9 +226,9 @@ fn an_unsupported_kustomize_field_points_at_kubectl() {
         "apps/app/kustomization.yaml",
         "resources: [cm.yaml]\nvars:\n  - name: X\n    objref: {kind: ConfigMap, name: a, apiVersion: v1}\n",
     )]);
-    expect_load_error(
+    expect_build_failure(
         &plan(d.path(), &["--cluster", "test"]),
-        &["apps/app/kustomization.yaml:2", "'vars'", "--renderer kubectl"],
+        &["apps/app/kustomization.yaml:2 [renderer-unsupported]", "'vars'", "--renderer kubectl"],
     );
 }
 
@@ -255,7 +271,7 @@ fn the_kubectl_renderer_handles_what_the_native_one_refuses() {
         "apps/app/kustomization.yaml",
         "resources: [cm.yaml]\nvars:\n  - name: SELF\n    objref: {kind: ConfigMap, name: a, apiVersion: v1}\n    fieldref: {fieldpath: metadata.name}\n",
     )]);
-    assert_eq!(plan(d.path(), &["--cluster", "test"]).code, 2);
+    assert_eq!(plan(d.path(), &["--cluster", "test"]).code, 1, "the native renderer cannot prove it");
     let r = plan(d.path(), &["--cluster", "test", "--renderer", "kubectl", "--format", "json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -319,8 +335,18 @@ fn simulate_exits_1_when_it_does_not_converge_and_2_on_bad_input() {
         &["no HelmRelease ghost/ghost"],
     );
     expect_load_error(&simulate(ok.path(), &["--cluster", "test", "--fault", "meteor"]), &["unknown fault"]);
+    // A Kustomization that cannot be built fails in the simulation as in Flux: for good.
     let broken = repo(&[("apps/app/cm.yaml", "a: [\n")]);
-    expect_load_error(&simulate(broken.path(), &["--cluster", "test"]), &["apps/app/cm.yaml:1:4", "invalid YAML"]);
+    let r = simulate(broken.path(), &["--cluster", "test"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("Kustomization flux-system/app at 5s")
+            && r.stdout.contains(
+                "never Ready: ReconciliationFailed: kustomize build failed: apps/app/cm.yaml:1:4: invalid YAML"
+            ),
+        "{}",
+        r.stdout
+    );
 }
 
 /// Fake executables that log their calls; `kind create` takes 30 s (to be interrupted).

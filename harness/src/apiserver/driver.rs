@@ -16,6 +16,7 @@ pub struct SimCluster {
     sim: Arc<Mutex<Simulator<'static>>>,
     task: tokio::task::JoinHandle<()>,
     go: Arc<tokio::sync::Notify>,
+    anchor_ms: u64,
 }
 
 impl SimCluster {
@@ -31,6 +32,13 @@ impl SimCluster {
     /// Lets a cluster started paused run (virtual time starts now).
     pub fn resume(&self) {
         self.go.notify_one();
+    }
+
+    /// The Unix time (ms) that virtual time 0 is stamped as: every timestamp the cluster
+    /// serves is `anchor + virtual ms`, so a client reads virtual time from the objects
+    /// themselves, whatever the speed and however late its watch event arrives.
+    pub fn anchor_ms(&self) -> u64 {
+        self.anchor_ms
     }
 
     pub fn virtual_ms(&self) -> u64 {
@@ -111,7 +119,7 @@ pub async fn start_paused(
     }
     let start_wall = wall_ms();
     let speed = speed.max(0.001);
-    let time = move |virtual_ms: u64| super::tls::rfc3339(start_wall + (virtual_ms as f64 / speed) as u64);
+    let time = move |virtual_ms: u64| super::tls::rfc3339_ms(start_wall + virtual_ms);
     // The cluster at t=0 is there before the first client request.
     let mut last = HashMap::new();
     let initial = simulator.lock().unwrap().cluster_objects(&time);
@@ -144,5 +152,5 @@ pub async fn start_paused(
             sync(&shared, objects, &mut last);
         }
     });
-    Ok(SimCluster { server, sim: simulator, task, go })
+    Ok(SimCluster { server, sim: simulator, task, go, anchor_ms: start_wall })
 }

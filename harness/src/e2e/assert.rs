@@ -1,6 +1,8 @@
 //! What a bootstrap must show: every Kustomization (and HelmRelease with dependsOn) Ready
-//! only after its dependencies, everything Ready within the timeout, the layer order the
-//! reviewed snapshot says, nothing Stalled. Pure: works on recorded observations.
+//! strictly after its dependencies, everything Ready within the timeout, the layer order
+//! the reviewed snapshot says, nothing Stalled, no failed reconcile on the way (a failure
+//! that a retry mended still cost a `retryInterval` on a real cluster), and a cycle named
+//! as a cycle. Pure: works on recorded observations.
 
 use crate::graph::Graph;
 use crate::model::RepoModel;
@@ -23,7 +25,8 @@ pub struct Observation {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Violation {
-    /// `order`, `timeout`, `stalled` or `layers`.
+    /// `cycle`, `deadlock`, `failed`, `order`, `order-tie`, `stalled`, `timeout` or `layers`,
+    /// listed in that order (the cause before its effects).
     pub kind: String,
     pub objects: Vec<String>,
     pub message: String,
@@ -53,13 +56,60 @@ fn last_state(obs: &[Observation], kind: &str, ns: &str, name: &str) -> String {
         .unwrap_or_else(|| "never reported a Ready condition".into())
 }
 
+/// What the run is held to.
+#[derive(Debug, Clone, Default)]
+pub struct Expect<'a> {
+    pub timeout_seconds: f64,
+    pub layers: Option<&'a Vec<Vec<String>>>,
+    /// `--allow-retries`: a failed reconcile that a retry mended is a warning, not a violation.
+    pub allow_retries: bool,
+    /// A deadlock the cluster itself explains (the sim provider knows its cycle of waiting).
+    pub deadlock: Option<String>,
+}
+
+/// One violation (or warning) per object that failed before it was Ready, or never was:
+/// the first failure, how many times it failed, and the time lost to it. The same
+/// classification as `simulate`'s failures.
+fn failures(obs: &[Observation]) -> Vec<Violation> {
+    let names: Vec<String> = obs.iter().map(|o| format!("{}/{}", o.namespace, o.name)).collect();
+    let rows = obs.iter().zip(&names).filter(|(o, _)| o.condition == "Ready").map(|(o, n)| {
+        (o.at_seconds, o.kind.as_str(), n.as_str(), o.status.as_str(), o.reason.as_str(), o.message.as_str())
+    });
+    crate::sim::report::failures(rows)
+        .into_iter()
+        .map(|f| {
+            let outcome = match f.ready_at_seconds {
+                Some(t) => format!("became Ready only at {t:.0}s: {:.0}s lost", t - f.at_seconds),
+                None => "never became Ready".to_string(),
+            };
+            let times = if f.attempts > 1 { format!(" ({} failed attempts)", f.attempts) } else { String::new() };
+            Violation {
+                kind: "failed".into(),
+                objects: vec![format!("{} {}", f.kind, f.name)],
+                message: format!(
+                    "{} {} failed at {:.0}s{times} and {outcome}: {}: {}",
+                    f.kind, f.name, f.at_seconds, f.reason, f.message
+                ),
+            }
+        })
+        .collect()
+}
+
+fn rank(kind: &str) -> usize {
+    ["cycle", "deadlock", "failed", "order", "order-tie", "stalled", "timeout", "layers"]
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(usize::MAX)
+}
+
+/// The rows of the report, the violations (causes first) and the warnings.
 pub fn check(
     model: &RepoModel,
     graph: &Graph,
     obs: &[Observation],
-    timeout_seconds: f64,
-    expected_layers: Option<&Vec<Vec<String>>>,
-) -> (Vec<KRow>, Vec<Violation>) {
+    expect: &Expect<'_>,
+) -> (Vec<KRow>, Vec<Violation>, Vec<Violation>) {
+    let timeout_seconds = expect.timeout_seconds;
     let ready = first_ready(obs);
     let k_at = |i: usize| {
         let k = &model.kustomizations[i].spec;
@@ -83,7 +133,17 @@ pub fn check(
         if let Some(t) = at {
             for (d, dt) in &deps {
                 match dt {
-                    Some(dt) if *dt <= t => {}
+                    Some(dt) if *dt < t => {}
+                    // Flux requeues a dependent 30 s after it found a dependency not
+                    // Ready, so a tie is no proof that the order was kept.
+                    Some(dt) if *dt == t => violations.push(Violation {
+                        kind: "order-tie".into(),
+                        objects: vec![name.clone(), crate::graph::display_k(model, *d)],
+                        message: format!(
+                            "Kustomization {name} became Ready at {t:.3}s, the same time as its dependency {}: the order cannot be told apart",
+                            crate::graph::display_k(model, *d)
+                        ),
+                    }),
                     other => violations.push(Violation {
                         kind: "order".into(),
                         objects: vec![name.clone(), crate::graph::display_k(model, *d)],
@@ -102,8 +162,13 @@ pub fn check(
                 kind: "timeout".into(),
                 objects: vec![name.clone()],
                 message: format!(
-                    "Kustomization {name} was not Ready within {timeout_seconds:.0}s (last: {})",
-                    last_state(obs, "Kustomization", &k.namespace, &k.name)
+                    "Kustomization {name} was not Ready within {timeout_seconds:.0}s (last: {}){}",
+                    last_state(obs, "Kustomization", &k.namespace, &k.name),
+                    if graph.layer_of[i].is_none() && !graph.cycles.is_empty() {
+                        ": it is in or behind the dependsOn cycle above"
+                    } else {
+                        ""
+                    }
                 ),
             }),
         }
@@ -122,7 +187,7 @@ pub fn check(
             for &d in &graph.hr_deps[j] {
                 let dh = &model.helm_releases[d].spec;
                 let dt = ready.get(&("HelmRelease".to_string(), dh.namespace.clone(), dh.name.clone())).copied();
-                if dt.is_none_or(|dt| dt > t) {
+                if dt.is_none_or(|dt| dt >= t) {
                     violations.push(Violation {
                         kind: "order".into(),
                         objects: vec![hid.clone(), format!("{}/{}", dh.namespace, dh.name)],
@@ -155,7 +220,30 @@ pub fn check(
             });
         }
     }
-    if let Some(expected) = expected_layers {
+    // The cause first: a cycle leaves its members and everything behind them waiting on
+    // DependencyNotReady forever, and Flux itself never says "cycle".
+    for c in &graph.cycles {
+        violations.push(Violation {
+            kind: "cycle".into(),
+            objects: vec![],
+            message: format!(
+                "dependsOn cycle: {}; nothing in it, nor anything that depends on it, can become Ready (Flux reports only DependencyNotReady)",
+                c.join(" ")
+            ),
+        });
+    }
+    if let Some(d) = &expect.deadlock {
+        violations.push(Violation { kind: "deadlock".into(), objects: vec![], message: d.clone() });
+    }
+    let mut warnings = vec![];
+    for f in failures(obs) {
+        if expect.allow_retries && f.message.contains("became Ready only at") {
+            warnings.push(f);
+        } else {
+            violations.push(f);
+        }
+    }
+    if let Some(expected) = expect.layers {
         let planned: Vec<Vec<String>> =
             graph.layers.iter().map(|l| l.iter().map(|&i| crate::graph::display_k(model, i)).collect()).collect();
         if &planned != expected {
@@ -166,5 +254,6 @@ pub fn check(
             });
         }
     }
-    (rows, violations)
+    violations.sort_by_key(|v| rank(&v.kind));
+    (rows, violations, warnings)
 }

@@ -41,8 +41,9 @@ fn git(args: &[&str], env: &[(&str, &str)]) -> Result<String> {
     Cmd::new("git", args).with_env(&all).output()
 }
 
-/// Commits the working tree of `repo` into a new bare repository under `root`.
-pub fn snapshot(repo: &Path, root: &Path, branch: &str) -> Result<String> {
+/// Commits the working tree of `repo` into a new bare repository under `root`, with the
+/// files of `rewrites` (repo-relative path, content) replaced in the commit only.
+pub fn snapshot(repo: &Path, root: &Path, branch: &str, rewrites: &[(String, String)]) -> Result<String> {
     let bare = root.join("repo.git");
     std::fs::create_dir_all(root).map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", root.display())))?;
     let b = bare.display().to_string();
@@ -51,6 +52,13 @@ pub fn snapshot(repo: &Path, root: &Path, branch: &str) -> Result<String> {
     let index = root.join("index").display().to_string();
     let env = [("GIT_INDEX_FILE", index.as_str()), ("GIT_DIR", b.as_str()), ("GIT_WORK_TREE", w.as_str())];
     git(&["add", "--all", "."], &env).map_err(|e| e.context(format!("while snapshotting {}", repo.display())))?;
+    for (i, (path, content)) in rewrites.iter().enumerate() {
+        let tmp = root.join(format!("rewrite-{i}"));
+        std::fs::write(&tmp, content).map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", tmp.display())))?;
+        let blob = git(&["hash-object", "-w", &tmp.display().to_string()], &env)?;
+        git(&["update-index", "--add", "--cacheinfo", &format!("100644,{},{path}", blob.trim())], &env)?;
+        let _ = std::fs::remove_file(&tmp);
+    }
     git(
         &[
             "-c",
@@ -70,10 +78,19 @@ pub fn snapshot(repo: &Path, root: &Path, branch: &str) -> Result<String> {
     Ok(git(&["rev-parse", "HEAD"], &env)?.trim().to_string())
 }
 
-/// Snapshots `repo` and serves it on `bind` (port 0: a free one).
-pub async fn start(repo: &Path, root: &Path, branch: &str, bind: SocketAddr) -> Result<GitServer> {
-    let revision = snapshot(repo, root, branch)?;
+/// Serves a snapshot of `repo` on `bind` (port 0: a free one). `rewrites` gets the URL
+/// the server is reached at (`http://BIND-IP:PORT/repo.git`) and names the files the
+/// snapshot holds rewritten.
+pub async fn start(
+    repo: &Path,
+    root: &Path,
+    branch: &str,
+    bind: SocketAddr,
+    rewrites: &dyn Fn(&str) -> Vec<(String, String)>,
+) -> Result<GitServer> {
     let (listener, addr) = crate::net::bind(bind, "git server").await?;
+    let url = format!("http://{}:{}/repo.git", addr.ip(), addr.port());
+    let revision = snapshot(repo, root, branch, &rewrites(&url))?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let project_root = root.to_path_buf();
     crate::net::accept_until(listener, rx, move |tcp, peer| {

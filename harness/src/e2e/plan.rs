@@ -99,6 +99,81 @@ pub fn rewritten_sources(model: &RepoModel, git_url: &str, branch: &str) -> Vec<
     out
 }
 
+/// A file of the served snapshot that differs from the working tree, and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Rewrite {
+    pub path: String,
+    pub what: String,
+    #[serde(skip)]
+    pub content: String,
+}
+
+/// The files of the served tree that would re-point the harness's GitRepositories when
+/// Flux reconciles them: the entry directory's `gotk-sync.yaml` (or any committed
+/// GitRepository that is this repo) names the user's remote, often over ssh with a deploy
+/// key, and the first reconcile of the entry would apply it over the harness's. Each such
+/// document gets the harness's URL and branch and loses its `secretRef` (the local server
+/// needs none); the rest of the file is kept. Only the served snapshot changes, never the
+/// user's tree. `read` gives a repo file's text.
+pub fn served_rewrites(
+    model: &RepoModel,
+    read: &dyn Fn(&str) -> Option<String>,
+    git_url: &str,
+    branch: &str,
+) -> Vec<Rewrite> {
+    let ours = rewritten_sources(model, git_url, branch);
+    let is_ours = |name: &str, ns: Option<&str>| {
+        ours.iter().any(|o| {
+            o["metadata"]["name"] == name && ns.is_none_or(|ns| o["metadata"]["namespace"].as_str() == Some(ns))
+        })
+    };
+    let mut files: Vec<&str> = model
+        .sources
+        .iter()
+        .filter(|s| s.spec.kind == "GitRepository" && is_ours(&s.spec.name, Some(&s.spec.namespace)))
+        .map(|s| s.spec.origin.file.as_str())
+        .collect();
+    files.sort();
+    files.dedup();
+    let mut out = vec![];
+    for file in files {
+        let Some(text) = read(file) else { continue };
+        let Ok(mut docs) = crate::yaml::parse_docs(file, &text) else { continue };
+        let mut changed = vec![];
+        for d in &mut docs {
+            let v = &mut d.value;
+            let name = v["metadata"]["name"].as_str().unwrap_or("").to_string();
+            if v["kind"] != "GitRepository"
+                || !v["apiVersion"].as_str().is_some_and(|a| a.starts_with("source.toolkit.fluxcd.io/"))
+                || !is_ours(&name, v["metadata"]["namespace"].as_str())
+            {
+                continue;
+            }
+            let Some(spec) = v.get_mut("spec").and_then(Value::as_object_mut) else { continue };
+            let from = format!(
+                "{} ({})",
+                spec.get("url").and_then(Value::as_str).unwrap_or("no url"),
+                spec.get("ref").map(|r| r.to_string()).unwrap_or_else(|| "no ref".into())
+            );
+            spec.insert("url".into(), json!(git_url));
+            spec.insert("ref".into(), json!({"branch": branch}));
+            let secret = spec.remove("secretRef").is_some();
+            changed.push(format!(
+                "GitRepository {name}: {from} -> {git_url} (branch {branch}){}",
+                if secret { ", secretRef dropped" } else { "" }
+            ));
+        }
+        if !changed.is_empty() {
+            out.push(Rewrite {
+                path: file.to_string(),
+                what: changed.join("; "),
+                content: crate::yaml::to_yaml_stream(docs.iter().map(|d| &d.value)),
+            });
+        }
+    }
+    out
+}
+
 pub fn build(p: &PlanInput) -> Vec<Step> {
     let mut steps = vec![];
     let target = p.provider.target();

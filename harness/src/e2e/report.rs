@@ -18,6 +18,12 @@ pub struct E2eReport {
     pub duration_seconds: f64,
     pub kustomizations: Vec<KRow>,
     pub violations: Vec<Violation>,
+    /// Failures that a retry mended, under `--allow-retries`.
+    pub warnings: Vec<Violation>,
+    /// The error findings of `plan` on the same repo, found before the run.
+    pub preflight: Vec<crate::findings::Finding>,
+    /// Files of the served snapshot rewritten so Flux keeps pulling from the harness.
+    pub rewritten: Vec<super::plan::Rewrite>,
     pub artifacts: Option<String>,
     /// The simulator's prediction next to what was observed.
     pub predicted_vs_observed: Vec<Predicted>,
@@ -46,6 +52,27 @@ impl E2eReport {
             self.time_unit,
             self.kustomizations.len()
         );
+        for r in &self.rewritten {
+            let _ = writeln!(out, "served {} rewritten: {}", r.path, r.what);
+        }
+        if !self.preflight.is_empty() {
+            let _ = writeln!(out, "\nplan found {} error finding(s) before the run:", self.preflight.len());
+            for f in &self.preflight {
+                let _ = writeln!(out, "  {}:{}: [{}] {}", f.file, f.line, f.rule, f.message);
+            }
+        }
+        if !self.violations.is_empty() {
+            let _ = writeln!(out, "\nviolations ({}):", self.violations.len());
+            for v in &self.violations {
+                let _ = writeln!(out, "  [{}] {}", v.kind, v.message);
+            }
+        }
+        if !self.warnings.is_empty() {
+            let _ = writeln!(out, "\nwarnings (--allow-retries):");
+            for v in &self.warnings {
+                let _ = writeln!(out, "  [{}] {}", v.kind, v.message);
+            }
+        }
         let _ = writeln!(
             out,
             "\n  {:<34} {:>5} {:>10} {:>10} {:>10}",
@@ -65,12 +92,6 @@ impl E2eReport {
                 f(r.dependencies_ready_at_seconds),
                 f(p)
             );
-        }
-        if !self.violations.is_empty() {
-            let _ = writeln!(out, "\nviolations:");
-            for v in &self.violations {
-                let _ = writeln!(out, "  [{}] {}", v.kind, v.message);
-            }
         }
         if let Some(a) = &self.artifacts {
             let _ = writeln!(out, "\ndiagnostics: {a}");

@@ -51,6 +51,8 @@ pub struct E2eRequest {
     pub layers_snapshot: Option<PathBuf>,
     /// Names the cluster and the run branch (`flux-harness-<run_id>`).
     pub run_id: String,
+    /// A failed reconcile that a retry mended is a warning instead of a violation.
+    pub allow_retries: bool,
 }
 
 /// What the run needs from outside: a way to report progress.
@@ -64,13 +66,35 @@ fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 
+/// How the watcher dates what it sees: by the condition's own `lastTransitionTime`, as
+/// seconds after `anchor_ms` (Unix ms; on sim, virtual time 0), so the times do not depend
+/// on when the event reached the watcher. `fallback` dates a condition without a readable
+/// time from the watcher's own clock (elapsed since the first event).
+pub struct Clock<'a> {
+    pub anchor_ms: i64,
+    pub fallback: &'a (dyn Fn(Duration) -> f64 + Sync),
+}
+
+impl Clock<'_> {
+    fn at(&self, condition: &serde_json::Value, elapsed: Duration) -> f64 {
+        match condition["lastTransitionTime"].as_str().and_then(crate::apiserver::tls::parse_rfc3339) {
+            Some(ms) => (ms - self.anchor_ms) as f64 / 1000.0,
+            None => (self.fallback)(elapsed),
+        }
+    }
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 /// Records every change of the Ready and Stalled conditions of Kustomizations and
 /// HelmReleases until all those of the model are Ready, or the deadline.
 pub async fn watch(
     client: kube::Client,
     model: &RepoModel,
     deadline: Duration,
-    seconds: &(dyn Fn(Duration) -> f64 + Sync),
+    clock: &Clock<'_>,
     started: &(dyn Fn() + Sync),
 ) -> Vec<Observation> {
     let mut start = Instant::now();
@@ -137,7 +161,7 @@ pub async fn watch(
             }
             last.insert(key, state.clone());
             out.push(Observation {
-                at_seconds: seconds(start.elapsed()),
+                at_seconds: clock.at(c, start.elapsed()),
                 kind: kind.into(),
                 namespace: ns.clone(),
                 name: name.clone(),
@@ -260,13 +284,36 @@ fn predicted(
 }
 
 /// Runs the e2e. `Err` is a setup error (exit 2); a report that did not pass is exit 1.
+/// `plan` runs first: its error findings head the report, since they are most often the
+/// cause of what the cluster then shows.
 pub async fn run(req: &E2eRequest, progress: Progress<'_>) -> Result<E2eReport> {
     let (model, config) = crate::commands::load(&req.plan)?;
     let expected = load_snapshot(&req.layers_snapshot)?;
-    match req.provider {
+    let preflight: Vec<crate::findings::Finding> = crate::commands::analyse(&model, &config)
+        .findings
+        .into_iter()
+        .filter(|f| f.severity == crate::findings::Severity::Error)
+        .collect();
+    if !preflight.is_empty() {
+        progress(&format!(
+            "plan found {} error finding(s); running the bootstrap to show their effect",
+            preflight.len()
+        ));
+    }
+    let mut report = match req.provider {
         Provider::Sim => run_sim(req, model, config, expected, progress).await,
         Provider::Real(kind) => run_real(req, kind, model, config, expected, progress).await,
-    }
+    }?;
+    report.preflight = preflight;
+    Ok(report)
+}
+
+fn expectations<'a>(
+    req: &E2eRequest,
+    layers: Option<&'a Vec<Vec<String>>>,
+    deadlock: Option<String>,
+) -> assert::Expect<'a> {
+    assert::Expect { timeout_seconds: req.timeout_seconds, layers, allow_retries: req.allow_retries, deadlock }
 }
 
 async fn run_sim(
@@ -289,18 +336,18 @@ async fn run_sim(
     let speed = req.speed;
     progress("watching Kustomizations and HelmReleases");
     let real_deadline = Duration::from_secs_f64(req.timeout_seconds / speed) + Duration::from_millis(500);
-    let obs =
-        watch(client.clone(), &model, real_deadline, &move |d: Duration| (d.as_secs_f64() * speed).round(), &|| {
-            cluster.resume()
-        })
-        .await;
+    let fallback = move |d: Duration| d.as_secs_f64() * speed;
+    let clock = Clock { anchor_ms: cluster.anchor_ms() as i64, fallback: &fallback };
+    let obs = watch(client.clone(), &model, real_deadline, &clock, &|| cluster.resume()).await;
     let (graph, _) = crate::graph::analyse(&model);
-    let (rows, violations) = assert::check(&model, &graph, &obs, req.timeout_seconds, expected.as_ref());
+    let sim_report = cluster.report();
+    let deadlock = sim_report.deadlock.as_ref().map(|d| format!("deadlock: {}", d.explanation));
+    let (rows, violations, warnings) =
+        assert::check(&model, &graph, &obs, &expectations(req, expected.as_ref(), deadlock));
     let passed = violations.is_empty();
     let duration = obs.iter().map(|o| o.at_seconds).fold(0.0, f64::max);
     let mut artifacts = None;
     if !passed {
-        let sim_report = cluster.report();
         let chains = sim_report
             .stuck
             .iter()
@@ -319,6 +366,9 @@ async fn run_sim(
         duration_seconds: duration,
         kustomizations: rows,
         violations,
+        warnings,
+        preflight: vec![],
+        rewritten: vec![],
         artifacts,
         predicted_vs_observed,
         timeline: obs,
@@ -399,6 +449,26 @@ pub fn real_plan(req: &E2eRequest, kind: ProviderKind, model: &RepoModel, git_ur
     }))
 }
 
+/// The served snapshot's rewrites (see [`plan::served_rewrites`]), kept in `out` for the
+/// report; `HARNESS_NO_REWRITE=1` turns them off to show what the bootstrap would do without.
+fn served_rewrites(
+    req: &E2eRequest,
+    model: &RepoModel,
+    url: &str,
+    branch: &str,
+    out: &std::cell::RefCell<Vec<plan::Rewrite>>,
+) -> Vec<(String, String)> {
+    if std::env::var("HARNESS_NO_REWRITE").is_ok_and(|v| v == "1") {
+        return vec![];
+    }
+    let root = req.plan.repo.clone();
+    let read = move |p: &str| std::fs::read_to_string(root.join(p)).ok();
+    let rw = plan::served_rewrites(model, &read, url, branch);
+    let files = rw.iter().map(|r| (r.path.clone(), r.content.clone())).collect();
+    *out.borrow_mut() = rw;
+    files
+}
+
 /// The address pods reach this machine on: the gateway of the cluster's docker network.
 fn gateway(provider: &dyn ClusterProvider) -> Result<String> {
     let Some(network) = provider.docker_network() else {
@@ -440,14 +510,21 @@ async fn run_real(
     let host = gateway(prov.as_ref())?;
     let branch = format!("flux-harness/run-{}", req.run_id);
     progress(&format!("serving the working tree on http://{host} (branch {branch})"));
+    let rewritten = std::cell::RefCell::new(vec![]);
     let git = super::git::start(
         &req.plan.repo,
         &req.artifacts.join("git"),
         &branch,
         format!("{host}:0").parse().map_err(|e| Error::new(ErrorKind::Usage, format!("{host}: {e}")))?,
+        &|url| served_rewrites(req, &model, url, &branch, &rewritten),
     )
     .await?;
+    let rewritten = rewritten.into_inner();
+    for r in &rewritten {
+        progress(&format!("served {} rewritten: {}", r.path, r.what));
+    }
     let plan = real_plan(req, kind, &model, &git.url(&host))?;
+    let entry_applied_ms = wall_ms();
     for s in &plan[plan.len() - entry_steps..] {
         execute_step_async(s, &mut guard, progress).await?;
     }
@@ -466,16 +543,11 @@ async fn run_real(
         }
     };
     progress("watching Kustomizations and HelmReleases");
-    let obs = watch(
-        client.clone(),
-        &model,
-        Duration::from_secs_f64(req.timeout_seconds),
-        &|d: Duration| d.as_secs_f64().round(),
-        &|| {},
-    )
-    .await;
+    // Times count from when the entry was applied.
+    let clock = Clock { anchor_ms: entry_applied_ms, fallback: &|d: Duration| d.as_secs_f64() };
+    let obs = watch(client.clone(), &model, Duration::from_secs_f64(req.timeout_seconds), &clock, &|| {}).await;
     let (graph, _) = crate::graph::analyse(&model);
-    let (rows, violations) = assert::check(&model, &graph, &obs, req.timeout_seconds, expected.as_ref());
+    let (rows, violations, warnings) = assert::check(&model, &graph, &obs, &expectations(req, expected.as_ref(), None));
     let passed = violations.is_empty();
     let mut artifacts = None;
     if !passed {
@@ -532,6 +604,9 @@ async fn run_real(
         duration_seconds: duration,
         kustomizations: rows,
         violations,
+        warnings,
+        preflight: vec![],
+        rewritten,
         artifacts,
         predicted_vs_observed,
         timeline: obs,

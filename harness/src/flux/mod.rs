@@ -165,13 +165,9 @@ impl Kustomization {
         let ns = namespace_of(obj);
         let spec = v.get("spec").cloned().unwrap_or(Value::Null);
         let source_kind = s(&spec, "/sourceRef/kind").unwrap_or("GitRepository");
-        let Some(source_name) = s(&spec, "/sourceRef/name") else {
-            return Err(Error::at(
-                ErrorKind::BadObject,
-                &obj.origin,
-                format!("Kustomization {} has no spec.sourceRef.name", obj.name()),
-            ));
-        };
+        // A missing or mistyped field is the schema check's finding (the API server refuses
+        // the object); the model keeps what it can read.
+        let source_name = s(&spec, "/sourceRef/name").unwrap_or("");
         let post = spec.get("postBuild");
         let substitute = post
             .and_then(|p| p.get("substitute"))
@@ -278,11 +274,8 @@ impl HelmRelease {
             };
             (src.name.clone(), None, Some(src))
         } else {
-            return Err(Error::at(
-                ErrorKind::BadObject,
-                &obj.origin,
-                format!("HelmRelease {} has neither spec.chart nor spec.chartRef", obj.name()),
-            ));
+            // Neither chart nor chartRef: the API server refuses it (the schema check's finding).
+            (String::new(), None, None)
         };
         Ok(HelmRelease {
             name: obj.name().to_string(),

@@ -14,6 +14,7 @@ mod namespaces;
 mod netpol;
 mod owners;
 mod policy;
+pub mod predicted;
 mod sources;
 mod webhooks;
 

@@ -777,6 +777,10 @@ impl<'a> Simulator<'a> {
             if !wh.intercepts(group, kind) || self.serving(hr, &wh.name) {
                 continue;
             }
+            // Registered by the pods themselves: not there before they first served.
+            if wh.registered_by == RegisteredBy::Operator && self.hs[hr].ready.first.is_none() {
+                continue;
+            }
             let values = &self.model.helm_releases[hr].spec.values;
             let rns = self.release_ns(hr);
             let exempt = match (kind, ns, own_labels) {
@@ -850,7 +854,9 @@ impl<'a> Simulator<'a> {
         // dependsOn, in list order; the first failure is reported.
         for d in spec.depends_on.clone() {
             let dep = self.model.kustomization(&d);
-            let ok = dep.is_some_and(|j| self.ks[j].exists && self.k_ready(j));
+            // A dependency that turns Ready in the same instant is not seen yet: the two
+            // reconciles run concurrently and the dependent reads the cache first.
+            let ok = dep.is_some_and(|j| self.ks[j].exists && self.k_ready(j) && self.ks[j].ready.since < self.now);
             if ok {
                 continue;
             }
@@ -885,6 +891,11 @@ impl<'a> Simulator<'a> {
         if let Origin::NotRendered(why) = &self.model.kustomizations[i].origin {
             self.notes.insert(format!("Kustomization {kid} was not rendered ({why}): simulated as applying nothing"));
         }
+        if let Origin::BuildFailed(msg) = &self.model.kustomizations[i].origin {
+            self.ks[i].block = Some(Block::Root(format!("Kustomization {kid} cannot be built")));
+            self.fail_k(i, msg.clone(), retry);
+            return;
+        }
         // Staged apply, each stage dry-run first.
         let objects = &self.model.kustomizations[i].objects;
         for stage in 0..3u8 {
@@ -916,6 +927,11 @@ impl<'a> Simulator<'a> {
                             .unwrap_or_else(|| Block::Root(format!("nothing creates namespace {ns}"))),
                     );
                     self.fail_k(i, format!("{id} dry-run failed (NotFound): namespaces \"{ns}\" not found"), retry);
+                    return;
+                }
+                if let Some((_, refusal)) = self.model.kustomizations[i].refused.iter().find(|(r, _)| *r == x) {
+                    self.ks[i].block = Some(Block::Root(format!("the API server refuses {id}")));
+                    self.fail_k(i, format!("{id} dry-run failed (Invalid): {refusal}"), retry);
                     return;
                 }
                 let own = (o.kind() == "Namespace").then(|| {
@@ -1230,7 +1246,7 @@ impl<'a> Simulator<'a> {
         }
         for d in h.depends_on.clone() {
             let dep = self.model.helm_release(&d);
-            if dep.is_some_and(|x| self.h_ready(x)) {
+            if dep.is_some_and(|x| self.h_ready(x) && self.hs[x].ready.since < self.now) {
                 continue;
             }
             self.hs[j].block = Some(match dep {

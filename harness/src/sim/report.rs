@@ -54,9 +54,74 @@ pub struct Span {
     pub ready_seconds: Option<f64>,
 }
 
+/// A reconcile that failed on the way (flux-semantics: "Waiting versus failing"): on a
+/// real cluster each one costs a `retryInterval` or a Helm backoff, mended or not.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Failure {
+    pub kind: String,
+    pub name: String,
+    pub at_seconds: f64,
+    pub reason: String,
+    pub message: String,
+    /// How many failed reconciles before Ready (or the end).
+    pub attempts: usize,
+    /// When it became Ready after all (`None`: never).
+    pub ready_at_seconds: Option<f64>,
+}
+
+/// Ready=False reasons that are Flux waiting, not failing. `ArtifactFailed` is waiting only
+/// while the source has no artifact yet. Shared with the e2e assertions, so `simulate` and
+/// a sim run call the same things failures.
+pub fn is_failure(status: &str, reason: &str, message: &str) -> bool {
+    if status != "False" {
+        return false;
+    }
+    match reason {
+        "Progressing" | "DependencyNotReady" | "SourceNotReady" | "" => false,
+        "ArtifactFailed" => !message.starts_with("Source artifact not found"),
+        _ => true,
+    }
+}
+
+/// One entry per object that failed before its first Ready (or never became Ready), from
+/// a timeline of Ready condition changes in time order: `(at, kind, name, status, reason, message)`.
+pub fn failures<'a>(
+    rows: impl IntoIterator<Item = (f64, &'a str, &'a str, &'a str, &'a str, &'a str)>,
+) -> Vec<Failure> {
+    let mut by: BTreeMap<(String, String), Failure> = BTreeMap::new();
+    let mut done: BTreeSet<(String, String)> = BTreeSet::new();
+    for (at, kind, name, status, reason, message) in rows {
+        let key = (kind.to_string(), name.to_string());
+        if done.contains(&key) {
+            continue;
+        }
+        if status == "True" {
+            if let Some(f) = by.get_mut(&key) {
+                f.ready_at_seconds = Some(at);
+            }
+            done.insert(key);
+        } else if is_failure(status, reason, message) {
+            by.entry(key).and_modify(|f| f.attempts += 1).or_insert_with(|| Failure {
+                kind: kind.into(),
+                name: name.into(),
+                at_seconds: at,
+                reason: reason.into(),
+                message: message.into(),
+                attempts: 1,
+                ready_at_seconds: None,
+            });
+        }
+    }
+    let mut v: Vec<Failure> = by.into_values().collect();
+    v.sort_by(|a, b| a.at_seconds.total_cmp(&b.at_seconds).then_with(|| a.name.cmp(&b.name)));
+    v
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SimReport {
     pub converged: bool,
+    /// Failed reconciles on the way, mended by a retry or not.
+    pub failures: Vec<Failure>,
     pub total_seconds: f64,
     pub ready_order: Vec<ReadyItem>,
     pub layers: Vec<LayerReady>,
@@ -358,8 +423,15 @@ pub fn build(s: &Simulator) -> SimReport {
             ready_seconds: s.ks[i].ready.first.map(secs),
         })
         .collect();
+    let flux: Vec<&TimelineEntry> =
+        s.timeline.iter().filter(|t| t.kind == "Kustomization" || t.kind == "HelmRelease").collect();
+    let names: Vec<String> = flux.iter().map(|t| format!("{}/{}", t.namespace, t.name)).collect();
+    let failures = failures(flux.iter().zip(&names).map(|(t, n)| {
+        (secs(t.at_ms), t.kind.as_str(), n.as_str(), t.status.as_str(), t.reason.as_str(), t.message.as_str())
+    }));
     SimReport {
         converged,
+        failures,
         total_seconds: secs(total_ms),
         ready_order,
         layers,
@@ -438,6 +510,26 @@ impl SimReport {
         }
         if let Some(d) = &self.deadlock {
             let _ = writeln!(out, "\nDEADLOCK: {}", d.explanation);
+        }
+        if !self.failures.is_empty() {
+            let _ = writeln!(out, "\nfailed on the way ({}):", self.failures.len());
+            for f in &self.failures {
+                let fmt = |t: f64| super::fault::format_duration((t * 1000.0) as u64);
+                let outcome = match f.ready_at_seconds {
+                    Some(r) => format!("Ready at {} ({} lost)", fmt(r), fmt(r - f.at_seconds)),
+                    None => "never Ready".into(),
+                };
+                let _ = writeln!(
+                    out,
+                    "  {} {} at {}, {} attempt(s), {outcome}: {}: {}",
+                    f.kind,
+                    f.name,
+                    fmt(f.at_seconds),
+                    f.attempts,
+                    f.reason,
+                    f.message
+                );
+            }
         }
         if !self.stuck.is_empty() {
             let _ = writeln!(out, "\nnot Ready at the end:");

@@ -35,3 +35,17 @@ pub fn require_program(program: &str, why: &str) -> bool {
     eprintln!("SKIPPED: `{program}` is not on PATH; {why}. Install it to run this test.");
     false
 }
+
+/// Copies a directory tree (files and directories only) to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}

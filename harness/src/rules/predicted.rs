@@ -1,0 +1,75 @@
+//! What the simulation of the same model shows failing, as findings: `plan` and
+//! `simulate` are two views of one model, so a reconcile the simulator sees failing is an
+//! error of `plan` too, even where no static rule names its cause. A failure another
+//! error finding already explains (same Kustomization) adds nothing.
+//!
+//! `webhook-race`: an apply or install refused by a fail-closed webhook that was
+//! registered but not serving yet. `predicted-failure`: any other failed reconcile.
+
+use crate::findings::{Finding, Severity};
+use crate::model::RepoModel;
+use crate::sim::report::SimReport;
+
+pub fn findings(model: &RepoModel, report: &SimReport, existing: &[Finding]) -> Vec<Finding> {
+    let mut out: Vec<Finding> = vec![];
+    for f in &report.failures {
+        let (k, loc, what) = match f.kind.as_str() {
+            "Kustomization" => {
+                let Some(i) =
+                    model.kustomizations.iter().position(|k| format!("{}/{}", k.spec.namespace, k.spec.name) == f.name)
+                else {
+                    continue;
+                };
+                (i, model.kustomizations[i].spec.origin.clone(), format!("Kustomization {}", f.name))
+            }
+            "HelmRelease" => {
+                let Some(j) =
+                    model.helm_releases.iter().position(|h| format!("{}/{}", h.spec.namespace, h.spec.name) == f.name)
+                else {
+                    continue;
+                };
+                let h = &model.helm_releases[j];
+                (h.owner, h.spec.origin.clone(), format!("HelmRelease {}", f.name))
+            }
+            _ => continue,
+        };
+        let kid = format!("{}/{}", model.kustomizations[k].spec.namespace, model.kustomizations[k].spec.name);
+        let explained = existing
+            .iter()
+            .chain(&out)
+            .any(|e| e.severity == Severity::Error && e.kustomization.as_deref() == Some(kid.as_str()));
+        if explained {
+            continue;
+        }
+        let cost = match f.ready_at_seconds {
+            Some(r) => format!("Ready only at {:.0}s ({:.0}s lost)", r, r - f.at_seconds),
+            None => "never Ready".into(),
+        };
+        let webhook = f.message.find("failed calling webhook \"").map(|i| {
+            let rest = &f.message[i + "failed calling webhook \"".len()..];
+            rest[..rest.find('"').unwrap_or(rest.len())].to_string()
+        });
+        let finding = match webhook {
+            Some(w) => Finding::new(
+                "webhook-race",
+                Severity::Error,
+                &loc,
+                format!(
+                    "{what} is refused by webhook {w}, registered but not serving yet, in the simulated bootstrap (at {:.0}s; {cost}): {}",
+                    f.at_seconds, f.message
+                ),
+            )
+            .fix(format!(
+                "make {kid} depend (with wait: true upstream) on the Kustomization that installs {w}'s chart, or make the webhook fail-open for the bootstrap"
+            )),
+            None => Finding::new(
+                "predicted-failure",
+                Severity::Error,
+                &loc,
+                format!("{what} fails in the simulated bootstrap (at {:.0}s; {cost}): {}: {}", f.at_seconds, f.reason, f.message),
+            ),
+        };
+        out.push(finding.for_kustomization(&kid));
+    }
+    out
+}
