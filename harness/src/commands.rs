@@ -103,7 +103,37 @@ pub fn load(req: &PlanRequest) -> Result<(model::RepoModel, RepoConfig)> {
     // CRDs a bootstrap helmfile installs exist before Flux runs.
     let mut catalogue = Catalogue::builtin();
     catalogue.extend(config.catalogue.clone());
-    for h in crate::helmfile::detect(&files, &catalogue) {
+    let chart_of = |name: &str, ns: Option<&str>| {
+        model
+            .helm_releases
+            .iter()
+            .find(|h| h.spec.name == name && ns.is_none_or(|n| h.spec.namespace == n))
+            .filter(|h| !h.spec.chart.is_empty())
+            .map(|h| (h.spec.chart.clone(), h.spec.values.clone()))
+    };
+    let helmfiles = crate::helmfile::detect(&files, &catalogue, &chart_of);
+    for h in helmfiles {
+        if !h.crds_only {
+            for (name, ns) in &h.releases {
+                if let Some(hr) = model
+                    .helm_releases
+                    .iter()
+                    .find(|x| &x.spec.name == name && ns.as_ref().is_none_or(|n| &x.spec.namespace == n))
+                {
+                    config.preinstalled_releases.insert((hr.spec.namespace.clone(), hr.spec.name.clone()));
+                }
+            }
+        }
+        if !h.crds_only
+            && h.charts.iter().any(|c| {
+                catalogue
+                    .chart(c)
+                    .and_then(|c| c.cni.as_ref())
+                    .is_some_and(|n| n.role == crate::catalogue::CniRole::Primary)
+            })
+        {
+            config.cni_preinstalled = true;
+        }
         let unknown: Vec<&String> =
             h.charts.iter().filter(|c| catalogue.chart(c).is_none() && c.ends_with("-crds")).collect();
         let mut msg = format!(

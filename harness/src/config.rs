@@ -33,6 +33,13 @@ pub struct RepoConfig {
     pub severity: BTreeMap<String, Severity>,
     #[serde(default)]
     pub suppress: Vec<Suppression>,
+    /// A bootstrap helmfile installs the primary CNI before Flux (found, not configured).
+    #[serde(skip)]
+    pub cni_preinstalled: bool,
+    /// HelmReleases (namespace, name) a bootstrap helmfile installs before Flux: Flux only
+    /// adopts them, and their webhooks serve from the start.
+    #[serde(skip)]
+    pub preinstalled_releases: std::collections::BTreeSet<(String, String)>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -227,6 +227,9 @@ struct Loader<'a> {
     pending: Vec<usize>,
     /// The entry directory, already rendered to find the entry.
     prerendered: Option<kustomize::Rendered>,
+    /// Secrets and ConfigMaps committed outside what Flux applies (`bootstrap/`), by
+    /// (kind, name): built the first time a reference is missing.
+    out_of_band: Option<BTreeMap<(String, String), Loc>>,
 }
 
 /// Loads the model. Errors are for repos that cannot be loaded at all (exit code 2);
@@ -297,6 +300,7 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
         var_sources: BTreeMap::new(),
         pending: vec![],
         prerendered: None,
+        out_of_band: None,
     };
     if let Some(sync) = &operator_sync {
         l.model.entry_path = sync.path.clone();
@@ -627,18 +631,53 @@ impl Loader<'_> {
                 (crate::operator::GROUP, "ResourceSet") => match crate::operator::expand_resource_set(o) {
                     crate::operator::Expansion::Objects(v) => expanded.extend(v),
                     crate::operator::Expansion::NotAnalysable(why) => self.model.findings.push(
-                        Finding::new("not-analysable", Severity::Info, &o.origin, format!("ResourceSet {} cannot be expanded offline: {why}", o.display_id())).for_kustomization(&kid),
+                        Finding::new(
+                            "not-analysable",
+                            Severity::Info,
+                            &o.origin,
+                            format!("ResourceSet {} cannot be expanded offline: {why}", o.display_id()),
+                        )
+                        .for_kustomization(&kid),
                     ),
                 },
-                (_, "ArtifactGenerator") => self.model.findings.push(
-                    Finding::new(
-                        "not-analysable",
-                        Severity::Info,
-                        &o.origin,
-                        format!("{} builds artifacts in the cluster (source-watcher); the ExternalArtifacts it produces cannot be analysed offline", o.display_id()),
+                (_, "ArtifactGenerator") => {
+                    // source-watcher emits one ExternalArtifact per spec.artifacts[] entry, in
+                    // the generator's namespace: those sources exist, their content is built
+                    // in the cluster.
+                    let names: Vec<String> = o
+                        .value
+                        .pointer("/spec/artifacts")
+                        .and_then(|a| a.as_array())
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a.get("name").and_then(|n| n.as_str()).map(str::to_string))
+                        .collect();
+                    for name in &names {
+                        let src = Source {
+                            kind: "ExternalArtifact".into(),
+                            name: name.clone(),
+                            namespace: flux::namespace_of(o),
+                            url: None,
+                            origin: o.origin.clone(),
+                        };
+                        if self.model.source(&src.id()).is_none() {
+                            self.model.sources.push(SourceNode { spec: src, owner: Some(i) });
+                        }
+                    }
+                    self.model.findings.push(
+                        Finding::new(
+                            "not-analysable",
+                            Severity::Info,
+                            &o.origin,
+                            format!(
+                                "{} builds the ExternalArtifacts {} in the cluster (source-watcher); what they hold cannot be analysed offline",
+                                o.display_id(),
+                                names.join(", ")
+                            ),
+                        )
+                        .for_kustomization(&kid),
                     )
-                    .for_kustomization(&kid),
-                ),
+                }
                 _ => {}
             }
         }
@@ -752,6 +791,47 @@ impl Loader<'_> {
         }
     }
 
+    /// Where the repo commits a Secret or ConfigMap that Flux does not apply (a bootstrap
+    /// directory applied by hand or by a script before Flux starts).
+    fn out_of_band(&mut self, kind: &str, name: &str) -> Option<Loc> {
+        if self.out_of_band.is_none() {
+            let mut index = BTreeMap::new();
+            let mut stack = vec![(String::new(), 0)];
+            while let Some((dir, depth)) = stack.pop() {
+                let Ok(entries) = self.files.list(&dir) else { continue };
+                for (n, k) in entries {
+                    if n.starts_with('.') || n == "node_modules" || n == "target" {
+                        continue;
+                    }
+                    let path = if dir.is_empty() { n.clone() } else { format!("{dir}/{n}") };
+                    match k {
+                        EntryKind::Dir if depth < 8 => stack.push((path, depth + 1)),
+                        EntryKind::File if n.ends_with(".yaml") || n.ends_with(".yml") => {
+                            let Ok(text) = self.files.read(&path) else { continue };
+                            if !(text.contains("kind: Secret") || text.contains("kind: ConfigMap")) {
+                                continue;
+                            }
+                            for d in crate::yaml::parse_docs(&path, &text).unwrap_or_default() {
+                                let (Some(k), Some(nm)) = (
+                                    d.value["kind"].as_str(),
+                                    d.value.pointer("/metadata/name").and_then(|v| v.as_str()),
+                                ) else {
+                                    continue;
+                                };
+                                if matches!(k, "Secret" | "ConfigMap") {
+                                    index.entry((k.to_string(), nm.to_string())).or_insert(Loc::new(&path, d.line));
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            self.out_of_band = Some(index);
+        }
+        self.out_of_band.as_ref()?.get(&(kind.to_string(), name.to_string())).cloned()
+    }
+
     /// postBuild substitution, as kustomize-controller runs it after the build.
     fn substitute(&mut self, spec: &Kustomization, kid: &str, objects: &mut [Object]) -> Result<()> {
         if spec.substitute.is_empty() && spec.substitute_from.is_empty() {
@@ -761,8 +841,22 @@ impl Loader<'_> {
         let mut encrypted = vec![];
         for from in &spec.substitute_from {
             let key = (from.kind.clone(), spec.namespace.clone(), from.name.clone());
-            match self.var_sources.get(&key) {
+            let found = self.var_sources.get(&key).cloned();
+            let at = if found.is_none() && !from.optional { self.out_of_band(&from.kind, &from.name) } else { None };
+            match found.as_ref() {
                 None if from.optional => {}
+                None if let Some(at) = at => self.model.findings.push(
+                    Finding::new(
+                        "bootstrap-object",
+                        Severity::Info,
+                        &spec.origin,
+                        format!(
+                            "Kustomization {kid} substitutes from {} {}, which nothing Flux applies defines; it is committed at {at}, outside the Flux tree, and taken as applied before Flux (its values are not known here)",
+                            from.kind, from.name
+                        ),
+                    )
+                    .for_kustomization(kid),
+                ),
                 None => self.model.findings.push(
                     Finding::new(
                         "substitute-from-missing",

@@ -252,8 +252,10 @@ impl<'a> Simulator<'a> {
         graph: &'a Graph,
         cat: &Catalogue,
         cfg: &RepoConfig,
-        sim: SimConfig,
+        mut sim: SimConfig,
     ) -> Result<Self> {
+        // A CNI installed before Flux (a bootstrap helmfile) runs from the start.
+        sim.cni_preinstalled |= cfg.cni_preinstalled;
         let mut sources: Vec<SSim> = model
             .sources
             .iter()
@@ -761,7 +763,13 @@ impl<'a> Simulator<'a> {
 
     fn serving(&self, hr: usize, name: &str) -> bool {
         let down = self.sim.faults.iter().any(|f| matches!(f, Fault::WebhookDown { name: n, from, to } if n == name && self.now >= *from && self.now < *to));
-        self.h_ready(hr) && self.network_up() && !down
+        (self.h_ready(hr) || self.preinstalled(hr)) && self.network_up() && !down
+    }
+
+    /// Installed before Flux by a bootstrap helmfile: running from the start.
+    fn preinstalled(&self, j: usize) -> bool {
+        let h = &self.model.helm_releases[j].spec;
+        self.cfg.preinstalled_releases.contains(&(h.namespace.clone(), h.name.clone()))
     }
 
     /// A registered fail-closed webhook that is not serving and intercepts this object.
@@ -1047,6 +1055,21 @@ impl<'a> Simulator<'a> {
                     self.hs[j].exists = true;
                     self.hs[j].created_at = Some(self.now);
                     self.queue_h(j, self.now);
+                }
+            }
+            // source-watcher turns the generator into ExternalArtifacts.
+            (_, "ArtifactGenerator") => {
+                let origin = o.origin.clone();
+                for s in 0..self.model.sources.len() {
+                    let src = &self.model.sources[s];
+                    if src.spec.kind == "ExternalArtifact"
+                        && src.owner == Some(i)
+                        && src.spec.origin == origin
+                        && !self.sources[s].exists
+                    {
+                        self.sources[s].exists = true;
+                        self.push(self.now + self.sim.source_fetch_ms, Ev::SourceReady(s));
+                    }
                 }
             }
             (g, kind) if g == crate::flux::SOURCE_GROUP => {
@@ -1351,7 +1374,7 @@ impl<'a> Simulator<'a> {
         let h = &self.model.helm_releases[j].spec;
         // The e2e installs the CNI before Flux with the same chart, name and namespace:
         // helm-controller then only adopts the release.
-        if self.sim.cni_preinstalled && Some(j) == self.primary_cni {
+        if (self.sim.cni_preinstalled && Some(j) == self.primary_cni) || self.preinstalled(j) {
             return 5 * SEC;
         }
         for f in &self.sim.faults {
