@@ -86,14 +86,11 @@ fn releases(text: &str) -> Vec<(String, Option<String>, Option<String>)> {
     out
 }
 
+/// The chart and values of the repo's HelmRelease for a release (name, namespace).
+pub type ReleaseOf<'a> = dyn Fn(&str, Option<&str>) -> Option<(String, serde_json::Value)> + 'a;
+
 /// Finds helmfiles (depth 6, hidden directories skipped) and the CRD groups they install.
-/// `release_of(name, namespace)` gives the chart and values of the repo's HelmRelease for a
-/// release.
-pub fn detect(
-    files: &dyn Files,
-    cat: &Catalogue,
-    release_of: &dyn Fn(&str, Option<&str>) -> Option<(String, serde_json::Value)>,
-) -> Vec<Helmfile> {
+pub fn detect(files: &dyn Files, cat: &Catalogue, release_of: &ReleaseOf) -> Vec<Helmfile> {
     let mut out = vec![];
     let mut stack = vec![(String::new(), 0)];
     while let Some((dir, depth)) = stack.pop() {

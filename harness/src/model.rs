@@ -98,6 +98,9 @@ pub struct RepoModel {
     pub helm_releases: Vec<HelmReleaseNode>,
     pub sources: Vec<SourceNode>,
     pub findings: Vec<Finding>,
+    /// ConfigMaps and Secrets (kind, name) committed outside what Flux applies and read by
+    /// a Kustomization: taken as applied before Flux (a bootstrap script).
+    pub preapplied: std::collections::BTreeSet<(String, String)>,
 }
 
 impl RepoModel {
@@ -294,6 +297,7 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
             helm_releases: vec![],
             sources: vec![],
             findings: vec![],
+            preapplied: Default::default(),
         },
         self_source,
         self_url,
@@ -845,7 +849,9 @@ impl Loader<'_> {
             let at = if found.is_none() && !from.optional { self.out_of_band(&from.kind, &from.name) } else { None };
             match found.as_ref() {
                 None if from.optional => {}
-                None if let Some(at) = at => self.model.findings.push(
+                None if let Some(at) = at => {
+                    self.model.preapplied.insert((from.kind.clone(), from.name.clone()));
+                    self.model.findings.push(
                     Finding::new(
                         "bootstrap-object",
                         Severity::Info,
@@ -856,7 +862,8 @@ impl Loader<'_> {
                         ),
                     )
                     .for_kustomization(kid),
-                ),
+                    )
+                }
                 None => self.model.findings.push(
                     Finding::new(
                         "substitute-from-missing",

@@ -3,7 +3,8 @@
 mod common;
 
 use common::repo::*;
-use harness::findings::Severity::{Error, Info, Warning};
+use harness::findings::Severity::{self, Error, Info, Warning};
+use harness::sim::SimConfig;
 
 fn base() -> Repo {
     // The entry applies the chart repository every HelmRelease here uses.
@@ -489,4 +490,106 @@ fn misplaced_fields_of_flux_objects() {
     let p = base().ks("a", &[], "").obj("a", "ns.yaml", &ns("a")).file("clusters/test/c.yaml", child).plan();
     let f = one(&p, "misplaced-field", Warning);
     assert!(f.message.contains("`dependsOn`") && f.fix.as_deref() == Some("indent `dependsOn` under `spec:`"));
+}
+
+const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: default\n";
+
+/// Each "needs" check on a repo that breaks it and on one that does not, and the
+/// simulation agreeing: an error of plan is a failure or a stall of simulate.
+#[test]
+fn a_health_check_on_an_object_nothing_creates() {
+    let hc = |name: &str| {
+        format!("  wait: false\n  healthChecks:\n    - kind: ConfigMap\n      name: {name}\n      namespace: default\n")
+    };
+    let bad = || base().ks("app", &[], &hc("ghost")).obj("app", "cm.yaml", CM);
+    let p = bad().plan();
+    let f = one(&p, "health-check-missing", Severity::Error);
+    assert!(f.message.contains("ConfigMap/default/ghost status: 'NotFound'"), "{}", f.message);
+    let sim = bad().simulate(SimConfig::default()).unwrap();
+    let fail = sim.failures.iter().find(|f| f.name == "flux-system/app").expect("never Ready");
+    assert_eq!(fail.reason, "HealthCheckFailed");
+    assert!(fail.message.contains("ConfigMap/default/ghost status: 'NotFound'"), "{}", fail.message);
+    // Its own object, or one another Kustomization applies: found.
+    let own = base().ks("app", &[], &hc("c")).obj("app", "cm.yaml", CM).plan();
+    none(&own, "health-check-missing");
+    let other = base()
+        .ks("other", &[], "")
+        .obj("other", "cm.yaml", &CM.replace("name: c", "name: elsewhere"))
+        .ks("app", &[], &hc("elsewhere"))
+        .obj("app", "cm.yaml", CM);
+    none(&other.plan(), "health-check-missing");
+}
+
+#[test]
+fn a_dependency_on_a_suspended_kustomization() {
+    let repo = || {
+        base().ks("base", &[], "  suspend: true\n").obj("base", "cm.yaml", CM).ks("app", &["base"], "").obj(
+            "app",
+            "cm.yaml",
+            &CM.replace("name: c", "name: d"),
+        )
+    };
+    one(&repo().plan(), "depends-on-suspended", Severity::Error);
+    let sim = repo().simulate(SimConfig::default()).unwrap();
+    assert!(!sim.converged && sim.stuck.iter().any(|s| s.name == "app"), "{:?}", sim.stuck);
+    let fine = base().ks("base", &[], "").obj("base", "cm.yaml", CM).ks("app", &["base"], "");
+    none(&fine.plan(), "depends-on-suspended");
+}
+
+#[test]
+fn a_substitute_from_config_map_that_nothing_orders_first() {
+    let vars = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cluster-vars\n  namespace: flux-system\ndata:\n  DOMAIN: example.com\n";
+    let sub = "  postBuild:\n    substituteFrom:\n      - kind: ConfigMap\n        name: cluster-vars\n";
+    let app = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n  namespace: default\ndata:\n  url: https://${DOMAIN}\n";
+    // The producer waits for a slow chart first, so the reader builds before the ConfigMap exists.
+    let race = || {
+        base()
+            .ks("vars", &[], "  wait: true\n")
+            .obj("vars", "hr.yaml", &hr("slow", "default", "some-chart", ""))
+            .obj("vars", "cm.yaml", vars)
+            .ks("app", &[], sub)
+            .obj("app", "cm.yaml", app)
+    };
+    let p = race().plan();
+    assert!(
+        findings(&p, "input-order")
+            .iter()
+            .any(|f| f.severity == Severity::Warning && f.message.contains("cluster-vars")),
+        "{:#?}",
+        p.findings
+    );
+    let sim = race().simulate(SimConfig::default()).unwrap();
+    if let Some(f) = sim.failures.iter().find(|f| f.name == "flux-system/app") {
+        // The simulated bootstrap lost the race: plan says so as an error.
+        assert!(f.message.starts_with("substitute from 'ConfigMap/cluster-vars' error"), "{}", f.message);
+        one(&p, "input-race", Severity::Error);
+    }
+    let ordered =
+        base().ks("vars", &[], "").obj("vars", "cm.yaml", vars).ks("app", &["vars"], sub).obj("app", "cm.yaml", app);
+    let p = ordered.plan();
+    none(&p, "input-order");
+    none(&p, "input-race");
+}
+
+#[test]
+fn values_from_a_secret_applied_downstream_is_a_deadlock() {
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db-values\n  namespace: db\nstringData:\n  values.yaml: 'x: 1'\n";
+    let release = hr("db", "db", "some-chart", "")
+        .replace("  install:", "  valuesFrom:\n    - kind: Secret\n      name: db-values\n  install:");
+    let repo = || {
+        base()
+            .ks("db", &[], "  wait: true\n")
+            .obj("db", "ns.yaml", &ns("db"))
+            .obj("db", "hr.yaml", &release)
+            .ks("db-secrets", &["db"], "")
+            .obj("db-secrets", "secret.yaml", secret)
+    };
+    let p = repo().plan();
+    let f = one(&p, "values-from-deadlock", Severity::Error);
+    assert!(f.message.contains("deadlock"), "{}", f.message);
+    let sim = repo().simulate(SimConfig::default()).unwrap();
+    assert!(!sim.converged, "it never bootstraps");
+    let h = sim.stuck.iter().find(|s| s.name == "db/db").expect("the release is stuck");
+    assert_eq!(h.reason, "ValuesError");
+    assert!(h.message.contains("could not resolve Secret chart values reference 'db/db-values'"), "{}", h.message);
 }

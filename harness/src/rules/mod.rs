@@ -11,6 +11,7 @@ mod fields;
 mod helm;
 mod monitoring;
 mod namespaces;
+mod needs;
 mod netpol;
 mod owners;
 mod policy;
@@ -210,6 +211,7 @@ pub fn check(model: &RepoModel, graph: &Graph, cat: &Catalogue, cfg: &RepoConfig
     cni::check(&ctx, &mut out);
     netpol::check(&ctx, &mut out);
     namespaces::check(&ctx, &mut out);
+    needs::check(&ctx, &mut out);
     owners::check(&ctx, &mut out);
     policy::check(&ctx, &mut out);
     sources::check(&ctx, &mut out);

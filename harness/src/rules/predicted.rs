@@ -4,7 +4,9 @@
 //! error finding already explains (same Kustomization) adds nothing.
 //!
 //! `webhook-race`: an apply or install refused by a fail-closed webhook that was
-//! registered but not serving yet. `predicted-failure`: any other failed reconcile.
+//! registered but not serving yet. `input-race`: a substituteFrom or valuesFrom read
+//! before its producer applied it. `predicted-failure`: any other failed reconcile.
+//! `predicted-stall`: not Ready when the simulation ends (a deadlock named as such).
 
 use crate::findings::{Finding, Severity};
 use crate::model::RepoModel;
@@ -49,7 +51,15 @@ pub fn findings(model: &RepoModel, report: &SimReport, existing: &[Finding]) -> 
             let rest = &f.message[i + "failed calling webhook \"".len()..];
             rest[..rest.find('"').unwrap_or(rest.len())].to_string()
         });
+        let input = f.message.starts_with("substitute from '") || f.message.starts_with("could not resolve ");
         let finding = match webhook {
+            None if input => Finding::new(
+                "input-race",
+                Severity::Error,
+                &loc,
+                format!("{what} reads an input before it exists in the simulated bootstrap (at {:.0}s; {cost}): {}", f.at_seconds, f.message),
+            )
+            .fix(format!("make {kid} depend on the Kustomization that applies it")),
             Some(w) => Finding::new(
                 "webhook-race",
                 Severity::Error,
@@ -70,6 +80,47 @@ pub fn findings(model: &RepoModel, report: &SimReport, existing: &[Finding]) -> 
             ),
         };
         out.push(finding.for_kustomization(&kid));
+    }
+    // Not Ready at the end, and no error says why: a stall the rules did not name.
+    if !report.converged {
+        for s in &report.stuck {
+            // Stuck entries name Kustomizations as plan does (`name` in flux-system).
+            let Some(i) = (0..model.kustomizations.len())
+                .find(|&i| s.kind == "Kustomization" && crate::graph::display_k(model, i) == s.name)
+            else {
+                continue;
+            };
+            let kid = format!("{}/{}", model.kustomizations[i].spec.namespace, model.kustomizations[i].spec.name);
+            // One finding per cause: not when an error already names it, or names what it
+            // waits on, or when the deadlock it is part of was reported already.
+            let explained: Vec<String> = existing
+                .iter()
+                .chain(&out)
+                .filter(|e| e.severity == Severity::Error)
+                .filter_map(|e| e.kustomization.clone())
+                .collect();
+            if explained.iter().any(|e| *e == kid || s.because.contains(&format!("Kustomization {e}"))) {
+                continue;
+            }
+            let deadlock = report.deadlock.as_ref().filter(|d| d.cycle.iter().any(|c| c.ends_with(&format!(" {kid}"))));
+            if deadlock.is_some() && out.iter().any(|f| f.rule == "predicted-stall" && f.message.contains("deadlock")) {
+                continue;
+            }
+            let msg = match deadlock {
+                Some(d) => format!(
+                    "Kustomization {kid} never becomes Ready in the simulated bootstrap: deadlock: {}",
+                    d.explanation
+                ),
+                None => format!(
+                    "Kustomization {kid} never becomes Ready in the simulated bootstrap: {} {}; {}",
+                    s.reason, s.message, s.because
+                ),
+            };
+            out.push(
+                Finding::new("predicted-stall", Severity::Error, &model.kustomizations[i].spec.origin, msg)
+                    .for_kustomization(&kid),
+            );
+        }
     }
     out
 }

@@ -218,6 +218,10 @@ pub struct Simulator<'a> {
     /// Registered fail-closed webhooks: (hr, index in its chart's list).
     webhooks: BTreeSet<(usize, usize)>,
     templates: BTreeSet<String>,
+    /// ConfigMaps and Secrets applied so far (kind, namespace, name).
+    applied: BTreeSet<(String, String, String)>,
+    /// The Kustomization that renders each ConfigMap and Secret.
+    producers: BTreeMap<(String, String, String), usize>,
     network: bool,
     network_down: Vec<(u64, u64)>,
     chain_ok: bool,
@@ -347,6 +351,21 @@ impl<'a> Simulator<'a> {
             ns_labels,
             webhooks: BTreeSet::new(),
             templates: BTreeSet::new(),
+            applied: BTreeSet::new(),
+            producers: {
+                let mut m = BTreeMap::new();
+                for (k, node) in model.kustomizations.iter().enumerate() {
+                    for o in node
+                        .objects
+                        .iter()
+                        .filter(|o| o.group().is_empty() && matches!(o.kind(), "ConfigMap" | "Secret"))
+                    {
+                        m.entry((o.kind().to_string(), crate::flux::namespace_of(o), o.name().to_string()))
+                            .or_insert(k);
+                    }
+                }
+                m
+            },
             network: false,
             network_down: vec![],
             chain_ok: false,
@@ -766,6 +785,20 @@ impl<'a> Simulator<'a> {
         (self.h_ready(hr) || self.preinstalled(hr)) && self.network_up() && !down
     }
 
+    /// Why a ConfigMap or Secret that an object reads (substituteFrom, valuesFrom) is not
+    /// in the cluster yet, or `None` when it is. Committed outside the Flux tree (applied
+    /// before Flux) counts as there.
+    fn missing_input(&self, kind: &str, ns: &str, name: &str) -> Option<Block> {
+        let key = (kind.to_string(), ns.to_string(), name.to_string());
+        if self.applied.contains(&key) || self.model.preapplied.contains(&(kind.to_string(), name.to_string())) {
+            return None;
+        }
+        Some(match self.producers.get(&key) {
+            Some(&k) => Block::On(Entity::K(k)),
+            None => Block::Root(format!("nothing in the repository creates {kind} {ns}/{name}")),
+        })
+    }
+
     /// Installed before Flux by a bootstrap helmfile: running from the start.
     fn preinstalled(&self, j: usize) -> bool {
         let h = &self.model.helm_releases[j].spec;
@@ -891,6 +924,17 @@ impl<'a> Simulator<'a> {
             self.set_k(i, "False", "DependencyNotReady", msg);
             self.queue_k(i, self.now + DEPENDENCY_REQUEUE);
             return;
+        }
+        // postBuild.substituteFrom: read at build time; a missing one fails the build.
+        let spec = &self.model.kustomizations[i].spec;
+        for f in spec.substitute_from.iter().filter(|f| !f.optional) {
+            if let Some(why) = self.missing_input(&f.kind, &spec.namespace, &f.name) {
+                self.ks[i].block = Some(why);
+                let plural = if f.kind == "Secret" { "secrets" } else { "configmaps" };
+                let msg = format!("substitute from '{}/{}' error: {plural} \"{}\" not found", f.kind, f.name, f.name);
+                self.fail_k(i, msg, retry);
+                return;
+            }
         }
         if self.ks[i].started_at.is_none() {
             self.ks[i].started_at = Some(self.now);
@@ -1021,6 +1065,9 @@ impl<'a> Simulator<'a> {
     fn apply_object(&mut self, i: usize, x: usize) {
         let o = &self.model.kustomizations[i].objects[x];
         match (o.group(), o.kind()) {
+            ("", "ConfigMap" | "Secret") => {
+                self.applied.insert((o.kind().to_string(), crate::flux::namespace_of(o), o.name().to_string()));
+            }
             ("", "Namespace") => {
                 self.namespaces.insert(o.name().to_string());
             }
@@ -1094,34 +1141,101 @@ impl<'a> Simulator<'a> {
         }
         let spec = &self.model.kustomizations[i].spec;
         let objects = &self.model.kustomizations[i].objects;
-        let checked: Vec<usize> = if spec.wait {
-            (0..objects.len()).collect()
+        // `wait: true` checks every applied object; `healthChecks` name objects anywhere in
+        // the cluster: its own, another Flux object, a chart's workload, or nothing at all.
+        let mut targets: Vec<Target> = vec![];
+        if spec.wait {
+            targets.extend((0..objects.len()).map(Target::Own));
         } else {
-            (0..objects.len())
-                .filter(|&x| {
+            for h in &spec.health_checks {
+                let kind = h.get("kind").and_then(|v| v.as_str()).unwrap_or("");
+                let name = h.get("name").and_then(|v| v.as_str()).unwrap_or("");
+                let ns = h.get("namespace").and_then(|v| v.as_str());
+                let own = (0..objects.len()).find(|&x| {
                     let o = &objects[x];
-                    spec.health_checks.iter().any(|h| {
-                        h.get("kind").and_then(|v| v.as_str()) == Some(o.kind())
-                            && h.get("name").and_then(|v| v.as_str()) == Some(o.name())
-                            && h.get("namespace").and_then(|v| v.as_str()).is_none_or(|n| Some(n) == o.namespace())
-                    })
-                })
-                .collect()
-        };
+                    o.kind() == kind && o.name() == name && ns.is_none_or(|n| Some(n) == o.namespace())
+                });
+                let r = |k: &str| Ref {
+                    kind: k.into(),
+                    namespace: ns.unwrap_or(&spec.namespace).into(),
+                    name: name.into(),
+                };
+                targets.push(match own {
+                    Some(x) => Target::Own(x),
+                    None => match kind {
+                        "Kustomization" => self.model.kustomization(&r(kind)).map(|j| Target::Flux(Entity::K(j))),
+                        "HelmRelease" => self.model.helm_release(&r(kind)).map(|j| Target::Flux(Entity::H(j))),
+                        // Applied by another Kustomization: there once that one is Ready.
+                        _ if let Some(p) = self.model.kustomizations.iter().position(|k| {
+                            k.objects.iter().any(|o| {
+                                o.kind() == kind && o.name() == name && ns.is_none_or(|n| Some(n) == o.namespace())
+                            })
+                        }) =>
+                        {
+                            Some(Target::Flux(Entity::K(p)))
+                        }
+                        // A chart's workload: ready when the release that installs into
+                        // that namespace is. A cluster-scoped object no Kustomization
+                        // renders may come from any chart (rules::needs says the same).
+                        _ => match ns {
+                            Some(n) => (0..self.model.helm_releases.len())
+                                .find(|&j| self.release_ns(j) == n)
+                                .map(|j| Target::Flux(Entity::H(j))),
+                            None if kind == "CustomResourceDefinition" || !self.model.helm_releases.is_empty() => {
+                                continue;
+                            }
+                            None => None,
+                        },
+                    }
+                    .unwrap_or_else(|| Target::Missing(kstatus_name(kind, ns, name))),
+                });
+            }
+        }
         let mut in_progress = vec![];
         let mut failed = vec![];
         let mut blocks = vec![];
-        for x in checked {
-            let o = &self.model.kustomizations[i].objects[x];
-            let id = kstatus_name(o.kind(), o.namespace(), o.name());
-            match self.object_status(i, o) {
+        for t in targets {
+            let (id, status) = match t {
+                Target::Own(x) => {
+                    let o = &self.model.kustomizations[i].objects[x];
+                    (kstatus_name(o.kind(), o.namespace(), o.name()), self.object_status(i, o))
+                }
+                Target::Flux(e) => {
+                    let (id, ready, stalled) = match &e {
+                        Entity::K(j) => {
+                            let k = &self.model.kustomizations[*j].spec;
+                            (kstatus_name("Kustomization", Some(&k.namespace), &k.name), self.k_ready(*j), false)
+                        }
+                        Entity::H(j) => {
+                            let h = &self.model.helm_releases[*j].spec;
+                            let stalled = self.hs[*j].phase == HPhase::Stalled;
+                            (kstatus_name("HelmRelease", Some(&h.namespace), &h.name), self.h_ready(*j), stalled)
+                        }
+                        _ => unreachable!("health checks name Kustomizations and HelmReleases"),
+                    };
+                    let status = if ready {
+                        Status::Current
+                    } else if stalled {
+                        Status::Failed(Some(Block::On(e)))
+                    } else {
+                        Status::InProgress(Some(Block::On(e)))
+                    };
+                    (id, status)
+                }
+                Target::Missing(id) => {
+                    in_progress.push(format!("{id} status: 'NotFound'"));
+                    blocks.push(Block::Root(format!("nothing in the repository creates {id}")));
+                    continue;
+                }
+            };
+            match status {
                 Status::Current => {}
                 Status::InProgress(b) => {
-                    in_progress.push(id);
+                    in_progress.push(format!("{id} status: 'InProgress'"));
                     blocks.extend(b);
                 }
                 Status::Failed(b) => {
-                    failed.push(id);
+                    failed.push(format!("{id} status: 'Failed'"));
                     blocks.extend(b);
                 }
             }
@@ -1129,15 +1243,10 @@ impl<'a> Simulator<'a> {
         if in_progress.is_empty() && failed.is_empty() {
             self.succeed_k(i);
         } else if !failed.is_empty() && in_progress.is_empty() {
-            let list = failed.iter().map(|f| format!("{f} status: 'Failed'")).collect::<Vec<_>>().join(", ");
+            let list = failed.join(", ");
             self.health_failed(i, blocks, format!("failed early due to stalled resources: [{list}]"));
         } else if self.now >= self.ks[i].health_deadline {
-            let list = in_progress
-                .iter()
-                .map(|f| format!("{f} status: 'InProgress'"))
-                .chain(failed.iter().map(|f| format!("{f} status: 'Failed'")))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let list = in_progress.iter().chain(&failed).cloned().collect::<Vec<_>>().join(", ");
             self.health_failed(i, blocks, format!("timeout waiting for: [{list}]"));
         } else {
             self.ks[i].block = blocks.into_iter().next();
@@ -1284,6 +1393,29 @@ impl<'a> Simulator<'a> {
             );
             self.queue_h(j, self.now + DEPENDENCY_REQUEUE);
             return;
+        }
+        // valuesFrom: composed before the install; a missing reference fails it, and
+        // helm-controller retries with backoff (no release was written).
+        let h = &self.model.helm_releases[j].spec;
+        for v in h.raw.pointer("/spec/valuesFrom").and_then(|v| v.as_array()).into_iter().flatten() {
+            let (kind, name) = (v["kind"].as_str().unwrap_or(""), v["name"].as_str().unwrap_or(""));
+            if v["optional"].as_bool() == Some(true) || !matches!(kind, "ConfigMap" | "Secret") {
+                continue;
+            }
+            if let Some(why) = self.missing_input(kind, &h.namespace, name) {
+                let key = v["valuesKey"].as_str().unwrap_or("values.yaml");
+                let plural = if kind == "Secret" { "secrets" } else { "configmaps" };
+                let msg = format!(
+                    "could not resolve {kind} chart values reference '{}/{name}' with key '{key}': {plural} \"{name}\" not found",
+                    h.namespace
+                );
+                self.hs[j].block = Some(why);
+                self.set_h(j, "False", "ValuesError", msg);
+                let back = (750u64 << self.hs[j].backoff.min(20)).min(15 * 60 * SEC);
+                self.hs[j].backoff += 1;
+                self.queue_h(j, self.now + back);
+                return;
+            }
         }
         let chart_ver = format!("{}@{}", h.chart, h.version.clone().unwrap_or_else(|| "0.1.0".into()));
         // Errors before a release is written: exponential backoff (750 ms doubling, 15 min).
@@ -1679,6 +1811,16 @@ impl<'a> Simulator<'a> {
     pub fn report(&self) -> report::SimReport {
         report::build(self)
     }
+}
+
+/// What a health check waits for.
+enum Target {
+    /// An object the Kustomization itself applies (index).
+    Own(usize),
+    /// A Kustomization or HelmRelease elsewhere in the repo.
+    Flux(Entity),
+    /// Nothing the repo creates (its kstatus id).
+    Missing(String),
 }
 
 enum Status {
