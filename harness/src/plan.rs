@@ -134,6 +134,8 @@ impl Plan {
             .collect();
         findings.sort_by(|a, b| (a.severity, &a.file, a.line, &a.rule).cmp(&(b.severity, &b.file, b.line, &b.rule)));
         findings.dedup();
+        let mut findings = crate::findings::fold_repeats(findings);
+        findings.sort_by(|a, b| (a.severity, &a.file, a.line, &a.rule).cmp(&(b.severity, &b.file, b.line, &b.rule)));
         Plan {
             entry: show(model.entry),
             entry_path: format!("./{}", model.entry_path),
@@ -218,17 +220,28 @@ impl Plan {
             count(Severity::Warning),
             count(Severity::Info)
         );
-        let mut groups: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
-        for f in &self.findings {
-            groups.entry(f.kustomization.as_deref().unwrap_or("(repository)")).or_default().push(f);
-        }
-        for (k, fs) in groups {
-            let _ = writeln!(out, "  {k}");
-            for f in fs {
-                let _ =
-                    writeln!(out, "    {:<7} {}:{} [{}] {}", f.severity.as_str(), f.file, f.line, f.rule, f.message);
-                if let Some(fix) = &f.fix {
-                    let _ = writeln!(out, "            fix: {fix}");
+        // Errors first: they are what fails the bootstrap; then warnings, then info. Within
+        // each, by Kustomization.
+        for sev in [Severity::Error, Severity::Warning, Severity::Info] {
+            let mut groups: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
+            for f in self.findings.iter().filter(|f| f.severity == sev) {
+                groups.entry(f.kustomization.as_deref().unwrap_or("(repository)")).or_default().push(f);
+            }
+            for (k, fs) in groups {
+                let _ = writeln!(out, "  {k}");
+                for f in fs {
+                    let _ = writeln!(
+                        out,
+                        "    {:<7} {}:{} [{}] {}",
+                        f.severity.as_str(),
+                        f.file,
+                        f.line,
+                        f.rule,
+                        f.message
+                    );
+                    if let Some(fix) = &f.fix {
+                        let _ = writeln!(out, "            fix: {fix}");
+                    }
                 }
             }
         }

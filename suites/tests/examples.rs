@@ -62,3 +62,97 @@ fn netcorp_clusters_share_one_layer_order() {
     assert_eq!(layers("production"), layers("staging"));
     assert_eq!(layers("local-kube"), layers("staging"));
 }
+
+/// Reorders a copy of a repo: the documents of every multi-document file reversed (or
+/// rotated by one), and every kustomization's `resources:` list reversed.
+fn permuted(src: &std::path::Path, rotate: bool) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    common::copy_dir(src, tmp.path());
+    let mut stack = vec![tmp.path().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if !name.ends_with(".yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            if name == "kustomization.yaml" {
+                let mut v: serde_json::Value = harness::yaml::parse_one(&name, &text).unwrap().value;
+                if let Some(r) = v.get_mut("resources").and_then(|r| r.as_array_mut()) {
+                    r.reverse();
+                }
+                std::fs::write(&p, harness::yaml::to_yaml(&v)).unwrap();
+                continue;
+            }
+            let mut docs: Vec<&str> =
+                text.split("\n---").filter(|d| !d.trim().trim_start_matches("---").trim().is_empty()).collect();
+            if docs.len() < 2 {
+                continue;
+            }
+            if rotate {
+                docs.rotate_left(1);
+            } else {
+                docs.reverse();
+            }
+            let body: Vec<String> =
+                docs.iter().map(|d| d.trim_start_matches("---").trim_matches('\n').to_string()).collect();
+            std::fs::write(&p, body.join("\n---\n") + "\n").unwrap();
+        }
+    }
+    tmp
+}
+
+/// What a verdict is, without the line numbers that reordering moves.
+fn verdicts(repo: &std::path::Path, cluster: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let p = plan(&PlanRequest {
+        repo: repo.into(),
+        entry: Some(Entry::Cluster(cluster.into())),
+        sources: vec![],
+        renderer: RendererChoice::Native,
+    })
+    .unwrap();
+    let mut f: Vec<String> = p
+        .findings
+        .iter()
+        .map(|f| format!("{} {} {:?} {}", f.severity.as_str(), f.rule, f.kustomization, f.file))
+        .collect();
+    f.sort();
+    let mut layers = p.layers.clone();
+    for l in &mut layers {
+        l.sort();
+    }
+    (f, layers)
+}
+
+#[test]
+fn no_verdict_depends_on_the_order_of_documents_or_resources() {
+    for (ex, cluster) in [("netcorp-infra", "staging"), ("envs-infra", "staging")] {
+        let original = verdicts(&common::example(ex), cluster);
+        for rotate in [false, true] {
+            let tmp = permuted(&common::example(ex), rotate);
+            assert_eq!(
+                verdicts(tmp.path(), cluster),
+                original,
+                "{ex}, documents {}",
+                if rotate { "rotated" } else { "reversed" }
+            );
+        }
+    }
+    // The Gatekeeper race of the fail-closed variant is found in any order too.
+    let tmp = tempfile::tempdir().unwrap();
+    common::copy_dir(&common::example("netcorp-infra"), tmp.path());
+    let hr = tmp.path().join("namespaces/gatekeeper-system/helm-release.yaml");
+    std::fs::write(&hr, std::fs::read_to_string(&hr).unwrap().replace("Policy: Ignore", "Policy: Fail")).unwrap();
+    let racy = verdicts(tmp.path(), "staging");
+    assert!(racy.0.iter().any(|f| f.starts_with("error webhook-race")), "{:?}", racy.0);
+    for rotate in [false, true] {
+        let p = permuted(tmp.path(), rotate);
+        let errors = |v: &(Vec<String>, Vec<Vec<String>>)| v.0.iter().filter(|f| f.starts_with("error")).count();
+        assert_eq!(errors(&verdicts(p.path(), "staging")), errors(&racy), "rotate={rotate}");
+    }
+}

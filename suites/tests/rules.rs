@@ -217,18 +217,22 @@ fn rule_6_webhook_self_block() {
 fn rule_7_helm_anti_patterns() {
     let bad = "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: bad\n  namespace: default\nspec:\n  chart:\n    spec:\n      chart: podinfo\n      sourceRef: {kind: HelmRepository, name: charts, namespace: flux-system}\n  install:\n    remediation:\n      remediateLastFailure: true\n  upgrade:\n    force: true\n    cleanupOnFail: true\n    remediation:\n      strategy: uninstall\n  values:\n    podAnnotations:\n      rollme: \"123\"\n";
     let p = base().ks("app", &[], "").obj("app", "hr.yaml", bad).plan();
-    for rule in [
-        "helm-upgrade-force",
-        "helm-cleanup-on-fail",
-        "helm-uninstall-remediation",
-        "helm-remediate-last-failure",
-        "helm-restart-annotation",
-        "helm-no-retries",
+    for (rule, sev) in [
+        ("helm-upgrade-force", Warning),
+        ("helm-cleanup-on-fail", Info),
+        ("helm-uninstall-remediation", Warning),
+        ("helm-remediate-last-failure", Info),
+        ("helm-restart-annotation", Warning),
+        ("helm-no-retries", Warning),
     ] {
-        let f = one(&p, rule, Warning);
+        let f = one(&p, rule, sev);
         assert_eq!((f.file.as_str(), f.line), ("apps/app/hr.yaml", 1));
     }
     assert!(one(&p, "helm-no-retries", Warning).message.contains("install or upgrade"));
+    // `strategy: RetryOnFailure` retries for good: no remediation count needed.
+    let retrying = bad.replace("  install:\n", "  install:\n    strategy:\n      name: RetryOnFailure\n");
+    let p2 = base().ks("app", &[], "").obj("app", "hr.yaml", &retrying).plan();
+    assert!(one(&p2, "helm-no-retries", Warning).message.contains("no upgrade remediation"), "install is covered");
     let p = base()
         .ks("app", &[], "")
         .obj("app", "hr.yaml", &hr("good", "default", "podinfo", "    podAnnotations:\n      team: web\n"))

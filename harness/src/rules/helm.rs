@@ -41,7 +41,12 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         let spec = h.spec.raw.get("spec").cloned().unwrap_or(Value::Null);
         let id = format!("HelmRelease {}/{}", h.spec.namespace, h.spec.name);
         let mut push = |rule: &str, msg: String, fix: &str| {
-            out.push(ctx.finding(rule, Severity::Warning, &h.spec.origin, Some(h.owner), msg).fix(fix));
+            // Common, deliberate choices that cost debugging, not a bootstrap: said, not flagged.
+            let sev = match rule {
+                "helm-cleanup-on-fail" | "helm-remediate-last-failure" => Severity::Info,
+                _ => Severity::Warning,
+            };
+            out.push(ctx.finding(rule, sev, &h.spec.origin, Some(h.owner), msg).fix(fix));
         };
         if truthy(spec.pointer("/upgrade/force")) {
             push(
@@ -103,6 +108,11 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             [("install", "/install/remediation/retries"), ("upgrade", "/upgrade/remediation/retries")]
                 .iter()
                 .filter(|(_, p)| spec.pointer(p).is_none())
+                // `strategy: RetryOnFailure` retries at retryInterval for good: no remediation
+                // count needed.
+                .filter(|(n, _)| {
+                    spec.pointer(&format!("/{n}/strategy/name")).and_then(Value::as_str) != Some("RetryOnFailure")
+                })
                 .map(|(n, _)| *n)
                 .collect();
         if !missing.is_empty() {

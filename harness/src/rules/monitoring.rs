@@ -10,16 +10,26 @@ use serde_json::Value;
 const GROUP: &str = "monitoring.coreos.com";
 const KINDS: [&str; 3] = ["PrometheusRule", "ServiceMonitor", "PodMonitor"];
 
-/// The Kustomization a `*-monitoring` one watches: `x` for `x-monitoring`, else the one
-/// whose name starts with `x-` (`netcorp-app` for `netcorp-monitoring`).
-fn parent_of(ctx: &Ctx, i: usize) -> Option<usize> {
+/// The Kustomizations a `*-monitoring` one may watch: `x` for `x-monitoring`, else every
+/// one whose name starts with `x-` (`netcorp-app` for `netcorp-monitoring`), by name, so
+/// the verdict never depends on the order of documents or files.
+fn watched(ctx: &Ctx, i: usize) -> Vec<usize> {
     let k = &ctx.model.kustomizations[i].spec;
-    let prefix = k.name.strip_suffix("-monitoring")?;
+    let Some(prefix) = k.name.strip_suffix("-monitoring") else { return vec![] };
     let same_ns = |j: &usize| ctx.model.kustomizations[*j].spec.namespace == k.namespace && *j != i;
     let all = 0..ctx.model.kustomizations.len();
-    all.clone().filter(same_ns).find(|&j| ctx.model.kustomizations[j].spec.name == prefix).or_else(|| {
-        all.filter(same_ns).find(|&j| ctx.model.kustomizations[j].spec.name.starts_with(&format!("{prefix}-")))
-    })
+    if let Some(exact) = all.clone().filter(same_ns).find(|&j| ctx.model.kustomizations[j].spec.name == prefix) {
+        return vec![exact];
+    }
+    let mut v: Vec<usize> = all
+        .filter(same_ns)
+        .filter(|&j| {
+            let n = &ctx.model.kustomizations[j].spec.name;
+            n.starts_with(&format!("{prefix}-")) && !n.ends_with("-monitoring")
+        })
+        .collect();
+    v.sort_by_key(|&j| ctx.model.kustomizations[j].spec.name.clone());
+    v
 }
 
 fn monitoring_before(ctx: &Ctx, k: usize) -> bool {
@@ -49,8 +59,10 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             );
             continue;
         }
-        if let Some(parent) = parent_of(ctx, i)
-            && !ctx.before(i, parent)
+        let candidates = watched(ctx, i);
+        // Ordered after any of them is taken as ordered after the one it watches.
+        if let Some(&parent) = candidates.first()
+            && !candidates.iter().any(|&c| ctx.before(i, c))
         {
             out.push(
                 ctx.finding(
