@@ -220,7 +220,11 @@ impl Webhook {
 
 impl Catalogue {
     pub fn builtin() -> Catalogue {
-        parse("harness/data/catalogue.yaml", BUILTIN).expect("the built-in catalogue parses")
+        // Parsed once: plan, the rules and the simulator each start from it.
+        static PARSED: std::sync::OnceLock<Catalogue> = std::sync::OnceLock::new();
+        PARSED
+            .get_or_init(|| parse("harness/data/catalogue.yaml", BUILTIN).expect("the built-in catalogue parses"))
+            .clone()
     }
 
     /// Adds or replaces charts and groups.

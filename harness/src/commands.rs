@@ -111,7 +111,9 @@ pub fn load(req: &PlanRequest) -> Result<(model::RepoModel, RepoConfig)> {
             .filter(|h| !h.spec.chart.is_empty())
             .map(|h| (h.spec.chart.clone(), h.spec.values.clone()))
     };
-    let helmfiles = crate::helmfile::detect(&files, &catalogue, &chart_of);
+    let rendered: std::collections::HashSet<&str> =
+        model.kustomizations.iter().flat_map(|k| k.objects.iter().map(|o| o.origin.file.as_str())).collect();
+    let helmfiles = crate::helmfile::detect(&files, &catalogue, &chart_of, &rendered);
     for h in helmfiles {
         if !h.crds_only {
             for (name, ns) in &h.releases {

@@ -90,7 +90,13 @@ fn releases(text: &str) -> Vec<(String, Option<String>, Option<String>)> {
 pub type ReleaseOf<'a> = dyn Fn(&str, Option<&str>) -> Option<(String, serde_json::Value)> + 'a;
 
 /// Finds helmfiles (depth 6, hidden directories skipped) and the CRD groups they install.
-pub fn detect(files: &dyn Files, cat: &Catalogue, release_of: &ReleaseOf) -> Vec<Helmfile> {
+/// `skip`: files known to be Kubernetes manifests (Flux rendered them), not read again.
+pub fn detect(
+    files: &dyn Files,
+    cat: &Catalogue,
+    release_of: &ReleaseOf,
+    skip: &std::collections::HashSet<&str>,
+) -> Vec<Helmfile> {
     let mut out = vec![];
     let mut stack = vec![(String::new(), 0)];
     while let Some((dir, depth)) = stack.pop() {
@@ -102,7 +108,7 @@ pub fn detect(files: &dyn Files, cat: &Catalogue, release_of: &ReleaseOf) -> Vec
             let path = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
             match kind {
                 EntryKind::Dir if depth < 6 => stack.push((path, depth + 1)),
-                EntryKind::File if yaml_like(&name) => {
+                EntryKind::File if yaml_like(&name) && !skip.contains(path.as_str()) => {
                     let Ok(text) = files.read(&path) else { continue };
                     if !is_helmfile(&text) {
                         continue;

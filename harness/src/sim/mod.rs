@@ -222,6 +222,9 @@ pub struct Simulator<'a> {
     applied: BTreeSet<(String, String, String)>,
     /// The Kustomization that renders each ConfigMap and Secret.
     producers: BTreeMap<(String, String, String), usize>,
+    /// Kustomizations, HelmReleases and sources by (kind, namespace, name): the model's
+    /// lookups scan, and a reconcile looks up every dependency.
+    index: std::collections::HashMap<(String, String, String), usize>,
     network: bool,
     network_down: Vec<(u64, u64)>,
     chain_ok: bool,
@@ -352,6 +355,19 @@ impl<'a> Simulator<'a> {
             webhooks: BTreeSet::new(),
             templates: BTreeSet::new(),
             applied: BTreeSet::new(),
+            index: {
+                let mut m = std::collections::HashMap::new();
+                for (i, k) in model.kustomizations.iter().enumerate() {
+                    m.entry(("Kustomization".to_string(), k.spec.namespace.clone(), k.spec.name.clone())).or_insert(i);
+                }
+                for (j, h) in model.helm_releases.iter().enumerate() {
+                    m.entry(("HelmRelease".to_string(), h.spec.namespace.clone(), h.spec.name.clone())).or_insert(j);
+                }
+                for (x, src) in model.sources.iter().enumerate() {
+                    m.entry((src.spec.kind.clone(), src.spec.namespace.clone(), src.spec.name.clone())).or_insert(x);
+                }
+                m
+            },
             producers: {
                 let mut m = BTreeMap::new();
                 for (k, node) in model.kustomizations.iter().enumerate() {
@@ -799,6 +815,22 @@ impl<'a> Simulator<'a> {
         })
     }
 
+    fn find(&self, kind: &str, r: &Ref) -> Option<usize> {
+        self.index.get(&(kind.to_string(), r.namespace.clone(), r.name.clone())).copied()
+    }
+    fn find_k(&self, r: &Ref) -> Option<usize> {
+        self.find("Kustomization", r)
+    }
+    fn find_h(&self, r: &Ref) -> Option<usize> {
+        self.find("HelmRelease", r)
+    }
+    fn find_s(&self, r: &Ref) -> Option<usize> {
+        if matches!(r.kind.as_str(), "Kustomization" | "HelmRelease") {
+            return None;
+        }
+        self.find(&r.kind, r)
+    }
+
     /// Installed before Flux by a bootstrap helmfile: running from the start.
     fn preinstalled(&self, j: usize) -> bool {
         let h = &self.model.helm_releases[j].spec;
@@ -894,7 +926,7 @@ impl<'a> Simulator<'a> {
         }
         // dependsOn, in list order; the first failure is reported.
         for d in spec.depends_on.clone() {
-            let dep = self.model.kustomization(&d);
+            let dep = self.find_k(&d);
             // A dependency that turns Ready in the same instant is not seen yet: the two
             // reconciles run concurrently and the dependent reads the cache first.
             let ok = dep.is_some_and(|j| self.ks[j].exists && self.k_ready(j) && self.ks[j].ready.since < self.now);
@@ -1087,7 +1119,7 @@ impl<'a> Simulator<'a> {
                     namespace: crate::flux::namespace_of(o),
                     name: o.name().into(),
                 };
-                if let Some(c) = self.model.kustomization(&r)
+                if let Some(c) = self.find_k(&r)
                     && c != i
                 {
                     self.create_k(c);
@@ -1096,7 +1128,7 @@ impl<'a> Simulator<'a> {
             (g, "HelmRelease") if g == crate::flux::HELM_GROUP => {
                 let r =
                     Ref { kind: "HelmRelease".into(), namespace: crate::flux::namespace_of(o), name: o.name().into() };
-                if let Some(j) = self.model.helm_release(&r)
+                if let Some(j) = self.find_h(&r)
                     && !self.hs[j].exists
                 {
                     self.hs[j].exists = true;
@@ -1121,7 +1153,7 @@ impl<'a> Simulator<'a> {
             }
             (g, kind) if g == crate::flux::SOURCE_GROUP => {
                 let r = Ref { kind: kind.into(), namespace: crate::flux::namespace_of(o), name: o.name().into() };
-                if let Some(s) = self.model.source(&r)
+                if let Some(s) = self.find_s(&r)
                     && !self.sources[s].exists
                 {
                     self.sources[s].exists = true;
@@ -1163,8 +1195,8 @@ impl<'a> Simulator<'a> {
                 targets.push(match own {
                     Some(x) => Target::Own(x),
                     None => match kind {
-                        "Kustomization" => self.model.kustomization(&r(kind)).map(|j| Target::Flux(Entity::K(j))),
-                        "HelmRelease" => self.model.helm_release(&r(kind)).map(|j| Target::Flux(Entity::H(j))),
+                        "Kustomization" => self.find_k(&r(kind)).map(|j| Target::Flux(Entity::K(j))),
+                        "HelmRelease" => self.find_h(&r(kind)).map(|j| Target::Flux(Entity::H(j))),
                         // Applied by another Kustomization: there once that one is Ready.
                         _ if let Some(p) = self.model.kustomizations.iter().position(|k| {
                             k.objects.iter().any(|o| {
@@ -1273,7 +1305,7 @@ impl<'a> Simulator<'a> {
                     namespace: crate::flux::namespace_of(o),
                     name: o.name().into(),
                 };
-                match self.model.kustomization(&r) {
+                match self.find_k(&r) {
                     Some(c) if self.k_ready(c) => Status::Current,
                     Some(c) => Status::InProgress(Some(Block::On(Entity::K(c)))),
                     None => Status::Current,
@@ -1282,7 +1314,7 @@ impl<'a> Simulator<'a> {
             (g, "HelmRelease") if g == crate::flux::HELM_GROUP => {
                 let r =
                     Ref { kind: "HelmRelease".into(), namespace: crate::flux::namespace_of(o), name: o.name().into() };
-                match self.model.helm_release(&r) {
+                match self.find_h(&r) {
                     Some(j) if self.h_ready(j) => Status::Current,
                     Some(j) if self.hs[j].phase == HPhase::Stalled => Status::Failed(Some(Block::On(Entity::H(j)))),
                     Some(j) => Status::InProgress(Some(Block::On(Entity::H(j)))),
@@ -1377,7 +1409,7 @@ impl<'a> Simulator<'a> {
             _ => {}
         }
         for d in h.depends_on.clone() {
-            let dep = self.model.helm_release(&d);
+            let dep = self.find_h(&d);
             if dep.is_some_and(|x| self.h_ready(x) && self.hs[x].ready.since < self.now) {
                 continue;
             }
@@ -1742,7 +1774,7 @@ impl<'a> Simulator<'a> {
                         namespace: crate::flux::namespace_of(obj),
                         name: obj.name().into(),
                     };
-                    let ready_at = self.model.source(&r).and_then(|x| self.sources.get(x)).and_then(|x| x.ready_at);
+                    let ready_at = self.find_s(&r).and_then(|x| self.sources.get(x)).and_then(|x| x.ready_at);
                     let cond = ready_at
                         .map(|_| Cond { status: "True", reason: "Succeeded".into(), message: "stored artifact".into() })
                         .unwrap_or(Cond {
@@ -1774,7 +1806,7 @@ impl<'a> Simulator<'a> {
             out.push(o);
         }
         // The entry's own source (bootstrap created it).
-        if self.model.source(&self.model.self_source).is_none() {
+        if self.find_s(&self.model.self_source).is_none() {
             let s = &self.model.self_source;
             let ready = self.sources.last().and_then(|x| x.ready_at);
             let cond = ready.map(|_| Cond {
