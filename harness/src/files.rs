@@ -127,6 +127,27 @@ impl Files for MemFiles {
     }
 }
 
+/// Visits every file below the root, `(path, name)`, down to `max_depth` directories;
+/// hidden directories and build outputs (`node_modules`, `target`) are skipped. For the
+/// scans that look for a kind of file wherever it sits (helmfiles, bootstrap secrets).
+pub fn walk(files: &dyn Files, max_depth: usize, mut visit: impl FnMut(&str, &str)) {
+    let mut stack = vec![(String::new(), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = files.list(&dir) else { continue };
+        for (name, kind) in entries {
+            if name.starts_with('.') || name == "node_modules" || name == "target" {
+                continue;
+            }
+            let path = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
+            match kind {
+                EntryKind::Dir if depth < max_depth => stack.push((path, depth + 1)),
+                EntryKind::File => visit(&path, &name),
+                _ => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

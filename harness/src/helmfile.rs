@@ -12,7 +12,7 @@
 //! chart installs its CRDs).
 
 use crate::catalogue::Catalogue;
-use crate::files::{EntryKind, Files};
+use crate::files::Files;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Helmfile {
@@ -98,56 +98,42 @@ pub fn detect(
     skip: &std::collections::HashSet<&str>,
 ) -> Vec<Helmfile> {
     let mut out = vec![];
-    let mut stack = vec![(String::new(), 0)];
-    while let Some((dir, depth)) = stack.pop() {
-        let Ok(entries) = files.list(&dir) else { continue };
-        for (name, kind) in entries {
-            if name.starts_with('.') || name == "node_modules" || name == "target" {
-                continue;
-            }
-            let path = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
-            match kind {
-                EntryKind::Dir if depth < 6 => stack.push((path, depth + 1)),
-                EntryKind::File if yaml_like(&name) && !skip.contains(path.as_str()) => {
-                    let Ok(text) = files.read(&path) else { continue };
-                    if !is_helmfile(&text) {
-                        continue;
-                    }
-                    let found = releases(&text);
-                    let named: Vec<(String, Option<String>)> =
-                        found.iter().map(|r| (r.0.clone(), r.1.clone())).collect();
-                    let resolved: Vec<(String, serde_json::Value)> = found
-                        .into_iter()
-                        .map(|(name, ns, chart)| {
-                            let repo = release_of(&name, ns.as_deref());
-                            let values = repo.as_ref().map(|r| r.1.clone()).unwrap_or(serde_json::Value::Null);
-                            // A template expression is no chart name: resolve the release.
-                            let chart = match chart.filter(|c| !c.contains("{{")) {
-                                Some(c) => {
-                                    c.rsplit('/').next().unwrap_or(&c).split(':').next().unwrap_or("").to_string()
-                                }
-                                None => repo.map(|r| r.0).unwrap_or(name),
-                            };
-                            (chart, values)
-                        })
-                        .collect();
-                    let charts: Vec<String> = resolved.iter().map(|r| r.0.clone()).collect();
-                    let mut groups: Vec<String> = resolved
-                        .iter()
-                        .filter_map(|(c, v)| cat.chart(c).map(|c| (c, v)))
-                        .flat_map(|(c, v)| c.crds.iter().filter(|g| g.enabled(v)).map(|g| g.group.clone()))
-                        .collect();
-                    groups.sort();
-                    groups.dedup();
-                    if !charts.is_empty() {
-                        let crds_only = name.to_ascii_lowercase().contains("crd");
-                        out.push(Helmfile { path, releases: named, crds_only, charts, groups });
-                    }
-                }
-                _ => {}
-            }
+    crate::files::walk(files, 6, |path, name| {
+        if !yaml_like(name) || skip.contains(path) {
+            return;
         }
-    }
+        let Ok(text) = files.read(path) else { return };
+        if !is_helmfile(&text) {
+            return;
+        }
+        let found = releases(&text);
+        let named: Vec<(String, Option<String>)> = found.iter().map(|r| (r.0.clone(), r.1.clone())).collect();
+        let resolved: Vec<(String, serde_json::Value)> = found
+            .into_iter()
+            .map(|(name, ns, chart)| {
+                let repo = release_of(&name, ns.as_deref());
+                let values = repo.as_ref().map(|r| r.1.clone()).unwrap_or(serde_json::Value::Null);
+                // A template expression is no chart name: resolve the release.
+                let chart = match chart.filter(|c| !c.contains("{{")) {
+                    Some(c) => c.rsplit('/').next().unwrap_or(&c).split(':').next().unwrap_or("").to_string(),
+                    None => repo.map(|r| r.0).unwrap_or(name),
+                };
+                (chart, values)
+            })
+            .collect();
+        let charts: Vec<String> = resolved.iter().map(|r| r.0.clone()).collect();
+        let mut groups: Vec<String> = resolved
+            .iter()
+            .filter_map(|(c, v)| cat.chart(c).map(|c| (c, v)))
+            .flat_map(|(c, v)| c.crds.iter().filter(|g| g.enabled(v)).map(|g| g.group.clone()))
+            .collect();
+        groups.sort();
+        groups.dedup();
+        if !charts.is_empty() {
+            let crds_only = name.to_ascii_lowercase().contains("crd");
+            out.push(Helmfile { path: path.to_string(), releases: named, crds_only, charts, groups });
+        }
+    });
     out.sort_by(|a, b| a.path.cmp(&b.path));
     out
 }

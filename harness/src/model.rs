@@ -800,37 +800,26 @@ impl Loader<'_> {
     fn out_of_band(&mut self, kind: &str, name: &str) -> Option<Loc> {
         if self.out_of_band.is_none() {
             let mut index = BTreeMap::new();
-            let mut stack = vec![(String::new(), 0)];
-            while let Some((dir, depth)) = stack.pop() {
-                let Ok(entries) = self.files.list(&dir) else { continue };
-                for (n, k) in entries {
-                    if n.starts_with('.') || n == "node_modules" || n == "target" {
+            let files = self.files;
+            files::walk(files, 8, |path, name| {
+                if !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+                    return;
+                }
+                let Ok(text) = files.read(path) else { return };
+                if !(text.contains("kind: Secret") || text.contains("kind: ConfigMap")) {
+                    return;
+                }
+                for d in crate::yaml::parse_docs(path, &text).unwrap_or_default() {
+                    let (Some(k), Some(nm)) =
+                        (d.value["kind"].as_str(), d.value.pointer("/metadata/name").and_then(|v| v.as_str()))
+                    else {
                         continue;
-                    }
-                    let path = if dir.is_empty() { n.clone() } else { format!("{dir}/{n}") };
-                    match k {
-                        EntryKind::Dir if depth < 8 => stack.push((path, depth + 1)),
-                        EntryKind::File if n.ends_with(".yaml") || n.ends_with(".yml") => {
-                            let Ok(text) = self.files.read(&path) else { continue };
-                            if !(text.contains("kind: Secret") || text.contains("kind: ConfigMap")) {
-                                continue;
-                            }
-                            for d in crate::yaml::parse_docs(&path, &text).unwrap_or_default() {
-                                let (Some(k), Some(nm)) = (
-                                    d.value["kind"].as_str(),
-                                    d.value.pointer("/metadata/name").and_then(|v| v.as_str()),
-                                ) else {
-                                    continue;
-                                };
-                                if matches!(k, "Secret" | "ConfigMap") {
-                                    index.entry((k.to_string(), nm.to_string())).or_insert(Loc::new(&path, d.line));
-                                }
-                            }
-                        }
-                        _ => {}
+                    };
+                    if matches!(k, "Secret" | "ConfigMap") {
+                        index.entry((k.to_string(), nm.to_string())).or_insert(Loc::new(path, d.line));
                     }
                 }
-            }
+            });
             self.out_of_band = Some(index);
         }
         self.out_of_band.as_ref()?.get(&(kind.to_string(), name.to_string())).cloned()

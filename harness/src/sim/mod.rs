@@ -1368,6 +1368,16 @@ impl<'a> Simulator<'a> {
 
     // ----- helm-controller -----
 
+    /// A failure before a release is written: no remediation counts it; helm-controller
+    /// retries with exponential backoff (750 ms doubling, at most 15 min).
+    fn fail_before_release(&mut self, j: usize, block: Block, reason: &str, msg: String) {
+        self.hs[j].block = Some(block);
+        self.set_h(j, "False", reason, msg);
+        let back = (750u64 << self.hs[j].backoff.min(20)).min(15 * 60 * SEC);
+        self.hs[j].backoff += 1;
+        self.queue_h(j, self.now + back);
+    }
+
     fn reconcile_h(&mut self, j: usize) {
         if !self.hs[j].exists || matches!(self.hs[j].phase, HPhase::Installing | HPhase::Ready | HPhase::Stalled) {
             return;
@@ -1441,11 +1451,7 @@ impl<'a> Simulator<'a> {
                     "could not resolve {kind} chart values reference '{}/{name}' with key '{key}': {plural} \"{name}\" not found",
                     h.namespace
                 );
-                self.hs[j].block = Some(why);
-                self.set_h(j, "False", "ValuesError", msg);
-                let back = (750u64 << self.hs[j].backoff.min(20)).min(15 * 60 * SEC);
-                self.hs[j].backoff += 1;
-                self.queue_h(j, self.now + back);
+                self.fail_before_release(j, why, "ValuesError", msg);
                 return;
             }
         }
@@ -1474,11 +1480,7 @@ impl<'a> Simulator<'a> {
             ));
         }
         if let Some((msg, block)) = early {
-            self.hs[j].block = Some(block);
-            self.set_h(j, "False", "InstallFailed", msg);
-            let back = (750u64 << self.hs[j].backoff.min(20)).min(15 * 60 * SEC);
-            self.hs[j].backoff += 1;
-            self.queue_h(j, self.now + back);
+            self.fail_before_release(j, block, "InstallFailed", msg);
             return;
         }
         if create_ns {
