@@ -173,6 +173,31 @@ impl SimArgs {
     }
 }
 
+/// Waits for Ctrl-C (SIGINT) or SIGTERM (what CI runners send on cancel); returns the exit
+/// code a shell gives for it (130, 143).
+async fn interrupted() -> u8 {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return 130;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => 130,
+        _ = term.recv() => 143,
+    }
+}
+
+/// Writes a file only its owner can read (credentials).
+fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(content.as_bytes())
+}
+
 /// `--timeout`: plain seconds (`1800`, `90.5`) or a Go-style duration (`20m`, `1h30m`, `90s`),
 /// the way Flux and kubectl users write it.
 fn parse_timeout(s: &str) -> Result<f64, String> {
@@ -319,18 +344,22 @@ fn run(cli: Cli) -> Result<ExitCode, harness::Error> {
             };
             let result = rt.block_on(async {
                 tokio::select! {
-                    r = harness::e2e::run::run(&req, &progress) => Some(r),
-                    _ = tokio::signal::ctrl_c() => None,
+                    r = harness::e2e::run::run(&req, &progress) => Ok(r),
+                    code = interrupted() => Err(code),
                 }
             });
             if let Some(pb) = &spinner {
                 pb.finish_and_clear();
             }
-            let Some(result) = result else {
-                // Cleanup ran when the run was cancelled; do not wait for blocking threads.
-                rt.shutdown_background();
-                eprintln!("interrupted: the run was stopped and what it created removed");
-                return Ok(ExitCode::from(130));
+            let result = match result {
+                Ok(r) => r,
+                Err(code) => {
+                    // Cleanup ran when the run was cancelled (the guard's Drop); do not wait
+                    // for blocking threads.
+                    rt.shutdown_background();
+                    eprintln!("interrupted: the run was stopped and what it created removed");
+                    return Ok(ExitCode::from(code));
+                }
             };
             let report = result?;
             match format {
@@ -358,15 +387,16 @@ fn run(cli: Cli) -> Result<ExitCode, harness::Error> {
                 if let Some(dir) = kubeconfig.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
                 }
-                std::fs::write(&kubeconfig, cluster.server.kubeconfig()).map_err(|e| io(&kubeconfig, e))?;
+                // It holds the bearer token: readable by its owner only.
+                write_private(&kubeconfig, &cluster.server.kubeconfig()).map_err(|e| io(&kubeconfig, e))?;
                 let abs = std::fs::canonicalize(&kubeconfig).unwrap_or(kubeconfig.clone());
                 println!("simulated cluster on {} (speed {speed}x; listening on loopback only)", cluster.server.url());
                 println!("export KUBECONFIG={}", abs.display());
                 println!("kubectl get kustomizations -A -w    # Ctrl-C to stop");
-                let _ = tokio::signal::ctrl_c().await;
+                let code = interrupted().await;
                 let _ = std::fs::remove_file(&kubeconfig);
                 println!("stopped after {} virtual seconds", cluster.virtual_ms() / 1000);
-                Ok(ExitCode::SUCCESS)
+                Ok(if code == 143 { ExitCode::from(143) } else { ExitCode::SUCCESS })
             })
         }
         Command::Bench { which } => Ok(bench::run(&which)),

@@ -363,6 +363,45 @@ fn slow_fakes(dir: &Path) -> std::path::PathBuf {
 
 #[test]
 fn ctrl_c_during_cluster_creation_deletes_the_cluster() {
+    let _ = interrupt_during_cluster_creation("-INT", 130);
+}
+
+/// What CI runners send when a job is cancelled.
+#[test]
+fn sigterm_during_cluster_creation_deletes_the_cluster() {
+    let _ = interrupt_during_cluster_creation("-TERM", 143);
+}
+
+#[test]
+fn the_sim_cluster_kubeconfig_is_private_and_removed_on_sigterm() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("examples/envs-infra");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["sim-cluster", "--cluster", "staging", "--repo"])
+        .arg(&example)
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if kc.is_file() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mode = std::fs::metadata(&kc).expect("kubeconfig written").permissions().mode() & 0o777;
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(mode, 0o600, "it holds the bearer token");
+    assert_eq!(status.code(), Some(143));
+    assert!(!kc.exists(), "removed on SIGTERM");
+}
+
+fn interrupt_during_cluster_creation(signal: &str, code: i32) -> tempfile::TempDir {
     let bin = tempfile::tempdir().unwrap();
     let log = slow_fakes(bin.path());
     let art = tempfile::tempdir().unwrap();
@@ -386,12 +425,13 @@ fn ctrl_c_during_cluster_creation_deletes_the_cluster() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::thread::sleep(std::time::Duration::from_millis(200));
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(code), "{}", String::from_utf8_lossy(&out.stderr));
     let calls = std::fs::read_to_string(&log).unwrap();
     assert!(calls.contains("kind delete cluster --name flux-harness-"), "{calls}");
     assert!(!calls.contains("helm upgrade"), "nothing after the interrupt: {calls}");
+    art
 }
 
 #[test]
