@@ -604,3 +604,53 @@ async fn the_git_server_is_reachable_from_a_container_on_a_docker_network() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("refs/heads/run"));
 }
+
+/// A kind cluster of the run's name already exists (kept by an earlier run): the harness
+/// stops before creating anything, and its cleanup never deletes that cluster.
+#[tokio::test]
+async fn a_cluster_the_harness_did_not_create_is_never_taken_over_nor_deleted() {
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("calls.log");
+    for prog in ["kind", "helm", "kubectl", "flux", "docker"] {
+        let body = if prog == "kind" { "case \"$1\" in get) echo flux-harness-test;; esac\n" } else { "" };
+        let p = bin.path().join(prog);
+        std::fs::write(&p, format!("#!/bin/sh\necho \"{prog} $*\" >> {}\n{body}exit 0\n", log.display())).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let art = tempfile::tempdir().unwrap();
+    let req = request(common::example("envs-infra"), "staging", Provider::Real(ProviderKind::Kind), art.path());
+    let old = std::env::var_os("PATH").unwrap_or_default();
+    let new =
+        std::env::join_paths(std::iter::once(bin.path().to_path_buf()).chain(std::env::split_paths(&old))).unwrap();
+    unsafe { std::env::set_var("PATH", &new) };
+    let e = run::run(&req, &quiet).await.unwrap_err();
+    unsafe { std::env::set_var("PATH", old) };
+    assert!(e.message.contains("a kind cluster named flux-harness-test already exists"), "{e}");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(calls.trim(), "kind get clusters", "nothing created, nothing deleted");
+}
+
+#[tokio::test]
+async fn missing_programs_are_named_before_anything_runs() {
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("calls.log");
+    // Only kubectl and git are there (git is needed for the snapshot).
+    let p = bin.path().join("kubectl");
+    std::fs::write(&p, format!("#!/bin/sh\necho \"kubectl $*\" >> {}\n", log.display())).unwrap();
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let git = std::process::Command::new("sh").args(["-c", "command -v git"]).output().unwrap();
+    let git_dir = std::path::PathBuf::from(String::from_utf8_lossy(&git.stdout).trim()).parent().unwrap().to_path_buf();
+    let art = tempfile::tempdir().unwrap();
+    let req = request(common::example("envs-infra"), "staging", Provider::Real(ProviderKind::Kind), art.path());
+    let old = std::env::var_os("PATH").unwrap_or_default();
+    // git's directory may hold kind or helm on a developer's machine: a private copy of git only.
+    let only = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(git_dir.join("git"), only.path().join("git")).unwrap();
+    let path = std::env::join_paths([bin.path(), only.path()]).unwrap();
+    unsafe { std::env::set_var("PATH", &path) };
+    let e = run::run(&req, &quiet).await.unwrap_err();
+    unsafe { std::env::set_var("PATH", old) };
+    assert!(e.message.contains("needs docker, flux, kind on PATH"), "{e}");
+    assert!(e.message.contains("nothing was run"), "{e}");
+    assert!(!log.exists(), "nothing ran");
+}

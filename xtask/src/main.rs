@@ -307,7 +307,15 @@ fn run(cli: Cli) -> Result<ExitCode, harness::Error> {
                 speed,
                 seed,
                 layers_snapshot,
-                run_id: std::process::id().to_string(),
+                // Unique per run: the pid alone repeats across reboots and containers.
+                run_id: format!(
+                    "{}-{}",
+                    std::process::id(),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs() % 100_000)
+                        .unwrap_or(0)
+                ),
                 allow_retries,
             };
             if dry_run {

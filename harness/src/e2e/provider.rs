@@ -51,6 +51,15 @@ pub trait ClusterProvider {
     fn docker_network(&self) -> Option<String>;
     /// The API server as Cilium inside the cluster must address it (None: keep the repo's).
     fn api_server_host(&self) -> Option<String>;
+    /// The command listing the clusters of this kind that exist (name first on each line),
+    /// checked before creating one, so the harness never deletes a cluster it did not make.
+    fn list_clusters(&self) -> Option<Cmd> {
+        None
+    }
+    /// The cluster's name (None for an existing cluster).
+    fn cluster_name(&self) -> Option<&str> {
+        None
+    }
 }
 
 pub struct Kind {
@@ -60,6 +69,12 @@ pub struct Kind {
 }
 
 impl ClusterProvider for Kind {
+    fn list_clusters(&self) -> Option<Cmd> {
+        Some(Cmd::new("kind", &["get", "clusters"]))
+    }
+    fn cluster_name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
     fn name(&self) -> &'static str {
         "kind"
     }
@@ -116,6 +131,12 @@ pub struct K3d {
 }
 
 impl ClusterProvider for K3d {
+    fn list_clusters(&self) -> Option<Cmd> {
+        Some(Cmd::new("k3d", &["cluster", "list", "--no-headers"]))
+    }
+    fn cluster_name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
     fn name(&self) -> &'static str {
         "k3d"
     }

@@ -469,6 +469,45 @@ fn served_rewrites(
     files
 }
 
+/// Before anything runs: every program the plan calls is installed, and the cluster's name
+/// is free (a cluster left by an earlier run with `--keep` must not be taken over, and
+/// above all not deleted by this run's cleanup).
+fn preflight(prov: &dyn ClusterProvider, steps: &[Step]) -> Result<()> {
+    let mut missing: Vec<&str> = steps
+        .iter()
+        .filter_map(|s| if let Step::Run { cmd, .. } = s { Some(cmd.program.as_str()) } else { None })
+        .chain(prov.docker_network().is_some().then_some("docker"))
+        .chain(std::iter::once("git"))
+        .filter(|p| !crate::exec::have(p))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    if !missing.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!(
+                "--provider {} needs {} on PATH, which {} not installed; nothing was run",
+                prov.name(),
+                missing.join(", "),
+                if missing.len() == 1 { "is" } else { "are" }
+            ),
+        ));
+    }
+    if let (Some(list), Some(name)) = (prov.list_clusters(), prov.cluster_name()) {
+        let out = list.output().map_err(|e| e.context("while checking which clusters exist"))?;
+        if out.lines().any(|l| l.split_whitespace().next() == Some(name)) {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!(
+                    "a {} cluster named {name} already exists (kept by an earlier run?): the harness creates and deletes only its own; delete it or run again (each run gets a new name)",
+                    prov.name()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The address pods reach this machine on: the gateway of the cluster's docker network.
 fn gateway(provider: &dyn ClusterProvider) -> Result<String> {
     let Some(network) = provider.docker_network() else {
@@ -501,6 +540,7 @@ async fn run_real(
     // The entry needs the git server's URL, which needs the cluster's network: run the
     // plan up to the entry, start the server, then apply the entry.
     let draft = real_plan(req, kind, &model, "http://GIT-SERVER/repo.git")?;
+    preflight(prov.as_ref(), &draft)?;
     let entry_steps = 2;
     // The guard knows every cleanup command before the first command runs.
     let mut guard = Cleanup { steps: cleanup_commands(&draft), keep: req.keep, done: false };
