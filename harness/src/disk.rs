@@ -61,6 +61,26 @@ impl Files for DiskFiles {
     fn read(&self, path: &str) -> Result<String> {
         let canon = self.check_inside(path)?;
         let meta = std::fs::metadata(&canon).map_err(|e| io_error(path, &e))?;
+        // By type, before opening: reading a FIFO blocks until a writer comes, a device
+        // never ends. Neither is a manifest.
+        if !meta.is_file() {
+            use std::os::unix::fs::FileTypeExt;
+            let t = meta.file_type();
+            let what = if t.is_fifo() {
+                "a named pipe (FIFO)"
+            } else if t.is_socket() {
+                "a socket"
+            } else if t.is_char_device() || t.is_block_device() {
+                "a device"
+            } else {
+                "not a regular file"
+            };
+            return Err(Error::in_file(
+                ErrorKind::BadObject,
+                path,
+                format!("{what}, not a manifest: refused without reading it"),
+            ));
+        }
         if meta.len() as usize > MAX_FILE_BYTES {
             return Err(Error::in_file(
                 ErrorKind::TooLarge,

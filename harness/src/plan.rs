@@ -248,8 +248,11 @@ impl Plan {
         out
     }
 
-    /// `::error file=…,line=…::message` lines for GitHub Actions.
-    pub fn to_github_annotations(&self) -> String {
+    /// `::error file=…,line=…::message` lines for GitHub Actions. `prefix` is the repo's
+    /// directory relative to the workflow's checkout (`infra/` when the Flux repo sits in a
+    /// subfolder), so each annotation lands on the file. A folded finding annotates every
+    /// place it stands for.
+    pub fn to_github_annotations(&self, prefix: &str) -> String {
         let mut out = String::new();
         for f in &self.findings {
             let level = match f.severity {
@@ -257,8 +260,19 @@ impl Plan {
                 Severity::Warning => "warning",
                 Severity::Info => "notice",
             };
-            let msg = f.message.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
-            let _ = writeln!(out, "::{level} file={},line={},title={}::{msg}", f.file, f.line, f.rule);
+            let esc = |m: &str| m.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
+            let msg = esc(&f.message);
+            let _ = writeln!(out, "::{level} file={prefix}{},line={},title={}::{msg}", f.file, f.line, f.rule);
+            for a in &f.also {
+                let (place, subject) = a.split_once(' ').unwrap_or((a.as_str(), ""));
+                let (file, line) = place.rsplit_once(':').unwrap_or((place, "1"));
+                let _ = writeln!(
+                    out,
+                    "::{level} file={prefix}{file},line={line},title={}::{}",
+                    f.rule,
+                    esc(&format!("{subject}: as {}:{}: {}", f.file, f.line, f.message))
+                );
+            }
         }
         out
     }

@@ -173,6 +173,20 @@ impl SimArgs {
     }
 }
 
+/// The repo's directory relative to the workflow's checkout (`GITHUB_WORKSPACE`, else the
+/// current directory), with a trailing `/`; empty when it is the checkout itself or
+/// outside it.
+fn workspace_prefix(repo: &std::path::Path) -> String {
+    let base = std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from).or_else(|| std::env::current_dir().ok());
+    let (Some(base), Ok(repo)) = (base.and_then(|b| b.canonicalize().ok()), repo.canonicalize()) else {
+        return String::new();
+    };
+    match repo.strip_prefix(&base) {
+        Ok(rel) if !rel.as_os_str().is_empty() => format!("{}/", rel.display()),
+        _ => String::new(),
+    }
+}
+
 /// Waits for Ctrl-C (SIGINT) or SIGTERM (what CI runners send on cancel); returns the exit
 /// code a shell gives for it (130, 143).
 async fn interrupted() -> u8 {
@@ -257,7 +271,7 @@ fn run(cli: Cli) -> Result<ExitCode, harness::Error> {
                 Format::Text => print!("{}", plan.to_text()),
             }
             if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
-                eprint!("{}", plan.to_github_annotations());
+                eprint!("{}", plan.to_github_annotations(&workspace_prefix(&repo.repo)));
             }
             Ok(ExitCode::from(plan.exit_code() as u8))
         }

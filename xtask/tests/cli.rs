@@ -186,6 +186,20 @@ fn symlink_loops() {
 }
 
 #[test]
+fn a_named_pipe_is_refused_without_blocking() {
+    let d = repo(&[]);
+    let fifo = d.path().join("apps/app/pipe.yaml");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    // Opening it would wait for a writer for ever (nextest's slow-timeout ends such a run).
+    let r = plan(d.path(), &["--cluster", "test"]);
+    expect_build_failure(&r, &["apps/app/pipe.yaml", "a named pipe (FIFO), not a manifest"]);
+    // Listed by a kustomization, too.
+    let d = repo(&[("apps/app/kustomization.yaml", "resources: [cm.yaml, pipe.yaml]\n")]);
+    assert!(Command::new("mkfifo").arg(d.path().join("apps/app/pipe.yaml")).status().unwrap().success());
+    expect_build_failure(&plan(d.path(), &["--cluster", "test"]), &["apps/app/pipe.yaml", "named pipe"]);
+}
+
+#[test]
 fn an_empty_repo() {
     let d = tempfile::tempdir().unwrap();
     expect_load_error(&plan(d.path(), &["--cluster", "test"]), &["no clusters/test directory", "Flux repository"]);
@@ -293,6 +307,18 @@ fn github_actions_gets_annotations_on_stderr_and_clean_json_on_stdout() {
     assert!(stderr.contains("::error file=clusters/test/apps.yaml,line=1,title=dependency-missing::Kustomization flux-system/app depends on flux-system/ghost"), "{stderr}");
     serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("stdout stays valid JSON");
     assert_eq!(out.status.code(), Some(1));
+    // The Flux repo in a subfolder of the workflow's checkout: paths from the checkout.
+    let checkout = d.path().parent().unwrap();
+    let sub = d.path().file_name().unwrap().to_string_lossy().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["plan", "--cluster", "test", "--repo"])
+        .arg(d.path())
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_WORKSPACE", checkout)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("::error file={sub}/clusters/test/apps.yaml,line=1,")), "{stderr}");
 }
 
 fn simulate(repo: &Path, args: &[&str]) -> Run {
