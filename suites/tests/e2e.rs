@@ -654,3 +654,27 @@ async fn missing_programs_are_named_before_anything_runs() {
     assert!(e.message.contains("nothing was run"), "{e}");
     assert!(!log.exists(), "nothing ran");
 }
+
+/// envs-infra brings no CNI: its kind and k3d clusters keep the provider's own, so pods
+/// get a network; netcorp brings Cilium: the cluster has none and the plan pre-installs it.
+#[test]
+fn a_repo_without_a_cni_keeps_the_provider_s_default_one() {
+    for kind in [ProviderKind::Kind, ProviderKind::K3d] {
+        let envs = request(common::example("envs-infra"), "staging", Provider::Real(kind), Path::new("/artifacts"));
+        let (model, _) = harness::commands::load(&envs.plan).unwrap();
+        let plan = harness::e2e::plan::render(&run::real_plan(&envs, kind, &model, "http://x/repo.git").unwrap());
+        assert!(plan.contains("default-cni.yaml") && plan.contains("the repo brings no CNI"), "{plan}");
+        assert!(!plan.contains("helm upgrade --install cilium"), "{plan}");
+        let netcorp =
+            request(common::example("netcorp-infra"), "staging", Provider::Real(kind), Path::new("/artifacts"));
+        let (model, _) = harness::commands::load(&netcorp.plan).unwrap();
+        let plan = harness::e2e::plan::render(&run::real_plan(&netcorp, kind, &model, "http://x/repo.git").unwrap());
+        assert!(!plan.contains("default-cni.yaml") && plan.contains("helm upgrade --install cilium"), "{plan}");
+    }
+    for f in ["kind-default-cni.yaml", "k3d-default-cni.yaml"] {
+        let text = std::fs::read_to_string(common::project_root().join("kind-configs").join(f)).unwrap();
+        let v = harness::yaml::parse_one(f, &text).unwrap().value;
+        assert!(v["networking"]["disableDefaultCNI"].is_null(), "{f} keeps the default CNI");
+        assert!(!text.contains("flannel-backend=none"), "{f}");
+    }
+}

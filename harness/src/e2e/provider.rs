@@ -66,6 +66,8 @@ pub struct Kind {
     pub name: String,
     pub config: String,
     pub kubeconfig: String,
+    /// The repo brings its own CNI (pre-installed by the plan): kind's is off.
+    pub repo_cni: bool,
 }
 
 impl ClusterProvider for Kind {
@@ -80,7 +82,11 @@ impl ClusterProvider for Kind {
     }
     fn create(&self) -> Vec<(String, Cmd)> {
         vec![(
-            "create the kind cluster (no CNI, no kube-proxy)".into(),
+            if self.repo_cni {
+                "create the kind cluster (no CNI, no kube-proxy: the repo's Cilium replaces both)".into()
+            } else {
+                "create the kind cluster (kind's default CNI and kube-proxy: the repo brings no CNI)".into()
+            },
             Cmd::new(
                 "kind",
                 &[
@@ -128,6 +134,8 @@ pub struct K3d {
     pub name: String,
     pub config_dir: String,
     pub kubeconfig: String,
+    /// The repo brings its own CNI (pre-installed by the plan): flannel is off.
+    pub repo_cni: bool,
 }
 
 impl ClusterProvider for K3d {
@@ -141,23 +149,21 @@ impl ClusterProvider for K3d {
         "k3d"
     }
     fn create(&self) -> Vec<(String, Cmd)> {
+        let config = format!("{}/{}", self.config_dir, if self.repo_cni { "k3d.yaml" } else { "k3d-default-cni.yaml" });
+        let volume = format!("{}/k3d-entrypoint-cilium.sh:/bin/k3d-entrypoint-cilium.sh@all", self.config_dir);
+        let mut args = vec!["cluster", "create", &self.name, "--config", &config];
+        if self.repo_cni {
+            args.extend(["--volume", &volume]);
+        }
+        args.extend(["--kubeconfig-update-default=false", "--kubeconfig-switch-context=false"]);
         vec![
             (
-                "create the k3d cluster (no flannel, network policy, traefik or kube-proxy)".into(),
-                Cmd::new(
-                    "k3d",
-                    &[
-                        "cluster",
-                        "create",
-                        &self.name,
-                        "--config",
-                        &format!("{}/k3d.yaml", self.config_dir),
-                        "--volume",
-                        &format!("{}/k3d-entrypoint-cilium.sh:/bin/k3d-entrypoint-cilium.sh@all", self.config_dir),
-                        "--kubeconfig-update-default=false",
-                        "--kubeconfig-switch-context=false",
-                    ],
-                ),
+                if self.repo_cni {
+                    "create the k3d cluster (no flannel, network policy, traefik or kube-proxy)".into()
+                } else {
+                    "create the k3d cluster (k3s's flannel and kube-proxy: the repo brings no CNI)".into()
+                },
+                Cmd::new("k3d", &args),
             ),
             (
                 "write the k3d kubeconfig".into(),

@@ -405,8 +405,11 @@ impl Drop for Cleanup {
     }
 }
 
-/// The provider for a real cluster of this run.
-pub fn provider(req: &E2eRequest, kind: ProviderKind) -> Result<Box<dyn ClusterProvider>> {
+/// The provider for a real cluster of this run. A repo that brings Cilium gets a cluster
+/// without a CNI (the plan pre-installs the repo's Cilium); one that brings none keeps the
+/// provider's default CNI, so its pods have a network.
+pub fn provider(req: &E2eRequest, kind: ProviderKind, model: &RepoModel) -> Result<Box<dyn ClusterProvider>> {
+    let repo_cni = model.helm_releases.iter().any(|h| h.spec.chart == "cilium");
     let name = format!("flux-harness-{}", req.run_id);
     let kubeconfig = req.artifacts.join("kubeconfig").display().to_string();
     let configs = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -416,8 +419,13 @@ pub fn provider(req: &E2eRequest, kind: ProviderKind) -> Result<Box<dyn ClusterP
         .display()
         .to_string();
     Ok(match kind {
-        ProviderKind::Kind => Box::new(Kind { name, config: format!("{configs}/kind.yaml"), kubeconfig }),
-        ProviderKind::K3d => Box::new(K3d { name, config_dir: configs, kubeconfig }),
+        ProviderKind::Kind => Box::new(Kind {
+            name,
+            config: format!("{configs}/{}", if repo_cni { "kind.yaml" } else { "kind-default-cni.yaml" }),
+            kubeconfig,
+            repo_cni,
+        }),
+        ProviderKind::K3d => Box::new(K3d { name, config_dir: configs, kubeconfig, repo_cni }),
         ProviderKind::Existing => {
             let context = req.context.clone().ok_or_else(|| {
                 Error::new(ErrorKind::Usage, "--provider existing needs --context NAME: the harness never uses a cluster it did not create unless you name it")
@@ -429,7 +437,7 @@ pub fn provider(req: &E2eRequest, kind: ProviderKind) -> Result<Box<dyn ClusterP
 
 /// The executable plan for a real provider (also what `--dry-run` prints).
 pub fn real_plan(req: &E2eRequest, kind: ProviderKind, model: &RepoModel, git_url: &str) -> Result<Vec<Step>> {
-    let provider = provider(req, kind)?;
+    let provider = provider(req, kind, model)?;
     let root = req.plan.repo.clone();
     let gotk = crate::files::join(&model.entry_path, "flux-system/gotk-components.yaml")
         .ok()
@@ -534,7 +542,7 @@ async fn run_real(
     expected: Option<Vec<Vec<String>>>,
     progress: Progress<'_>,
 ) -> Result<E2eReport> {
-    let prov = provider(req, kind)?;
+    let prov = provider(req, kind, &model)?;
     std::fs::create_dir_all(&req.artifacts)
         .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", req.artifacts.display())))?;
     // The entry needs the git server's URL, which needs the cluster's network: run the
