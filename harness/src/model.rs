@@ -72,6 +72,8 @@ pub struct KustomizationNode {
     /// Objects the API server refuses (index into `objects`, the refusal): the dry-run of
     /// their stage fails, so nothing of that stage is applied.
     pub refused: Vec<(usize, String)>,
+    /// Workloads whose pods Pod Security admission refuses (index, why): applied, never Ready.
+    pub pods_refused: Vec<(usize, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -350,10 +352,12 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
         parent: None,
         synthesized,
         refused: vec![],
+        pods_refused: vec![],
     });
     l.pending.push(0);
     l.run()?;
     l.merge_values_from();
+    l.pod_security();
     if l.model.kustomizations.len() == 1
         && l.model.helm_releases.is_empty()
         && l.model.kustomizations[0].objects.is_empty()
@@ -716,6 +720,7 @@ impl Loader<'_> {
                         parent: Some(i),
                         synthesized: false,
                         refused: vec![],
+                        pods_refused: vec![],
                     });
                     self.pending.push(self.model.kustomizations.len() - 1);
                 }
@@ -792,6 +797,75 @@ impl Loader<'_> {
                 .fix(format!("fix {} as the message says", crate::schema::display_path(&problems[0].path))),
             );
             self.model.kustomizations[i].refused.push((x, refusal));
+        }
+    }
+
+    /// Pod Security admission of every pod template against its namespace's `enforce`
+    /// level (from the Namespace objects of the repo): a Pod is refused at dry-run, a
+    /// workload is admitted but gets no pod.
+    fn pod_security(&mut self) {
+        let mut levels: BTreeMap<String, String> = BTreeMap::new();
+        for k in &self.model.kustomizations {
+            for o in k.objects.iter().filter(|o| o.kind() == "Namespace" && o.group().is_empty()) {
+                if let Some(l) = o.label("pod-security.kubernetes.io/enforce") {
+                    levels.insert(o.name().to_string(), l.to_string());
+                }
+            }
+        }
+        for i in 0..self.model.kustomizations.len() {
+            let kid =
+                format!("{}/{}", self.model.kustomizations[i].spec.namespace, self.model.kustomizations[i].spec.name);
+            for x in 0..self.model.kustomizations[i].objects.len() {
+                let o = &self.model.kustomizations[i].objects[x];
+                let (Some(spec), Some(level)) =
+                    (crate::schema::pod_security::pod_spec(&o.value), levels.get(&flux::namespace_of(o)))
+                else {
+                    continue;
+                };
+                let v = crate::schema::pod_security::violations(level, spec);
+                if v.is_empty() {
+                    continue;
+                }
+                let ns = flux::namespace_of(o);
+                let why = format!("violates PodSecurity \"{level}:latest\": {}", v.join(", "));
+                let k = &self.model.kustomizations[i];
+                let waits = k.spec.wait
+                    || k.spec.health_checks.iter().any(|h| h.get("name").and_then(|n| n.as_str()) == Some(o.name()));
+                let (sev, effect) = if o.kind() == "Pod" {
+                    (Severity::Error, "the API server refuses it, and the Kustomization's dry-run fails".to_string())
+                } else if waits {
+                    (
+                        Severity::Error,
+                        format!(
+                            "the API server refuses its pods, so it never becomes Ready and {kid} fails its health check"
+                        ),
+                    )
+                } else {
+                    (
+                        Severity::Warning,
+                        format!(
+                            "the API server refuses its pods; nothing waits for it, so {kid} reports Ready while no pod runs"
+                        ),
+                    )
+                };
+                let f = Finding::new(
+                    "pss-violation",
+                    sev,
+                    &o.origin,
+                    format!("{} in namespace {ns} (enforce: {level}) {why}: {effect}", o.display_id()),
+                )
+                .for_kustomization(&kid)
+                .fix(format!(
+                    "set the pod's securityContext as {level} requires, or lower the namespace's enforce level"
+                ));
+                self.model.findings.push(f);
+                if o.kind() == "Pod" {
+                    let r = format!("pods \"{}\" is forbidden: {why}", o.name());
+                    self.model.kustomizations[i].refused.push((x, r));
+                } else {
+                    self.model.kustomizations[i].pods_refused.push((x, why));
+                }
+            }
         }
     }
 

@@ -597,3 +597,38 @@ fn values_from_a_secret_applied_downstream_is_a_deadlock() {
     assert_eq!(h.reason, "ValuesError");
     assert!(h.message.contains("could not resolve Secret chart values reference 'db/db-values'"), "{}", h.message);
 }
+
+#[test]
+fn pods_that_break_the_namespace_s_pod_security_level() {
+    let deploy = |sc: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: web\nspec:\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n        - name: web\n          image: nginx:1.27\n{sc}"
+        )
+    };
+    let compliant = "          securityContext:\n            runAsNonRoot: true\n            allowPrivilegeEscalation: false\n            capabilities: {drop: [ALL]}\n            seccompProfile: {type: RuntimeDefault}\n";
+    // ns() labels the namespace enforce: restricted.
+    let bad = || base().ks("web", &[], "").obj("web", "ns.yaml", &ns("web")).obj("web", "deploy.yaml", &deploy(""));
+    let p = bad().plan();
+    let f = one(&p, "pss-violation", Error);
+    assert!(
+        f.message.contains("violates PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false"),
+        "{}",
+        f.message
+    );
+    let sim = bad().simulate(SimConfig::default()).unwrap();
+    let fail = sim.failures.iter().find(|f| f.name == "flux-system/web").expect("never Ready");
+    assert_eq!(fail.reason, "HealthCheckFailed");
+    let ok = base()
+        .ks("web", &[], "")
+        .obj("web", "ns.yaml", &ns("web"))
+        .obj("web", "deploy.yaml", &deploy(compliant))
+        .plan();
+    none(&ok, "pss-violation");
+    // Nothing waits for it: a warning (Flux reports Ready while no pod runs).
+    let nowait = base()
+        .ks("web", &[], "  wait: false\n")
+        .obj("web", "ns.yaml", &ns("web"))
+        .obj("web", "deploy.yaml", &deploy(""))
+        .plan();
+    one(&nowait, "pss-violation", Warning);
+}

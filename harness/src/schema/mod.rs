@@ -9,6 +9,7 @@
 
 mod flux;
 pub mod names;
+pub mod pod_security;
 
 use serde_json::Value;
 

@@ -1322,6 +1322,13 @@ impl<'a> Simulator<'a> {
                 }
             }
             ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet") | ("batch", "Job") | ("", "Pod") => {
+                if let Some((_, why)) = self.model.kustomizations[i]
+                    .pods_refused
+                    .iter()
+                    .find(|(x, _)| std::ptr::eq(&self.model.kustomizations[i].objects[*x], o))
+                {
+                    return Status::InProgress(Some(Block::Root(format!("Pod Security refuses its pods: {why}"))));
+                }
                 if !self.network_up() {
                     return Status::InProgress(Some(Block::On(Entity::Network)));
                 }
