@@ -346,3 +346,62 @@ fn an_artifact_generator_s_external_artifacts_are_sources() {
     .unwrap();
     assert!(sim.converged && sim.failures.is_empty(), "{:?}", sim.failures);
 }
+
+/// plan and simulate are two views of one model: over every fixture, a failed reconcile or
+/// a stall in the simulation is an error finding of plan, and an ordering error of plan
+/// shows in the simulation as a failure or a stall.
+#[test]
+fn plan_and_simulate_agree_on_every_fixture() {
+    const ORDERING: [&str; 12] = [
+        "crd-dependency",
+        "dependency-cycle",
+        "blocked-by-cycle",
+        "namespace-missing",
+        "webhook-race",
+        "input-race",
+        "predicted-failure",
+        "predicted-stall",
+        "values-from-deadlock",
+        "health-check-missing",
+        "depends-on-suspended",
+        "provider-not-ready",
+    ];
+    let mut checked = 0;
+    for e in std::fs::read_dir(fixture("")).unwrap() {
+        let dir = e.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let entries: Vec<Entry> = if dir.join("clusters").is_dir() {
+            std::fs::read_dir(dir.join("clusters"))
+                .unwrap()
+                .map(|c| Entry::Cluster(c.unwrap().file_name().to_string_lossy().to_string()))
+                .collect()
+        } else if dir.join("kubernetes/flux/cluster").is_dir() {
+            vec![Entry::Path("kubernetes/flux/cluster".into())]
+        } else {
+            continue;
+        };
+        for entry in entries {
+            let r = req(&name, entry.clone());
+            let Ok(p) = plan(&r) else { continue };
+            let sim = harness::commands::simulate(&r, harness::sim::SimConfig::default()).unwrap();
+            let sim_bad = !sim.converged || !sim.failures.is_empty();
+            let errors: Vec<&str> =
+                p.findings.iter().filter(|f| f.severity == Severity::Error).map(|f| f.rule.as_str()).collect();
+            if sim_bad {
+                assert!(
+                    !errors.is_empty(),
+                    "{name} {entry:?}: simulate fails ({:?}) but plan has no error",
+                    sim.failures
+                );
+            }
+            if errors.iter().any(|r| ORDERING.contains(r)) {
+                assert!(
+                    sim_bad,
+                    "{name} {entry:?}: plan has ordering errors {errors:?} but simulate bootstraps cleanly"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} fixture entries checked");
+}
