@@ -1,0 +1,102 @@
+//! The invariants of ARCHITECTURE.md, kept true by reading the source: pure logic does no
+//! IO and starts no process, one module owns every child process, only the local servers
+//! listen, and the code map names every module.
+
+mod common;
+
+use std::path::Path;
+
+fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            sources(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            let rel = p.strip_prefix(common::project_root().join("harness/src")).unwrap().display().to_string();
+            out.push((rel, std::fs::read_to_string(&p).unwrap()));
+        }
+    }
+}
+
+fn harness_sources() -> Vec<(String, String)> {
+    let mut v = vec![];
+    sources(&common::project_root().join("harness/src"), &mut v);
+    v.sort();
+    v
+}
+
+/// Lines of code, test modules and comments left out.
+fn code(text: &str) -> String {
+    let body = text.split("#[cfg(test)]").next().unwrap_or(text);
+    body.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn pure_logic_does_no_io_and_starts_no_process() {
+    const PURE: [&str; 14] = [
+        "yaml",
+        "object",
+        "labels",
+        "kustomize/",
+        "flux/",
+        "model",
+        "graph",
+        "plan",
+        "schema/",
+        "rules/",
+        "sim/",
+        "catalogue",
+        "config",
+        "helmfile",
+    ];
+    const IO: [&str; 6] = ["std::fs", "std::process", "duct::", "std::net", "tokio::", "std::env::var"];
+    let mut checked = 0;
+    for (file, text) in harness_sources() {
+        if !PURE.iter().any(|p| if p.ends_with('/') { file.starts_with(p) } else { file == format!("{p}.rs") }) {
+            continue;
+        }
+        checked += 1;
+        let c = code(&text);
+        for io in IO {
+            assert!(!c.contains(io), "{file} is pure logic but uses {io}");
+        }
+    }
+    assert!(checked >= 30, "only {checked} pure files found");
+}
+
+#[test]
+fn one_module_owns_every_child_process() {
+    for (file, text) in harness_sources() {
+        let c = code(&text);
+        if file == "exec.rs" {
+            continue;
+        }
+        assert!(!c.contains("duct::") && !c.contains("std::process::Command"), "{file} starts a process itself");
+    }
+}
+
+#[test]
+fn only_the_local_servers_listen() {
+    for (file, text) in harness_sources() {
+        let c = code(&text);
+        if c.contains("TcpListener") || c.contains("UdpSocket") {
+            assert_eq!(file, "net.rs", "{file} opens a listening socket");
+        }
+    }
+}
+
+#[test]
+fn the_code_map_names_every_module() {
+    let map = std::fs::read_to_string(common::project_root().join("ARCHITECTURE.md")).unwrap();
+    for (file, _) in harness_sources() {
+        let module = file.trim_end_matches(".rs").trim_end_matches("/mod");
+        if module == "lib" || file.ends_with("tests.rs") {
+            continue;
+        }
+        let (top, leaf) = module.split_once('/').map(|(a, b)| (a, Some(b))).unwrap_or((module, None));
+        assert!(map.contains(&format!("`{top}")), "ARCHITECTURE.md does not name {top}");
+        if let Some(leaf) = leaf {
+            assert!(map.contains(&format!("`{leaf}`")), "ARCHITECTURE.md does not name {module}");
+        }
+    }
+}
