@@ -526,3 +526,20 @@ fn e2e_says_when_it_cannot_save_the_reports() {
     assert_eq!(v["passed"].as_bool(), Some(true), "the report is still printed");
     assert!(stderr.contains("warning: cannot save the report under") && stderr.contains("a-file"), "{stderr}");
 }
+
+#[test]
+fn kustomizations_nested_thousands_deep_are_refused_not_a_crash() {
+    let d = repo(&[]);
+    // apps/app -> chain/k0 -> ../k1 -> ... 9,000 levels (siblings: no path grows long), the
+    // depth that overflowed the stack (SIGABRT, no file named) before the limit.
+    std::fs::write(d.path().join("apps/app/kustomization.yaml"), "resources: [cm.yaml, chain/k0]\n").unwrap();
+    let chain = d.path().join("apps/app/chain");
+    for i in 0..9000 {
+        let k = chain.join(format!("k{i}"));
+        std::fs::create_dir_all(&k).unwrap();
+        let next = if i < 8999 { format!("resources: [../k{}]\n", i + 1) } else { "resources: []\n".to_string() };
+        std::fs::write(k.join("kustomization.yaml"), next).unwrap();
+    }
+    let r = plan(d.path(), &["--cluster", "test"]);
+    expect_build_failure(&r, &["[flux-build-failed]", "kustomizations nested more than 256 deep"]);
+}

@@ -273,6 +273,9 @@ fn finish_with(res: &mut [Res], extra: &[(String, Option<String>, String)]) {
     }
 }
 
+/// How deep kustomizations may include one another.
+pub const MAX_NESTING: usize = 256;
+
 struct Builder<'a> {
     files: &'a dyn Files,
     /// Directories being built, outermost first: a repeat is a cycle.
@@ -459,6 +462,19 @@ impl Builder<'_> {
                 ErrorKind::ResourceCycle,
                 &k.file,
                 format!("kustomization includes itself: {}", chain.join(" -> ")),
+            ));
+        }
+        // Real repos nest a few levels; thousands overflow the thread's stack (a crash with
+        // no file named). Refuse well before, naming both ends of the chain.
+        if self.stack.len() >= MAX_NESTING {
+            return Err(Error::in_file(
+                ErrorKind::ResourceCycle,
+                &k.file,
+                format!(
+                    "kustomizations nested more than {MAX_NESTING} deep ({} -> ... -> {}): refused",
+                    self.stack.first().map(String::as_str).unwrap_or(""),
+                    k.dir
+                ),
             ));
         }
         self.stack.push(id);
