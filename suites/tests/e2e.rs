@@ -178,6 +178,7 @@ fn a_failure_mended_by_a_retry_fails_the_run_unless_retries_are_allowed() {
     assert!(w.is_empty());
     assert_eq!(v.len(), 1, "waiting reasons are not failures: {v:?}");
     assert_eq!(v[0].kind, "failed");
+    assert_eq!(v[0].objects, ["a"], "named as the report's rows (and JUnit's test cases) name it");
     assert_eq!(
         v[0].message,
         format!(

@@ -236,7 +236,16 @@ pub fn check(
         violations.push(Violation { kind: "deadlock".into(), objects: vec![], message: d.clone() });
     }
     let mut warnings = vec![];
-    for f in failures(obs) {
+    for mut f in failures(obs) {
+        // Name a Kustomization as the report's rows do, so JUnit files it under its test case.
+        if let Some(id) = f.objects[0].strip_prefix("Kustomization ")
+            && let Some(i) = (0..model.kustomizations.len()).find(|&i| {
+                let k = &model.kustomizations[i].spec;
+                format!("{}/{}", k.namespace, k.name) == id
+            })
+        {
+            f.objects[0] = crate::graph::display_k(model, i);
+        }
         if expect.allow_retries && f.message.contains("became Ready only at") {
             warnings.push(f);
         } else {
