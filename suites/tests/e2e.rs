@@ -489,16 +489,7 @@ async fn the_git_server_serves_the_working_tree_to_a_real_git_client() {
     let url = server.url("127.0.0.1");
     let clone = tempfile::tempdir().unwrap();
     let dest = clone.path().join("c");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("git")
-            .args(["clone", "--quiet", "--branch", "flux-harness/run-test", &url, dest.to_str().unwrap()])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(out.status.success(), "git clone: {}", String::from_utf8_lossy(&out.stderr));
-    let dest = clone.path().join("c");
+    git_clone(&url, "flux-harness/run-test", &dest).await;
     assert_eq!(
         std::fs::read_to_string(dest.join("committed.yaml")).unwrap(),
         "a: 2\n",
@@ -548,17 +539,7 @@ async fn the_served_gotk_sync_points_at_the_harness_and_the_user_tree_is_untouch
     );
     let url = server.url("127.0.0.1");
     let dest = root.path().join("clone");
-    let d = dest.clone();
-    let u = url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("git")
-            .args(["clone", "--quiet", "--branch", "flux-harness/run-t", &u, d.to_str().unwrap()])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(out.status.success(), "git clone: {}", String::from_utf8_lossy(&out.stderr));
+    git_clone(&url, "flux-harness/run-t", &dest).await;
     let served = harness::yaml::parse_docs(gotk, &std::fs::read_to_string(dest.join(gotk)).unwrap()).unwrap();
     assert_eq!(served[0].value["spec"]["url"], url.as_str());
     assert_eq!(served[0].value["spec"]["ref"], serde_json::json!({"branch": "flux-harness/run-t"}));
@@ -569,6 +550,21 @@ async fn the_served_gotk_sync_points_at_the_harness_and_the_user_tree_is_untouch
     // Every other file is served as it is in the tree.
     let infra = "clusters/staging/infrastructure.yaml";
     assert_eq!(std::fs::read(dest.join(infra)).unwrap(), std::fs::read(example.join(infra)).unwrap());
+}
+
+/// A real `git clone` of a branch of the harness's git server (off the async runtime: the
+/// server answers on it).
+async fn git_clone(url: &str, branch: &str, dest: &Path) {
+    let (url, branch, d) = (url.to_string(), branch.to_string(), dest.to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("git")
+            .args(["clone", "--quiet", "--branch", &branch, &url, d.to_str().unwrap()])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "git clone: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Opt-in (nextest lists it as skipped, never as passed): needs a Docker engine and a `git`
