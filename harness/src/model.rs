@@ -74,6 +74,26 @@ pub struct KustomizationNode {
     pub refused: Vec<(usize, String)>,
     /// Workloads whose pods Pod Security admission refuses (index, why): applied, never Ready.
     pub pods_refused: Vec<(usize, String)>,
+    /// What each `spec.healthChecks` entry waits for, resolved once for the rules and the
+    /// simulator alike.
+    pub health: Vec<HealthTarget>,
+}
+
+/// What a health check names, as far as the repo shows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HealthTarget {
+    /// An object the Kustomization applies itself (index into its objects).
+    Own(usize),
+    Kustomization(usize),
+    HelmRelease(usize),
+    /// An object another Kustomization applies: there once that one is Ready.
+    AppliedBy(usize),
+    /// A chart's workload: the release installing into that namespace.
+    Release(usize),
+    /// Possibly made by a chart, or by a Kustomization not rendered here: not checked.
+    Unknowable,
+    /// Nothing can create it: `Kind/ns/name`.
+    Missing(String),
 }
 
 #[derive(Debug, Clone)]
@@ -353,11 +373,13 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
         synthesized,
         refused: vec![],
         pods_refused: vec![],
+        health: vec![],
     });
     l.pending.push(0);
     l.run()?;
     l.merge_values_from();
     l.pod_security();
+    l.health_targets();
     if l.model.kustomizations.len() == 1
         && l.model.helm_releases.is_empty()
         && l.model.kustomizations[0].objects.is_empty()
@@ -721,6 +743,7 @@ impl Loader<'_> {
                         synthesized: false,
                         refused: vec![],
                         pods_refused: vec![],
+                        health: vec![],
                     });
                     self.pending.push(self.model.kustomizations.len() - 1);
                 }
@@ -797,6 +820,64 @@ impl Loader<'_> {
                 .fix(format!("fix {} as the message says", crate::schema::display_path(&problems[0].path))),
             );
             self.model.kustomizations[i].refused.push((x, refusal));
+        }
+    }
+
+    /// Resolves every health check (see [`HealthTarget`]).
+    fn health_targets(&mut self) {
+        let m = &self.model;
+        // Objects of Kustomizations not rendered here are unknown.
+        let unknown = m.kustomizations.iter().any(|k| !matches!(k.origin, Origin::Repo | Origin::Mapped(_)));
+        let release_ns = |h: &HelmReleaseNode| {
+            h.spec
+                .raw
+                .pointer("/spec/targetNamespace")
+                .and_then(|v| v.as_str())
+                .unwrap_or(&h.spec.namespace)
+                .to_string()
+        };
+        let mut all = vec![];
+        for k in &m.kustomizations {
+            let mut v = vec![];
+            for h in &k.spec.health_checks {
+                let kind = h.get("kind").and_then(|v| v.as_str()).unwrap_or("");
+                let name = h.get("name").and_then(|v| v.as_str()).unwrap_or("");
+                let ns = h.get("namespace").and_then(|v| v.as_str());
+                let is =
+                    |o: &Object| o.kind() == kind && o.name() == name && ns.is_none_or(|n| Some(n) == o.namespace());
+                let r = Ref { kind: kind.into(), namespace: ns.unwrap_or(&k.spec.namespace).into(), name: name.into() };
+                let t = if let Some(x) = k.objects.iter().position(is) {
+                    HealthTarget::Own(x)
+                } else if kind == "Kustomization" {
+                    m.kustomization(&r)
+                        .map(HealthTarget::Kustomization)
+                        .unwrap_or(HealthTarget::Missing(format!("Kustomization/{}/{name}", r.namespace)))
+                } else if kind == "HelmRelease" {
+                    m.helm_release(&r)
+                        .map(HealthTarget::HelmRelease)
+                        .unwrap_or(HealthTarget::Missing(format!("HelmRelease/{}/{name}", r.namespace)))
+                } else if let Some(p) = m.kustomizations.iter().position(|o| o.objects.iter().any(is)) {
+                    HealthTarget::AppliedBy(p)
+                } else if let Some(n) = ns
+                    && let Some(j) = m.helm_releases.iter().position(|h| release_ns(h) == n)
+                {
+                    HealthTarget::Release(j)
+                } else if unknown || kind == "CustomResourceDefinition" || (ns.is_none() && !m.helm_releases.is_empty())
+                {
+                    // Charts create objects the repo does not show (workloads, issuers, CRDs).
+                    HealthTarget::Unknowable
+                } else {
+                    HealthTarget::Missing(match ns {
+                        Some(n) => format!("{kind}/{n}/{name}"),
+                        None => format!("{kind}/{name}"),
+                    })
+                };
+                v.push(t);
+            }
+            all.push(v);
+        }
+        for (k, v) in self.model.kustomizations.iter_mut().zip(all) {
+            k.health = v;
         }
     }
 

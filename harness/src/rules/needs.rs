@@ -16,17 +16,21 @@
 use super::Ctx;
 use crate::findings::{Finding, Severity};
 
-/// The Kustomization that renders a ConfigMap or Secret.
-fn producer(ctx: &Ctx, kind: &str, ns: &str, name: &str) -> Option<usize> {
-    ctx.model.kustomizations.iter().position(|k| {
-        k.objects
-            .iter()
-            .any(|o| o.group().is_empty() && o.kind() == kind && o.name() == name && crate::flux::namespace_of(o) == ns)
-    })
+/// The Kustomization that renders each ConfigMap and Secret, by (kind, namespace, name).
+fn producers<'a>(ctx: &Ctx<'a>) -> std::collections::HashMap<(&'a str, String, &'a str), usize> {
+    let mut m = std::collections::HashMap::new();
+    for (k, node) in ctx.model.kustomizations.iter().enumerate() {
+        for o in node.objects.iter().filter(|o| o.group().is_empty() && matches!(o.kind(), "ConfigMap" | "Secret")) {
+            m.entry((o.kind(), crate::flux::namespace_of(o), o.name())).or_insert(k);
+        }
+    }
+    m
 }
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let m = ctx.model;
+    let produced = producers(ctx);
+    let producer = |kind: &str, ns: &str, name: &str| produced.get(&(kind, ns.to_string(), name)).copied();
     for (i, k) in m.kustomizations.iter().enumerate() {
         let spec = &k.spec;
         if spec.suspend {
@@ -56,55 +60,9 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             }
         }
         if !spec.wait {
-            for h in &spec.health_checks {
-                let kind = h.get("kind").and_then(|v| v.as_str()).unwrap_or("");
-                let name = h.get("name").and_then(|v| v.as_str()).unwrap_or("");
-                let ns = h.get("namespace").and_then(|v| v.as_str());
-                let r = |kd: &str| crate::flux::Ref {
-                    kind: kd.into(),
-                    namespace: ns.unwrap_or(&spec.namespace).into(),
-                    name: name.into(),
-                };
-                let rendered = m.kustomizations.iter().any(|k| {
-                    k.objects
-                        .iter()
-                        .any(|o| o.kind() == kind && o.name() == name && ns.is_none_or(|n| Some(n) == o.namespace()))
-                });
-                let flux = match kind {
-                    "Kustomization" => m.kustomization(&r(kind)).is_some(),
-                    "HelmRelease" => m.helm_release(&r(kind)).is_some(),
-                    _ => false,
-                };
-                // Charts create objects the repo does not show (workloads, values-driven
-                // issuers, CRDs): a namespaced object may come from any release in that
-                // namespace, a cluster-scoped one from any release at all.
-                let in_ns = |n: &str| {
-                    m.helm_releases.iter().any(|h| {
-                        h.spec
-                            .raw
-                            .pointer("/spec/targetNamespace")
-                            .and_then(|v| v.as_str())
-                            .unwrap_or(&h.spec.namespace)
-                            == n
-                    })
-                };
-                let chart = kind == "CustomResourceDefinition"
-                    || match ns {
-                        Some(n) => in_ns(n),
-                        None => !m.helm_releases.is_empty() && !matches!(kind, "Kustomization" | "HelmRelease"),
-                    };
-                // Not rendered (unmapped source): its objects are unknown.
-                let unknown = m
-                    .kustomizations
-                    .iter()
-                    .any(|k| !matches!(k.origin, crate::model::Origin::Repo | crate::model::Origin::Mapped(_)));
-                if rendered || flux || chart || unknown {
-                    continue;
-                }
-                let id = match ns {
-                    Some(n) => format!("{kind}/{n}/{name}"),
-                    None => format!("{kind}/{name}"),
-                };
+            // Resolved once by the model (`HealthTarget`), which the simulator plays too.
+            for t in &k.health {
+                let crate::model::HealthTarget::Missing(id) = t else { continue };
                 out.push(
                     ctx.finding(
                         "health-check-missing",
@@ -121,7 +79,7 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             }
         }
         for f in spec.substitute_from.iter().filter(|f| !f.optional) {
-            let Some(p) = producer(ctx, &f.kind, &spec.namespace, &f.name) else { continue };
+            let Some(p) = producer(&f.kind, &spec.namespace, &f.name) else { continue };
             if p == i || ctx.before(i, p) {
                 continue;
             }
@@ -147,7 +105,7 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             if v["optional"].as_bool() == Some(true) {
                 continue;
             }
-            let Some(p) = producer(ctx, kind, &h.spec.namespace, name) else { continue };
+            let Some(p) = producer(kind, &h.spec.namespace, name) else { continue };
             if p == k || ctx.before(k, p) {
                 continue;
             }

@@ -18,7 +18,7 @@ use crate::config::RepoConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::flux::Ref;
 use crate::graph::Graph;
-use crate::model::{Origin, RepoModel};
+use crate::model::{HealthTarget, Origin, RepoModel};
 use crate::object::Object;
 pub use fault::Fault;
 use fault::format_duration;
@@ -222,6 +222,8 @@ pub struct Simulator<'a> {
     applied: BTreeSet<(String, String, String)>,
     /// The Kustomization that renders each ConfigMap and Secret.
     producers: BTreeMap<(String, String, String), usize>,
+    /// Per HelmRelease: installed before Flux (asked on every admission, so not a set lookup).
+    preinstalled: Vec<bool>,
     /// Kustomizations, HelmReleases and sources by (kind, namespace, name): the model's
     /// lookups scan, and a reconcile looks up every dependency.
     index: std::collections::HashMap<(String, String, String), usize>,
@@ -355,6 +357,11 @@ impl<'a> Simulator<'a> {
             webhooks: BTreeSet::new(),
             templates: BTreeSet::new(),
             applied: BTreeSet::new(),
+            preinstalled: model
+                .helm_releases
+                .iter()
+                .map(|h| cfg.preinstalled_releases.contains(&(h.spec.namespace.clone(), h.spec.name.clone())))
+                .collect(),
             index: {
                 let mut m = std::collections::HashMap::new();
                 for (i, k) in model.kustomizations.iter().enumerate() {
@@ -833,8 +840,7 @@ impl<'a> Simulator<'a> {
 
     /// Installed before Flux by a bootstrap helmfile: running from the start.
     fn preinstalled(&self, j: usize) -> bool {
-        let h = &self.model.helm_releases[j].spec;
-        self.cfg.preinstalled_releases.contains(&(h.namespace.clone(), h.name.clone()))
+        self.preinstalled[j]
     }
 
     /// A registered fail-closed webhook that is not serving and intercepts this object.
@@ -1175,54 +1181,21 @@ impl<'a> Simulator<'a> {
         let objects = &self.model.kustomizations[i].objects;
         // `wait: true` checks every applied object; `healthChecks` name objects anywhere in
         // the cluster: its own, another Flux object, a chart's workload, or nothing at all.
-        let mut targets: Vec<Target> = vec![];
-        if spec.wait {
-            targets.extend((0..objects.len()).map(Target::Own));
+        let targets: Vec<Target> = if spec.wait {
+            (0..objects.len()).map(Target::Own).collect()
         } else {
-            for h in &spec.health_checks {
-                let kind = h.get("kind").and_then(|v| v.as_str()).unwrap_or("");
-                let name = h.get("name").and_then(|v| v.as_str()).unwrap_or("");
-                let ns = h.get("namespace").and_then(|v| v.as_str());
-                let own = (0..objects.len()).find(|&x| {
-                    let o = &objects[x];
-                    o.kind() == kind && o.name() == name && ns.is_none_or(|n| Some(n) == o.namespace())
-                });
-                let r = |k: &str| Ref {
-                    kind: k.into(),
-                    namespace: ns.unwrap_or(&spec.namespace).into(),
-                    name: name.into(),
-                };
-                targets.push(match own {
-                    Some(x) => Target::Own(x),
-                    None => match kind {
-                        "Kustomization" => self.find_k(&r(kind)).map(|j| Target::Flux(Entity::K(j))),
-                        "HelmRelease" => self.find_h(&r(kind)).map(|j| Target::Flux(Entity::H(j))),
-                        // Applied by another Kustomization: there once that one is Ready.
-                        _ if let Some(p) = self.model.kustomizations.iter().position(|k| {
-                            k.objects.iter().any(|o| {
-                                o.kind() == kind && o.name() == name && ns.is_none_or(|n| Some(n) == o.namespace())
-                            })
-                        }) =>
-                        {
-                            Some(Target::Flux(Entity::K(p)))
-                        }
-                        // A chart's workload: ready when the release that installs into
-                        // that namespace is. A cluster-scoped object no Kustomization
-                        // renders may come from any chart (rules::needs says the same).
-                        _ => match ns {
-                            Some(n) => (0..self.model.helm_releases.len())
-                                .find(|&j| self.release_ns(j) == n)
-                                .map(|j| Target::Flux(Entity::H(j))),
-                            None if kind == "CustomResourceDefinition" || !self.model.helm_releases.is_empty() => {
-                                continue;
-                            }
-                            None => None,
-                        },
-                    }
-                    .unwrap_or_else(|| Target::Missing(kstatus_name(kind, ns, name))),
-                });
-            }
-        }
+            self.model.kustomizations[i]
+                .health
+                .iter()
+                .filter_map(|t| match t {
+                    HealthTarget::Own(x) => Some(Target::Own(*x)),
+                    HealthTarget::Kustomization(j) | HealthTarget::AppliedBy(j) => Some(Target::Flux(Entity::K(*j))),
+                    HealthTarget::HelmRelease(j) | HealthTarget::Release(j) => Some(Target::Flux(Entity::H(*j))),
+                    HealthTarget::Unknowable => None,
+                    HealthTarget::Missing(id) => Some(Target::Missing(id.clone())),
+                })
+                .collect()
+        };
         let mut in_progress = vec![];
         let mut failed = vec![];
         let mut blocks = vec![];
