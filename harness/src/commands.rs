@@ -66,7 +66,11 @@ pub fn simulate(req: &PlanRequest, sim: crate::sim::SimConfig) -> Result<crate::
 
 /// Loads the repo model and the repo's config.
 pub fn load(req: &PlanRequest) -> Result<(model::RepoModel, RepoConfig)> {
-    let files = DiskFiles::open(&req.repo)?;
+    load_files(&DiskFiles::open(&req.repo)?, req)
+}
+
+/// [`load`] of a tree given as files (`req.repo` is not read).
+pub fn load_files(files: &dyn Files, req: &PlanRequest) -> Result<(model::RepoModel, RepoConfig)> {
     let mapped: Vec<(String, DiskFiles)> = req
         .sources
         .iter()
@@ -77,7 +81,7 @@ pub fn load(req: &PlanRequest) -> Result<(model::RepoModel, RepoConfig)> {
     let entry = match &req.entry {
         Some(e) => e.clone(),
         None => {
-            let clusters = model::list_clusters(&files);
+            let clusters = model::list_clusters(files);
             match clusters.as_slice() {
                 [one] => Entry::Cluster(one.clone()),
                 [] => Entry::Path(String::new()),
@@ -98,8 +102,8 @@ pub fn load(req: &PlanRequest) -> Result<(model::RepoModel, RepoConfig)> {
         RendererChoice::Native => &NativeRenderer,
         RendererChoice::Kubectl => &KubectlRenderer,
     };
-    let mut model = model::load(&files, &opts, renderer)?;
-    let mut config = load_config(&files)?;
+    let mut model = model::load(files, &opts, renderer)?;
+    let mut config = load_config(files)?;
     // CRDs a bootstrap helmfile installs exist before Flux runs.
     let mut catalogue = Catalogue::builtin();
     catalogue.extend(config.catalogue.clone());
@@ -113,7 +117,7 @@ pub fn load(req: &PlanRequest) -> Result<(model::RepoModel, RepoConfig)> {
     };
     let rendered: std::collections::HashSet<&str> =
         model.kustomizations.iter().flat_map(|k| k.objects.iter().map(|o| o.origin.file.as_str())).collect();
-    let helmfiles = crate::helmfile::detect(&files, &catalogue, &chart_of, &rendered);
+    let helmfiles = crate::helmfile::detect(files, &catalogue, &chart_of, &rendered);
     for h in helmfiles {
         if !h.crds_only {
             for (name, ns) in &h.releases {
@@ -172,14 +176,80 @@ pub fn load_config(files: &dyn Files) -> Result<RepoConfig> {
 /// Graph, rules, the simulation's failures and the repo config's overrides over a loaded
 /// model.
 pub fn analyse(model: &model::RepoModel, config: &RepoConfig) -> Plan {
+    analyse_and_simulate(model, config).0
+}
+
+/// [`analyse`], and the simulation it ran (`None` when the simulator refused the repo).
+pub fn analyse_and_simulate(
+    model: &model::RepoModel,
+    config: &RepoConfig,
+) -> (Plan, Option<crate::sim::report::SimReport>) {
     let mut catalogue = Catalogue::builtin();
     catalogue.extend(config.catalogue.clone());
     let (graph, mut findings) = crate::graph::analyse(model);
     findings.extend(model.findings.iter().cloned());
     findings.extend(crate::rules::check(model, &graph, &catalogue, config));
-    if let Ok(report) = crate::sim::simulate(model, &graph, config, crate::sim::SimConfig::default()) {
-        let predicted = crate::rules::predicted::findings(model, &report, &findings);
+    let report = crate::sim::simulate(model, &graph, config, crate::sim::SimConfig::default()).ok();
+    if let Some(report) = &report {
+        let predicted = crate::rules::predicted::findings(model, report, &findings);
         findings.extend(predicted);
     }
-    Plan::build(model, &graph, config.apply(findings))
+    (Plan::build(model, &graph, config.apply(findings)), report)
+}
+
+#[derive(Debug, Clone)]
+pub struct DiffRequest {
+    /// The head side's repo, and everything else `plan` takes; `repo` is also where the
+    /// base revision is looked up.
+    pub plan: PlanRequest,
+    /// Any git revision.
+    pub base: String,
+    /// `None`: the working tree, uncommitted changes included.
+    pub head: Option<String>,
+    /// Field-level changes of rendered objects.
+    pub fields: bool,
+    /// Where revisions are exported (removed afterwards).
+    pub scratch: PathBuf,
+}
+
+/// Loads and analyses both sides of a change and compares them. An error names the side
+/// that did not load (exit code 2).
+pub fn diff(req: &DiffRequest) -> Result<crate::diff::BootstrapDiff> {
+    use crate::revision::{Revision, Tree};
+    let on_disk = req.plan.renderer == RendererChoice::Kubectl;
+    let base_rev = crate::revision::read(&req.plan.repo, &req.base, &req.scratch, on_disk)?;
+    let head_rev = match &req.head {
+        Some(rev) => Some(crate::revision::read(&req.plan.repo, rev, &req.scratch, on_disk)?),
+        None => None,
+    };
+    let side = |revision: Option<&Revision>| -> Result<_> {
+        let mut r = req.plan.clone();
+        let (info, loaded) = match revision {
+            Some(rev) => {
+                let info = crate::diff::SideInfo { revision: rev.rev.clone(), commit: Some(rev.commit.clone()) };
+                let loaded = match &rev.tree {
+                    Tree::Memory(files) => load_files(files, &r)?,
+                    Tree::Disk(e) => {
+                        r.repo = e.dir.clone();
+                        load(&r)?
+                    }
+                };
+                (info, loaded)
+            }
+            None => (crate::diff::SideInfo { revision: "working tree".into(), commit: None }, load(&r)?),
+        };
+        let (plan, sim) = analyse_and_simulate(&loaded.0, &loaded.1);
+        Ok((info, loaded.0, plan, sim))
+    };
+    let named = |which: &str, r: &Revision| {
+        format!("the {which} side, {} ({}), does not load", r.rev, &r.commit[..12.min(r.commit.len())])
+    };
+    let base = side(Some(&base_rev)).map_err(|e| e.context(named("base", &base_rev)))?;
+    let head = side(head_rev.as_ref()).map_err(|e| match &head_rev {
+        Some(h) => e.context(named("head", h)),
+        None => e.context("the head side, the working tree, does not load"),
+    })?;
+    let b = crate::diff::Side { info: base.0, model: &base.1, plan: &base.2, sim: base.3.as_ref() };
+    let h = crate::diff::Side { info: head.0, model: &head.1, plan: &head.2, sim: head.3.as_ref() };
+    Ok(crate::diff::compare(&b, &h, crate::diff::Options { fields: req.fields }))
 }

@@ -44,7 +44,17 @@ impl Cmd {
     /// Runs to completion and returns stdout. A failure carries the command and stderr.
     /// While it runs, [`kill_running`] can stop it (an interrupted run).
     pub fn output(&self) -> Result<String> {
+        let out = self.output_bytes(None)?;
+        String::from_utf8(out)
+            .map_err(|_| Error::new(ErrorKind::Io, format!("`{}` printed non-UTF-8 output", self.display())))
+    }
+
+    /// [`Cmd::output`] with bytes on stdin and stdout as bytes (git's object streams).
+    pub fn output_bytes(&self, stdin: Option<Vec<u8>>) -> Result<Vec<u8>> {
         let mut e = duct::cmd(&self.program, &self.args).stdout_capture().stderr_capture().unchecked();
+        if let Some(input) = stdin {
+            e = e.stdin_bytes(input);
+        }
         if let Some(d) = &self.dir {
             e = e.dir(d);
         }
@@ -69,8 +79,7 @@ impl Cmd {
                 ),
             ));
         }
-        String::from_utf8(out.stdout)
-            .map_err(|_| Error::new(ErrorKind::Io, format!("`{}` printed non-UTF-8 output", self.display())))
+        Ok(out.stdout)
     }
 }
 

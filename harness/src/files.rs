@@ -70,10 +70,12 @@ pub fn file_name(path: &str) -> &str {
     }
 }
 
-/// An in-memory tree, for tests and generated repos.
+/// An in-memory tree: tests, generated repos, and a git revision read without writing it
+/// out. Directories are kept as a set so lookups do not scan every file.
 #[derive(Debug, Default, Clone)]
 pub struct MemFiles {
     files: BTreeMap<String, String>,
+    dirs: std::collections::BTreeSet<String>,
 }
 
 impl MemFiles {
@@ -92,7 +94,16 @@ impl MemFiles {
     }
 
     pub fn insert(&mut self, path: &str, text: &str) {
-        self.files.insert(path.trim_start_matches("./").to_string(), text.to_string());
+        let path = path.trim_start_matches("./").to_string();
+        let mut dir = parent(&path);
+        loop {
+            if !self.dirs.insert(dir.to_string()) || dir.is_empty() {
+                break;
+            }
+            dir = parent(dir);
+        }
+        self.dirs.insert(String::new());
+        self.files.insert(path, text.to_string());
     }
 }
 
@@ -103,25 +114,32 @@ impl Files for MemFiles {
 
     fn kind(&self, path: &str) -> Option<EntryKind> {
         if self.files.contains_key(path) {
-            return Some(EntryKind::File);
+            Some(EntryKind::File)
+        } else if self.dirs.contains(path) {
+            Some(EntryKind::Dir)
+        } else {
+            None
         }
-        let prefix = if path.is_empty() { String::new() } else { format!("{path}/") };
-        self.files.keys().any(|k| k.starts_with(&prefix)).then_some(EntryKind::Dir)
     }
 
     fn list(&self, path: &str) -> Result<Vec<(String, EntryKind)>> {
+        if !self.dirs.contains(path) {
+            return Err(Error::in_file(ErrorKind::MissingPath, path, "no such directory"));
+        }
         let prefix = if path.is_empty() { String::new() } else { format!("{path}/") };
+        let direct = |k: &String| {
+            k.strip_prefix(&prefix).filter(|rest| !rest.is_empty() && !rest.contains('/')).map(str::to_string)
+        };
         let mut out: BTreeMap<String, EntryKind> = BTreeMap::new();
-        for k in self.files.keys() {
-            if let Some(rest) = k.strip_prefix(&prefix) {
-                match rest.find('/') {
-                    Some(i) => out.insert(rest[..i].to_string(), EntryKind::Dir),
-                    None => out.insert(rest.to_string(), EntryKind::File),
-                };
+        for k in self.files.range(prefix.clone()..).map(|(k, _)| k).take_while(|k| k.starts_with(&prefix)) {
+            if let Some(name) = direct(k) {
+                out.insert(name, EntryKind::File);
             }
         }
-        if out.is_empty() && self.kind(path).is_none() {
-            return Err(Error::in_file(ErrorKind::MissingPath, path, "no such directory"));
+        for d in self.dirs.range(prefix.clone()..).take_while(|k| k.starts_with(&prefix)) {
+            if let Some(name) = direct(d) {
+                out.insert(name, EntryKind::Dir);
+            }
         }
         Ok(out.into_iter().collect())
     }

@@ -2,7 +2,7 @@
 //!
 //! Pure logic (no IO, no processes): [`yaml`], [`object`], [`files`] (the trait),
 //! [`kustomize`], [`flux`], [`model`], [`graph`], [`catalogue`], [`config`], [`rules`],
-//! [`schema`], [`sim`], [`plan`].
+//! [`schema`], [`sim`], [`plan`], [`diff`].
 //! IO at the edges: [`disk`] reads the repo, [`exec`] owns every child process.
 
 pub mod apiserver;
@@ -10,6 +10,7 @@ pub mod builtin;
 pub mod catalogue;
 pub mod commands;
 pub mod config;
+pub mod diff;
 pub mod disk;
 pub mod e2e;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod net;
 pub mod object;
 pub mod operator;
 pub mod plan;
+pub mod revision;
 pub mod rules;
 pub mod schema;
 pub mod sim;

@@ -30,6 +30,13 @@ enum E2eFormat {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum DiffFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum ProviderArg {
     Sim,
     Kind,
@@ -138,6 +145,29 @@ enum Command {
         /// Where to write the kubeconfig.
         #[arg(long, default_value = "target/sim-cluster/kubeconfig")]
         kubeconfig: PathBuf,
+    },
+    /// What a change does to the bootstrap: base revision against the working tree (or --head).
+    Diff {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// The git revision to compare with (a branch, tag or commit).
+        #[arg(long)]
+        base: String,
+        /// The revision under review (default: the working tree, uncommitted changes included).
+        #[arg(long)]
+        head: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: DiffFormat,
+        /// Also list the changed fields of rendered objects (Secret values are never shown).
+        #[arg(long)]
+        fields: bool,
+        /// Also write the JSON report here (the artifact a shortened Markdown comment points to).
+        #[arg(long)]
+        json_out: Option<PathBuf>,
+        /// The most characters the Markdown may take (several reports in one comment share
+        /// GitHub's 65,536).
+        #[arg(long, default_value_t = harness::diff::render::COMMENT_LIMIT)]
+        max_chars: usize,
     },
     /// Benchmarks (release build): plan (against kubectl, and generated repos), simulate, all.
     Bench {
@@ -420,6 +450,29 @@ fn run(cli: Cli) -> Result<ExitCode, harness::Error> {
                 println!("stopped after {} virtual seconds", cluster.virtual_ms() / 1000);
                 Ok(if code == 143 { ExitCode::from(143) } else { ExitCode::SUCCESS })
             })
+        }
+        Command::Diff { repo, base, head, format, fields, json_out, max_chars } => {
+            if repo.cluster.is_none() && repo.path.is_none() {
+                return Err(usage(
+                    "diff needs --cluster ENV or --path DIR: the entry must be the same on both sides".into(),
+                ));
+            }
+            let scratch = std::env::temp_dir().join("flux-harness-diff");
+            let req =
+                harness::commands::DiffRequest { plan: request(&repo).map_err(usage)?, base, head, fields, scratch };
+            let d = harness::commands::diff(&req)?;
+            if let Some(p) = &json_out {
+                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+                }
+                std::fs::write(p, d.to_json()).map_err(|e| io(p, e))?;
+            }
+            match format {
+                DiffFormat::Text => print!("{}", harness::diff::render::to_text(&d)),
+                DiffFormat::Json => println!("{}", d.to_json()),
+                DiffFormat::Markdown => print!("{}", harness::diff::render::to_markdown(&d, max_chars)),
+            }
+            Ok(ExitCode::from(d.exit_code() as u8))
         }
         Command::Bench { which } => Ok(bench::run(&which)),
     }
