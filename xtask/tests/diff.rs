@@ -260,3 +260,23 @@ fn a_revision_with_symlinks_reads_as_a_checkout_would() {
     let (_, v) = json(d.path(), &["--base", "HEAD~1"]);
     assert_eq!(v["unchanged"], true, "moving a file behind a symlink changes nothing Flux applies: {v:#}");
 }
+
+#[test]
+fn a_new_cycle_fails_and_names_its_chain() {
+    let d = repo();
+    // kyverno now waits for kyverno-config, which waits for kyverno.
+    edit(d.path(), "clusters/staging/infrastructure.yaml", |t| {
+        t.replace(
+            "  name: kyverno\n  namespace: flux-system\nspec:\n  interval: 5m\n",
+            "  name: kyverno\n  namespace: flux-system\nspec:\n  dependsOn:\n    - name: kyverno-config\n  interval: 5m\n",
+        )
+    });
+    let (code, v) = json(d.path(), &["--base", "main"]);
+    assert_eq!(code, 1, "{v:#}");
+    let chain = v["loops"]["new"][0].as_array().expect("a new loop").iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let chain = chain.join(" ");
+    assert!(chain.contains("kyverno-config") && chain.contains("kyverno"), "{chain}");
+    let text = diff(d.path(), &["--base", "main"]).stdout;
+    assert!(text.contains("Cycle or deadlock new:"), "{text}");
+    assert!(text.contains("kyverno: layer 0 → no layer"), "{text}");
+}

@@ -119,16 +119,12 @@ pub fn to_text(d: &BootstrapDiff) -> String {
     let p = &d.predicted;
     if !p.objects.is_empty() || !super::same_time(p.total.base, p.total.head) {
         let _ = writeln!(out, "\nPredicted time to Ready (simulation, virtual seconds)");
-        let _ = writeln!(
-            out,
-            "  whole bootstrap: {} → {} {}",
-            secs(p.total.base),
-            secs(p.total.head),
-            delta(p.total.base, p.total.head)
-        );
+        let line = |what: String, b: Option<f64>, h: Option<f64>| {
+            format!("  {what}: {} → {} {}", secs(b), secs(h), delta(b, h)).trim_end().to_string()
+        };
+        let _ = writeln!(out, "{}", line("whole bootstrap".into(), p.total.base, p.total.head));
         for o in &p.objects {
-            let _ =
-                writeln!(out, "  {} {}: {} → {} {}", o.kind, o.name, secs(o.base), secs(o.head), delta(o.base, o.head));
+            let _ = writeln!(out, "{}", line(format!("{} {}", o.kind, o.name), o.base, o.head));
         }
     }
     let f = &d.findings;
