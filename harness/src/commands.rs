@@ -191,7 +191,7 @@ pub fn analyse_and_simulate(
     findings.extend(crate::rules::check(model, &graph, &catalogue, config));
     let report = crate::sim::simulate(model, &graph, config, crate::sim::SimConfig::default()).ok();
     if let Some(report) = &report {
-        let predicted = crate::rules::predicted::findings(model, report, &findings);
+        let predicted = crate::rules::predicted::findings(model, &graph, report, &findings);
         findings.extend(predicted);
     }
     (Plan::build(model, &graph, config.apply(findings)), report)

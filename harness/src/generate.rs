@@ -88,3 +88,46 @@ pub fn per_app_repo(namespaces: usize, apps: usize) -> Vec<(String, String)> {
     files.push(("kubernetes/apps/kustomization.yaml".into(), top));
     files
 }
+
+/// The shapes of the scale benchmark: `n` Flux Kustomizations in one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Each depends on the one before.
+    Chain,
+    /// A chain whose first depends on its last: one dependsOn cycle through all of them.
+    Loop,
+    /// All depend on the first: one wide layer.
+    Wide,
+}
+
+/// `n` Kustomizations of `shape`, all syncing one empty directory, so the cost measured
+/// is the graph's, the rules' and the simulator's, not rendering.
+pub fn shaped_repo(n: usize, shape: Shape) -> Vec<(String, String)> {
+    let mut files = vec![
+        (
+            "clusters/bench/flux-system/gotk-sync.yaml".to_string(),
+            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: flux-system\n  namespace: flux-system\nspec:\n  interval: 1m\n  url: https://git.example.com/bench.git\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: flux-system\n  namespace: flux-system\nspec:\n  interval: 10m\n  path: ./clusters/bench\n  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n".to_string(),
+        ),
+        (
+            "apps/empty/kustomization.yaml".to_string(),
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n".to_string(),
+        ),
+    ];
+    let mut ks = String::with_capacity(n * 270);
+    for i in 0..n {
+        ks.push_str(&format!(
+            "---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: k-{i:05}\n  namespace: flux-system\nspec:\n  interval: 10m\n  path: ./apps/empty\n  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n"
+        ));
+        let dep = match shape {
+            Shape::Chain | Shape::Loop if i > 0 => Some(i - 1),
+            Shape::Loop if n > 1 => Some(n - 1),
+            Shape::Wide if i > 0 => Some(0),
+            _ => None,
+        };
+        if let Some(d) = dep {
+            ks.push_str(&format!("  dependsOn:\n    - name: k-{d:05}\n"));
+        }
+    }
+    files.push(("clusters/bench/ks.yaml".to_string(), ks));
+    files
+}

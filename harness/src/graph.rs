@@ -69,6 +69,16 @@ fn waits_for(model: &RepoModel, i: usize, kind: &str, ns: &str, name: &str) -> b
     })
 }
 
+/// `namespace/name` of every Kustomization in the cycles (steps are written
+/// `Kustomization ns/name depends on`).
+pub fn cycle_members(cycles: &[Vec<String>]) -> impl Iterator<Item = String> + '_ {
+    cycles
+        .iter()
+        .flatten()
+        .filter_map(|step| step.strip_prefix("Kustomization "))
+        .map(|rest| rest.split(' ').next().unwrap_or(rest).to_string())
+}
+
 pub fn analyse(model: &RepoModel) -> (Graph, Vec<Finding>) {
     let nk = model.kustomizations.len();
     let mut findings = vec![];
@@ -158,13 +168,25 @@ pub fn analyse(model: &RepoModel) -> (Graph, Vec<Finding>) {
         let only_deps = path
             .windows(2)
             .all(|w| matches!(g.find_edge(w[0], w[1]).map(|e| g[e]), Some(Edge::DependsOn | Edge::AfterApply)));
-        let msg = if only_deps {
+        // A loop of thousands is read by nobody: its first and last steps, and how many
+        // are between (the JSON report's `cycles` has every step).
+        let shown = if steps.len() > 24 {
             format!(
-                "dependsOn cycle: {}. Flux never reports it: these stay DependencyNotReady forever",
-                steps.join(" ")
+                "{} ... ({} more) ... {}",
+                steps[..10].join(" "),
+                steps.len() - 13,
+                steps[steps.len() - 3..].join(" ")
             )
         } else {
-            format!("deadlock: {}. Nothing in this loop can become Ready", steps.join(" "))
+            steps.join(" ")
+        };
+        let msg = if only_deps {
+            format!(
+                "dependsOn cycle ({} in the loop): {shown}. Flux never reports it: these stay DependencyNotReady forever",
+                steps.len() - 1
+            )
+        } else {
+            format!("deadlock: {shown}. Nothing in this loop can become Ready")
         };
         findings.push(
             Finding::new("dependency-cycle", Severity::Error, &loc, msg)

@@ -123,20 +123,84 @@ pub struct RepoModel {
     /// ConfigMaps and Secrets (kind, name) committed outside what Flux applies and read by
     /// a Kustomization: taken as applied before Flux (a bootstrap script).
     pub preapplied: std::collections::BTreeSet<(String, String)>,
+    /// The index behind [`RepoModel::kustomization`] and its siblings.
+    pub lookup: Lookup,
 }
 
 impl RepoModel {
     pub fn kustomization(&self, r: &Ref) -> Option<usize> {
-        self.kustomizations.iter().position(|k| k.spec.namespace == r.namespace && k.spec.name == r.name)
+        let mut guard = self.lookup.0.lock().unwrap_or_else(|e| e.into_inner());
+        let l = &mut *guard;
+        let key = |k: &KustomizationNode| (k.spec.namespace.clone(), k.spec.name.clone());
+        extend(&mut l.k, &mut l.k_len, &self.kustomizations, key);
+        let found = l.k.get(&(r.namespace.clone(), r.name.clone())).copied();
+        found.filter(|&i| {
+            self.kustomizations[i].spec.namespace == r.namespace && self.kustomizations[i].spec.name == r.name
+        })
     }
     pub fn helm_release(&self, r: &Ref) -> Option<usize> {
-        self.helm_releases.iter().position(|h| h.spec.namespace == r.namespace && h.spec.name == r.name)
+        let mut guard = self.lookup.0.lock().unwrap_or_else(|e| e.into_inner());
+        let l = &mut *guard;
+        let key = |h: &HelmReleaseNode| (h.spec.namespace.clone(), h.spec.name.clone());
+        extend(&mut l.h, &mut l.h_len, &self.helm_releases, key);
+        let found = l.h.get(&(r.namespace.clone(), r.name.clone())).copied();
+        found.filter(|&j| {
+            self.helm_releases[j].spec.namespace == r.namespace && self.helm_releases[j].spec.name == r.name
+        })
     }
     pub fn source(&self, r: &Ref) -> Option<usize> {
-        self.sources
-            .iter()
-            .position(|s| s.spec.kind == r.kind && s.spec.namespace == r.namespace && s.spec.name == r.name)
+        let mut guard = self.lookup.0.lock().unwrap_or_else(|e| e.into_inner());
+        let l = &mut *guard;
+        let key = |s: &SourceNode| (s.spec.kind.clone(), s.spec.namespace.clone(), s.spec.name.clone());
+        extend(&mut l.s, &mut l.s_len, &self.sources, key);
+        let found = l.s.get(&(r.kind.clone(), r.namespace.clone(), r.name.clone())).copied();
+        found.filter(|&i| {
+            let s = &self.sources[i].spec;
+            s.kind == r.kind && s.namespace == r.namespace && s.name == r.name
+        })
     }
+}
+
+/// Name lookups of [`RepoModel`], indexed: a linear scan per lookup made every pass over
+/// a repo of n Kustomizations cost O(n²). Nodes are only ever pushed, and a node's
+/// identity (kind, namespace, name) never changes once pushed, so the index extends
+/// itself from where it stopped; a hit is still checked against the node.
+#[derive(Default)]
+pub struct Lookup(std::sync::Mutex<LookupIndex>);
+
+#[derive(Default)]
+struct LookupIndex {
+    k_len: usize,
+    k: std::collections::HashMap<(String, String), usize>,
+    h_len: usize,
+    h: std::collections::HashMap<(String, String), usize>,
+    s_len: usize,
+    s: std::collections::HashMap<(String, String, String), usize>,
+}
+
+impl Clone for Lookup {
+    fn clone(&self) -> Self {
+        Lookup::default()
+    }
+}
+
+impl std::fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lookup")
+    }
+}
+
+/// Adds `items[*len..]` to `map` (the first of equal keys wins, as a scan would find it).
+fn extend<T, K: std::hash::Hash + Eq>(
+    map: &mut std::collections::HashMap<K, usize>,
+    len: &mut usize,
+    items: &[T],
+    key: impl Fn(&T) -> K,
+) {
+    for (i, item) in items.iter().enumerate().skip(*len) {
+        map.entry(key(item)).or_insert(i);
+    }
+    *len = items.len();
 }
 
 /// Every `clusters/<name>` directory of the repo (at any depth up to 7, hidden
@@ -252,6 +316,8 @@ struct Loader<'a> {
     pending: Vec<usize>,
     /// The entry directory, already rendered to find the entry.
     prerendered: Option<kustomize::Rendered>,
+    /// Renders of paths without a Flux overlay, by (origin, path).
+    render_cache: std::collections::HashMap<(String, String), kustomize::Rendered>,
     /// Secrets and ConfigMaps committed outside what Flux applies (`bootstrap/`), by
     /// (kind, name): built the first time a reference is missing.
     out_of_band: Option<BTreeMap<(String, String), Loc>>,
@@ -320,12 +386,14 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
             sources: vec![],
             findings: vec![],
             preapplied: Default::default(),
+            lookup: Lookup::default(),
         },
         self_source,
         self_url,
         var_sources: BTreeMap::new(),
         pending: vec![],
         prerendered: None,
+        render_cache: Default::default(),
         out_of_band: None,
     };
     if let Some(sync) = &operator_sync {
@@ -643,9 +711,22 @@ impl Loader<'_> {
                 ));
             }
         }
+        // Many Kustomizations sync one path (one base, different substitutions): a path
+        // without a Flux overlay renders the same every time, so it is rendered once.
+        let cache_key =
+            spec.overlay.is_empty().then(|| (format!("{:?}", self.model.kustomizations[i].origin), spec.path.clone()));
         let rendered = match self.prerendered.take().filter(|_| i == self.model.entry) {
             Some(r) => r,
-            None => self.renderer.render(files, &spec.path, &spec.overlay).map_err(|e| e.context(ctx()))?,
+            None => match cache_key.as_ref().and_then(|k| self.render_cache.get(k)) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = self.renderer.render(files, &spec.path, &spec.overlay).map_err(|e| e.context(ctx()))?;
+                    if let Some(k) = cache_key {
+                        self.render_cache.insert(k, r.clone());
+                    }
+                    r
+                }
+            },
         };
         for n in &rendered.notes {
             self.model.findings.push(

@@ -310,3 +310,45 @@ fn child_kustomizations_inherit_the_parents_kustomize_namespace() {
         "dependsOn without namespace resolves in the dependent's"
     );
 }
+
+/// A repo of `n` Kustomizations in `shape`, planned as `cargo xtask plan` does.
+fn shaped(n: usize, shape: harness::generate::Shape) -> Plan {
+    let mut files = MemFiles::new();
+    for (p, t) in harness::generate::shaped_repo(n, shape) {
+        files.insert(&p, &t);
+    }
+    let req = harness::commands::PlanRequest {
+        repo: "unused".into(),
+        entry: Some(Entry::Cluster("bench".into())),
+        sources: vec![],
+        renderer: harness::commands::RendererChoice::Native,
+    };
+    let (m, c) = harness::commands::load_files(&files, &req).unwrap();
+    harness::commands::analyse(&m, &c)
+}
+
+#[test]
+fn a_loop_through_a_thousand_kustomizations_is_one_finding_a_person_can_read() {
+    let p = shaped(1000, harness::generate::Shape::Loop);
+    let errors: Vec<_> = p.findings.iter().filter(|f| f.severity == Severity::Error).collect();
+    assert_eq!(errors.len(), 1, "one cause, one finding: {:#?}", &errors[..errors.len().min(3)]);
+    let f = errors[0];
+    assert_eq!(f.rule, "dependency-cycle");
+    assert!(
+        f.message.starts_with("dependsOn cycle (1000 in the loop): Kustomization flux-system/k-00000 depends on"),
+        "{}",
+        f.message
+    );
+    assert!(f.message.contains("... (988 more) ..."), "{}", f.message);
+    assert!(f.message.len() < 1000, "{} characters", f.message.len());
+    assert_eq!(p.cycles[0].len(), 1001, "the JSON report keeps every step");
+    assert!(p.layers.iter().all(|l| l.is_empty()) || p.layers.is_empty(), "nothing in a loop has a layer");
+}
+
+#[test]
+fn a_chain_of_a_thousand_has_a_thousand_layers_and_no_finding() {
+    let p = shaped(1000, harness::generate::Shape::Chain);
+    assert_eq!(p.layers.len(), 1000);
+    assert_eq!(p.critical_path.len(), 1000);
+    assert!(p.findings.iter().all(|f| f.severity != Severity::Error), "{:#?}", p.findings.first());
+}

@@ -89,8 +89,13 @@ type Bench = fn(&mut Targets) -> ExitCode;
 
 pub fn run(which: &str) -> ExitCode {
     let mut t = Targets::default();
-    let benches: &[(&str, Bench)] =
-        &[("plan", plan_bench), ("simulate", simulate_bench), ("sim-cluster", sim_cluster_bench), ("diff", diff_bench)];
+    let benches: &[(&str, Bench)] = &[
+        ("plan", plan_bench),
+        ("simulate", simulate_bench),
+        ("sim-cluster", sim_cluster_bench),
+        ("diff", diff_bench),
+        ("scale", scale_bench),
+    ];
     let chosen: Vec<_> = benches.iter().filter(|(name, _)| which == "all" || *name == which).collect();
     if chosen.is_empty() {
         let known: Vec<&str> = benches.iter().map(|(n, _)| *n).collect();
@@ -178,6 +183,73 @@ fn diff_bench(t: &mut Targets) -> ExitCode {
     t.at_most("diff netcorp (<= 3x plan + reading the base)", ms(diff_t), 3.0 * ms(plan_t) + ms(export_t), "ms");
     let _ = std::fs::remove_dir_all(dir.parent().unwrap());
     let _ = std::fs::remove_dir_all(&scratch);
+    ExitCode::SUCCESS
+}
+
+/// Growth with the number of Kustomizations, in chains, one dependsOn loop through all of
+/// them, and one wide layer: plan (load, graph, rules, simulation) and simulate alone, time
+/// and peak memory. Targets at 10,000 in a chain: plan <= 2 s and <= 500 MiB, simulate
+/// <= 2 s; near-linear growth (at most 1.3x per doubling beyond linear).
+fn scale_bench(targets: &mut Targets) -> ExitCode {
+    use harness::generate::Shape;
+    println!("scale: Kustomizations in one file, all syncing an empty directory");
+    println!(
+        "{:>8} {:>6} {:>11} {:>14} {:>15} {:>13}",
+        "shape", "n", "plan (ms)", "peak RSS (MiB)", "simulate (ms)", "plan per 1k"
+    );
+    for shape in [Shape::Chain, Shape::Loop, Shape::Wide] {
+        let mut first: Option<(usize, f64)> = None;
+        let mut per_doubling = 0.0f64;
+        for n in [1000usize, 2000, 5000, 10_000] {
+            let dir = tempdir_for(n);
+            for (p, text) in harness::generate::shaped_repo(n, shape) {
+                let full = dir.join(p);
+                std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+                std::fs::write(full, text).unwrap();
+            }
+            let req = request(&dir, "bench");
+            reset_peak_rss();
+            // The best of three: one run of a few hundred ms is at the mercy of the machine.
+            let plan_t = (0..3)
+                .map(|_| {
+                    let t = Instant::now();
+                    let p = plan(&req).unwrap();
+                    let e = t.elapsed();
+                    assert_eq!(p.kustomizations.len(), n + 1);
+                    e
+                })
+                .min()
+                .unwrap();
+            let peak = peak_rss_mib().unwrap_or(0.0);
+            let (model, config) = harness::commands::load(&req).unwrap();
+            let (graph, _) = harness::graph::analyse(&model);
+            let t = Instant::now();
+            let _ = harness::sim::simulate(&model, &graph, &config, harness::sim::SimConfig::default()).unwrap();
+            let sim_t = t.elapsed();
+            println!(
+                "{:>8} {n:>6} {:>11.0} {peak:>14.0} {:>15.0} {:>13.0}",
+                format!("{shape:?}").to_lowercase(),
+                ms(plan_t),
+                ms(sim_t),
+                ms(plan_t) * 1000.0 / n as f64
+            );
+            // Time per Kustomization at 10,000 against 1,000, as a factor per doubling
+            // (1.0 is linear): over the whole range, so one noisy step does not decide.
+            if let Some((ln, lt)) = first {
+                let doublings = (n as f64 / ln as f64).log2();
+                per_doubling = ((ms(plan_t) / n as f64) / (lt / ln as f64)).powf(1.0 / doublings);
+            } else {
+                first = Some((n, ms(plan_t)));
+            }
+            if n == 10_000 && shape == Shape::Chain {
+                targets.at_most("plan 10,000 Kustomizations in a chain", ms(plan_t), 2000.0, "ms");
+                targets.at_most("plan 10,000 in a chain, peak RSS", peak, 500.0, "MiB");
+                targets.at_most("simulate 10,000 Kustomizations in a chain", ms(sim_t), 2000.0, "ms");
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        targets.at_most(format!("plan growth per doubling beyond linear, {shape:?}"), per_doubling, 1.3, "x");
+    }
     ExitCode::SUCCESS
 }
 

@@ -17,6 +17,7 @@ use crate::files::{self, EntryKind, Files};
 use crate::object::{Object, is_builtin_cluster_scoped, split_api_version};
 use crate::yaml;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use transform::ImageRule;
 
 pub const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
@@ -187,7 +188,7 @@ impl Kust {
 /// kustomization file there (or the one Flux generates when there is none), with the
 /// Flux overlay applied at the outermost level.
 pub fn build_flux_path(files: &dyn Files, dir: &str, overlay: &FluxOverlay) -> Result<Rendered> {
-    let mut b = Builder { files, stack: vec![], notes: vec![], extra_refs: vec![] };
+    let mut b = Builder { files, stack: vec![], notes: vec![], extra_refs: vec![], parsed: Default::default() };
     let mut kust = match b.find_kustomization(dir)? {
         Some(k) => k,
         None => b.generated_kustomization(dir)?,
@@ -205,7 +206,7 @@ pub fn build_flux_path(files: &dyn Files, dir: &str, overlay: &FluxOverlay) -> R
 
 /// Builds a kustomization directory exactly as `kustomize build DIR` would.
 pub fn build(files: &dyn Files, dir: &str) -> Result<Vec<Object>> {
-    let mut b = Builder { files, stack: vec![], notes: vec![], extra_refs: vec![] };
+    let mut b = Builder { files, stack: vec![], notes: vec![], extra_refs: vec![], parsed: Default::default() };
     let kust = b.find_kustomization(dir)?.ok_or_else(|| missing_kustomization(dir))?;
     let mut res = b.build_target(&kust, vec![], None)?;
     finish_with(&mut res, &b.extra_refs);
@@ -214,7 +215,7 @@ pub fn build(files: &dyn Files, dir: &str) -> Result<Vec<Object>> {
 
 /// Applies Flux's overlay to objects rendered elsewhere (the kubectl renderer).
 pub fn apply_overlay(files: &dyn Files, objects: Vec<Object>, overlay: &FluxOverlay, dir: &str) -> Result<Vec<Object>> {
-    let b = Builder { files, stack: vec![], notes: vec![], extra_refs: vec![] };
+    let b = Builder { files, stack: vec![], notes: vec![], extra_refs: vec![], parsed: Default::default() };
     let kust = Kust {
         file: format!("{}/kustomization.yaml", files::display_dir(dir)),
         dir: dir.into(),
@@ -283,6 +284,9 @@ struct Builder<'a> {
     notes: Vec<Note>,
     /// Name references declared by `configurations:` files.
     extra_refs: Vec<(String, Option<String>, String)>,
+    /// Files a generated kustomization already parsed to check them: the build takes
+    /// them from here instead of parsing them again (a 2.6 MB file is 0.5 s of parsing).
+    parsed: std::cell::RefCell<BTreeMap<String, Vec<Object>>>,
 }
 
 impl Builder<'_> {
@@ -376,7 +380,10 @@ impl Builder<'_> {
             let path = join_file(dir, &r);
             if self.files.kind(&path) == Some(EntryKind::File) {
                 let text = self.files.read(&path)?;
-                if let Err(e) = objects_from_text(&path, &text) {
+                let parsed = objects_from_text(&path, &text).map(|objects| {
+                    self.parsed.borrow_mut().insert(path.clone(), objects);
+                });
+                if let Err(e) = parsed {
                     // Broken YAML is broken input; valid YAML that is not Kubernetes
                     // (values files, helmfiles) is what Flux trips over.
                     if matches!(e.kind, ErrorKind::Yaml | ErrorKind::TooLarge) {
@@ -575,6 +582,9 @@ impl Builder<'_> {
     }
 
     fn load_file(&self, path: &str) -> Result<Vec<Res>> {
+        if let Some(objects) = self.parsed.borrow_mut().remove(path) {
+            return Ok(objects.into_iter().map(Res::new).collect());
+        }
         let text = self.files.read(path)?;
         Ok(objects_from_text(path, &text)?.into_iter().map(Res::new).collect())
     }

@@ -26,7 +26,7 @@ use crate::findings::{Finding, Severity};
 use crate::graph::Graph;
 use crate::model::{Origin, RepoModel};
 use crate::object::Object;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Namespaces every cluster has before Flux applies anything.
 pub const ALWAYS_NAMESPACES: [&str; 5] = ["default", "kube-system", "kube-public", "kube-node-lease", "flux-system"];
@@ -54,10 +54,10 @@ pub struct Ctx<'a> {
     pub graph: &'a Graph,
     pub cat: &'a Catalogue,
     pub cfg: &'a RepoConfig,
-    /// Transitive dependsOn of each Kustomization.
-    pub deps: Vec<BTreeSet<usize>>,
-    /// The Kustomizations that applied each one (parent, grandparent ...).
-    pub ancestors: Vec<Vec<usize>>,
+    /// Transitive dependsOn, per Kustomization asked about, as a bit set: computed when
+    /// first asked. (Every closure up front was O(n²) in time and memory: 2 GB for a
+    /// chain of 10,000.)
+    reach: std::cell::RefCell<std::collections::HashMap<usize, Vec<u64>>>,
     /// Namespace → the Kustomizations whose objects create it, with the object.
     pub namespaces: BTreeMap<String, Vec<(usize, &'a Object)>>,
     /// (group, kind) → providers; kind `*` for group-wide providers.
@@ -66,30 +66,6 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn new(model: &'a RepoModel, graph: &'a Graph, cat: &'a Catalogue, cfg: &'a RepoConfig) -> Self {
-        let n = model.kustomizations.len();
-        let mut deps = vec![BTreeSet::new(); n];
-        for (i, d) in deps.iter_mut().enumerate() {
-            let mut stack: Vec<usize> = graph.deps[i].clone();
-            while let Some(x) = stack.pop() {
-                if d.insert(x) {
-                    stack.extend(graph.deps[x].iter().copied());
-                }
-            }
-        }
-        let ancestors = (0..n)
-            .map(|i| {
-                let mut out = vec![];
-                let mut cur = model.kustomizations[i].parent;
-                while let Some(p) = cur {
-                    if out.contains(&p) {
-                        break;
-                    }
-                    out.push(p);
-                    cur = model.kustomizations[p].parent;
-                }
-                out
-            })
-            .collect();
         let mut namespaces: BTreeMap<String, Vec<(usize, &Object)>> = BTreeMap::new();
         let mut providers: BTreeMap<(String, String), Vec<Provider>> = BTreeMap::new();
         for (i, k) in model.kustomizations.iter().enumerate() {
@@ -130,7 +106,7 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
-        Ctx { model, graph, cat, cfg, deps, ancestors, namespaces, providers }
+        Ctx { model, graph, cat, cfg, reach: Default::default(), namespaces, providers }
     }
 
     pub fn kid(&self, i: usize) -> String {
@@ -150,7 +126,38 @@ impl<'a> Ctx<'a> {
     /// Is `p` applied before `k` starts: `k` itself excluded, a dependency (transitively)
     /// or an ancestor of `k` (or of a dependency).
     pub fn before(&self, k: usize, p: usize) -> bool {
-        self.deps[k].contains(&p) || self.ancestors[k].contains(&p)
+        self.depends_on(k, p) || self.is_ancestor(k, p)
+    }
+
+    /// Does `k` depend on `p`, directly or through other dependencies?
+    pub fn depends_on(&self, k: usize, p: usize) -> bool {
+        let mut cache = self.reach.borrow_mut();
+        let bits = cache.entry(k).or_insert_with(|| {
+            let mut bits = vec![0u64; self.graph.deps.len().div_ceil(64)];
+            let mut stack: Vec<usize> = self.graph.deps[k].clone();
+            while let Some(x) = stack.pop() {
+                if bits[x / 64] & (1 << (x % 64)) == 0 {
+                    bits[x / 64] |= 1 << (x % 64);
+                    stack.extend(self.graph.deps[x].iter().copied());
+                }
+            }
+            bits
+        });
+        bits.get(p / 64).is_some_and(|w| w & (1 << (p % 64)) != 0)
+    }
+
+    /// Did `p` apply `k`, or apply what applied it? (Parents form a tree; the walk is
+    /// bounded anyway.)
+    pub fn is_ancestor(&self, k: usize, p: usize) -> bool {
+        let mut cur = self.model.kustomizations[k].parent;
+        for _ in 0..self.model.kustomizations.len() {
+            match cur {
+                Some(x) if x == p => return true,
+                Some(x) => cur = self.model.kustomizations[x].parent,
+                None => return false,
+            }
+        }
+        false
     }
 
     pub fn providers(&self, group: &str, kind: &str) -> Vec<&Provider> {

@@ -117,7 +117,7 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     c.get("kind").and_then(|v| v.as_str()) == Some("HelmRelease")
                         && c.get("name").and_then(|v| v.as_str()) == Some(h.spec.name.as_str())
                 });
-            if waits && ctx.deps[p].contains(&k) {
+            if waits && ctx.depends_on(p, k) {
                 out.push(
                     ctx.finding(
                         "values-from-deadlock",

@@ -11,23 +11,45 @@
 use crate::findings::{Finding, Severity};
 use crate::model::RepoModel;
 use crate::sim::report::SimReport;
+use std::collections::{HashMap, HashSet};
 
-pub fn findings(model: &RepoModel, report: &SimReport, existing: &[Finding]) -> Vec<Finding> {
+pub fn findings(
+    model: &RepoModel,
+    graph: &crate::graph::Graph,
+    report: &SimReport,
+    existing: &[Finding],
+) -> Vec<Finding> {
     let mut out: Vec<Finding> = vec![];
+    // Looked up by name once per failure or stuck object: indexed, not scanned.
+    let by_id: HashMap<String, usize> = model
+        .kustomizations
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (format!("{}/{}", k.spec.namespace, k.spec.name), i))
+        .collect();
+    let hr_by_id: HashMap<String, usize> = model
+        .helm_releases
+        .iter()
+        .enumerate()
+        .map(|(j, h)| (format!("{}/{}", h.spec.namespace, h.spec.name), j))
+        .collect();
+    let by_display: HashMap<String, usize> =
+        (0..model.kustomizations.len()).map(|i| (crate::graph::display_k(model, i), i)).collect();
+    // Kustomizations an error finding is about, kept up to date as findings are added.
+    let mut explained: HashSet<String> =
+        existing.iter().filter(|e| e.severity == Severity::Error).filter_map(|e| e.kustomization.clone()).collect();
+    // A dependsOn cycle is one cause for everything in it (its finding names the loop).
+    explained.extend(crate::graph::cycle_members(&graph.cycles));
     for f in &report.failures {
         let (k, loc, what) = match f.kind.as_str() {
             "Kustomization" => {
-                let Some(i) =
-                    model.kustomizations.iter().position(|k| format!("{}/{}", k.spec.namespace, k.spec.name) == f.name)
-                else {
+                let Some(&i) = by_id.get(&f.name) else {
                     continue;
                 };
                 (i, model.kustomizations[i].spec.origin.clone(), format!("Kustomization {}", f.name))
             }
             "HelmRelease" => {
-                let Some(j) =
-                    model.helm_releases.iter().position(|h| format!("{}/{}", h.spec.namespace, h.spec.name) == f.name)
-                else {
+                let Some(&j) = hr_by_id.get(&f.name) else {
                     continue;
                 };
                 let h = &model.helm_releases[j];
@@ -36,11 +58,7 @@ pub fn findings(model: &RepoModel, report: &SimReport, existing: &[Finding]) -> 
             _ => continue,
         };
         let kid = format!("{}/{}", model.kustomizations[k].spec.namespace, model.kustomizations[k].spec.name);
-        let explained = existing
-            .iter()
-            .chain(&out)
-            .any(|e| e.severity == Severity::Error && e.kustomization.as_deref() == Some(kid.as_str()));
-        if explained {
+        if explained.contains(&kid) {
             continue;
         }
         let cost = match f.ready_at_seconds {
@@ -79,27 +97,25 @@ pub fn findings(model: &RepoModel, report: &SimReport, existing: &[Finding]) -> 
                 format!("{what} fails in the simulated bootstrap (at {:.0}s; {cost}): {}: {}", f.at_seconds, f.reason, f.message),
             ),
         };
+        explained.insert(kid.clone());
         out.push(finding.for_kustomization(&kid));
     }
     // Not Ready at the end, and no error says why: a stall the rules did not name.
     if !report.converged {
         for s in &report.stuck {
             // Stuck entries name Kustomizations as plan does (`name` in flux-system).
-            let Some(i) = (0..model.kustomizations.len())
-                .find(|&i| s.kind == "Kustomization" && crate::graph::display_k(model, i) == s.name)
-            else {
+            let Some(&i) = by_display.get(&s.name).filter(|_| s.kind == "Kustomization") else {
                 continue;
             };
             let kid = format!("{}/{}", model.kustomizations[i].spec.namespace, model.kustomizations[i].spec.name);
             // One finding per cause: not when an error already names it, or names what it
             // waits on, or when the deadlock it is part of was reported already.
-            let explained: Vec<String> = existing
-                .iter()
-                .chain(&out)
-                .filter(|e| e.severity == Severity::Error)
-                .filter_map(|e| e.kustomization.clone())
-                .collect();
-            if explained.iter().any(|e| *e == kid || s.because.contains(&format!("Kustomization {e}"))) {
+            let waits_on = s
+                .because
+                .split("Kustomization ")
+                .skip(1)
+                .map(|rest| rest.split(|c: char| c.is_whitespace() || ",;:()".contains(c)).next().unwrap_or(rest));
+            if explained.contains(&kid) || waits_on.into_iter().any(|w| explained.contains(w)) {
                 continue;
             }
             let deadlock = report.deadlock.as_ref().filter(|d| d.cycle.iter().any(|c| c.ends_with(&format!(" {kid}"))));
@@ -116,6 +132,7 @@ pub fn findings(model: &RepoModel, report: &SimReport, existing: &[Finding]) -> 
                     s.reason, s.message, s.because
                 ),
             };
+            explained.insert(kid.clone());
             out.push(
                 Finding::new("predicted-stall", Severity::Error, &model.kustomizations[i].spec.origin, msg)
                     .for_kustomization(&kid),

@@ -44,7 +44,8 @@ pub struct SimConfig {
     /// A CNI is running before Flux starts (the e2e pre-installs Cilium); else nodes are
     /// NotReady until the repo's CNI chart is installed.
     pub cni_preinstalled: bool,
-    /// Give up after this much virtual time.
+    /// Give up after this much virtual time (raised to five minutes per layer of the
+    /// dependsOn graph).
     pub max_ms: u64,
     pub faults: Vec<Fault>,
 }
@@ -201,6 +202,19 @@ pub struct Simulator<'a> {
     seq: u64,
     /// Events handled so far: the cluster's objects change only when this or `now` does.
     handled: u64,
+    /// A Ready condition changed since `all_ready` last looked: checking every object
+    /// after every event made long chains cost O(n) per event.
+    readiness_changed: bool,
+    /// The dependsOn requeue ticks every 30 s, and a tick can only tell something new
+    /// when a dependency changed: so a Kustomization or HelmRelease whose dependency check
+    /// failed is parked (the time of that check) instead of ticking, and a change to one of
+    /// its dependencies wakes it at its next tick. The timeline is the one polling gives;
+    /// a chain of n costs O(n) events instead of O(n²).
+    k_parked: Vec<Option<u64>>,
+    h_parked: Vec<Option<u64>>,
+    /// Who names each Kustomization / HelmRelease in its dependsOn.
+    k_dependents: Vec<Vec<usize>>,
+    h_dependents: Vec<Vec<usize>>,
     queue: BinaryHeap<Reverse<(u64, u64, Ev)>>,
     rng: u64,
     ks: Vec<KSim>,
@@ -227,6 +241,10 @@ pub struct Simulator<'a> {
     /// Kustomizations, HelmReleases and sources by (kind, namespace, name): the model's
     /// lookups scan, and a reconcile looks up every dependency.
     index: std::collections::HashMap<(String, String, String), usize>,
+    /// Per Kustomization, per rendered object: what every reconcile asks of it.
+    objs: Vec<Vec<ObjInfo>>,
+    /// Per Kustomization: its objects by apply stage.
+    stages: Vec<[Vec<usize>; 3]>,
     network: bool,
     network_down: Vec<(u64, u64)>,
     chain_ok: bool,
@@ -255,6 +273,20 @@ fn stage_of(o: &Object) -> u8 {
     }
 }
 
+/// What every reconcile asks of a rendered object, worked out once: an entry Kustomization
+/// re-applies thousands of objects on each interval, and reading kind, group and name out
+/// of JSON each time made that the cost of a whole run.
+struct ObjInfo {
+    /// kstatus name, `Kind/ns/name`.
+    id: String,
+    /// The namespace it must land in (`None`: cluster-scoped or none given).
+    ns: Option<String>,
+    /// Built in, a Flux kind, or a pre-installed group: no CRD to wait for.
+    always_known: bool,
+    /// The Flux Kustomization or HelmRelease applying it creates.
+    creates: Option<Entity>,
+}
+
 impl<'a> Simulator<'a> {
     pub fn new(
         model: &'a RepoModel,
@@ -265,6 +297,10 @@ impl<'a> Simulator<'a> {
     ) -> Result<Self> {
         // A CNI installed before Flux (a bootstrap helmfile) runs from the start.
         sim.cni_preinstalled |= cfg.cni_preinstalled;
+        // Each layer waits at least one dependsOn requeue for the one before: a chain of
+        // 2,000 takes most of a day and is slow, not stuck. The limit is at least five
+        // minutes per layer.
+        sim.max_ms = sim.max_ms.max(graph.layers.len() as u64 * 5 * 60 * SEC);
         let mut sources: Vec<SSim> = model
             .sources
             .iter()
@@ -298,12 +334,18 @@ impl<'a> Simulator<'a> {
             model.helm_releases.iter().map(|h| h.spec.source.as_ref().and_then(|r| model.source(r))).collect();
         // A source whose Kustomizations include a dependsOn cycle is silenced.
         let mut silenced = BTreeSet::new();
-        for cyc in &graph.cycles {
+        // Cycle members are written `Kustomization ns/name[ depends on]`.
+        let in_cycles: std::collections::HashSet<&str> = graph
+            .cycles
+            .iter()
+            .flatten()
+            .filter_map(|s| s.strip_prefix("Kustomization "))
+            .map(|s| s.split(' ').next().unwrap_or(s))
+            .collect();
+        if !in_cycles.is_empty() {
             for (i, k) in model.kustomizations.iter().enumerate() {
-                if cyc.iter().any(|s| {
-                    s.starts_with(&format!("Kustomization {}/{} ", k.spec.namespace, k.spec.name))
-                        || s == &format!("Kustomization {}/{}", k.spec.namespace, k.spec.name)
-                }) && let Some(s) = k_source[i]
+                if in_cycles.contains(format!("{}/{}", k.spec.namespace, k.spec.name).as_str())
+                    && let Some(s) = k_source[i]
                 {
                     silenced.insert(s);
                 }
@@ -326,6 +368,11 @@ impl<'a> Simulator<'a> {
             now: 0,
             seq: 0,
             handled: 0,
+            readiness_changed: true,
+            k_parked: vec![None; model.kustomizations.len()],
+            h_parked: vec![None; model.helm_releases.len()],
+            k_dependents: vec![vec![]; model.kustomizations.len()],
+            h_dependents: vec![vec![]; model.helm_releases.len()],
             queue: BinaryHeap::new(),
             rng: sim.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             ks: vec![KSim::default(); model.kustomizations.len()],
@@ -375,6 +422,18 @@ impl<'a> Simulator<'a> {
                 }
                 m
             },
+            objs: vec![],
+            stages: model
+                .kustomizations
+                .iter()
+                .map(|k| {
+                    let mut st: [Vec<usize>; 3] = Default::default();
+                    for (x, o) in k.objects.iter().enumerate() {
+                        st[stage_of(o) as usize].push(x);
+                    }
+                    st
+                })
+                .collect(),
             producers: {
                 let mut m = BTreeMap::new();
                 for (k, node) in model.kustomizations.iter().enumerate() {
@@ -399,6 +458,55 @@ impl<'a> Simulator<'a> {
             converged_at: None,
             sim,
         };
+        for (i, k) in model.kustomizations.iter().enumerate() {
+            for d in &k.spec.depends_on {
+                if let Some(x) = s.find_k(d).filter(|x| !s.k_dependents[*x].contains(&i)) {
+                    s.k_dependents[x].push(i);
+                }
+            }
+        }
+        for (j, h) in model.helm_releases.iter().enumerate() {
+            for d in &h.spec.depends_on {
+                if let Some(x) = s.find_h(d).filter(|x| !s.h_dependents[*x].contains(&j)) {
+                    s.h_dependents[x].push(j);
+                }
+            }
+        }
+        s.objs = model
+            .kustomizations
+            .iter()
+            .map(|k| {
+                k.objects
+                    .iter()
+                    .map(|o| {
+                        let (group, kind) = (o.group(), o.kind());
+                        let flux_ref = || Ref {
+                            kind: kind.into(),
+                            namespace: crate::flux::namespace_of(o),
+                            name: o.name().into(),
+                        };
+                        let creates = match group {
+                            crate::flux::KUSTOMIZE_GROUP if kind == "Kustomization" => {
+                                s.find_k(&flux_ref()).map(Entity::K)
+                            }
+                            crate::flux::HELM_GROUP if kind == "HelmRelease" => s.find_h(&flux_ref()).map(Entity::H),
+                            _ => None,
+                        };
+                        ObjInfo {
+                            id: kstatus_name(kind, o.namespace(), o.name()),
+                            ns: o
+                                .namespace()
+                                .filter(|_| !crate::object::is_known_cluster_scoped(group, kind))
+                                .map(str::to_string),
+                            always_known: crate::builtin::find(group, kind).is_some()
+                                || group.ends_with(".toolkit.fluxcd.io")
+                                || cfg.preinstalled_crds.iter().any(|g| g == group),
+                            creates,
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
         for (j, h) in model.helm_releases.iter().enumerate() {
             match s.cat.chart(&h.spec.chart).and_then(|c| c.cni.as_ref()).map(|c| c.role) {
                 Some(CniRole::Primary) => s.primary_cni = Some(j),
@@ -510,6 +618,8 @@ impl<'a> Simulator<'a> {
             let model = self.model; // a shared &'a reference: no borrow of self
             let k = &model.kustomizations[i].spec;
             self.log("Kustomization", &k.namespace, &k.name, &c);
+            self.readiness_changed = true;
+            self.wake(Entity::K(i));
         }
     }
 
@@ -519,6 +629,34 @@ impl<'a> Simulator<'a> {
             let model = self.model;
             let h = &model.helm_releases[j].spec;
             self.log("HelmRelease", &h.namespace, &h.name, &c);
+            self.readiness_changed = true;
+            self.wake(Entity::H(j));
+        }
+    }
+
+    /// Queues every parked dependent of `changed` at its next dependsOn tick after now
+    /// (a change in this instant is not seen by a check in this instant).
+    fn wake(&mut self, changed: Entity) {
+        let next =
+            |checked_at: u64, now: u64| checked_at + ((now - checked_at) / DEPENDENCY_REQUEUE + 1) * DEPENDENCY_REQUEUE;
+        match changed {
+            Entity::K(x) => {
+                for n in 0..self.k_dependents[x].len() {
+                    let i = self.k_dependents[x][n];
+                    if let Some(c) = self.k_parked[i].take() {
+                        self.queue_k(i, next(c, self.now));
+                    }
+                }
+            }
+            Entity::H(x) => {
+                for n in 0..self.h_dependents[x].len() {
+                    let j = self.h_dependents[x][n];
+                    if let Some(c) = self.h_parked[j].take() {
+                        self.queue_h(j, next(c, self.now));
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -564,6 +702,8 @@ impl<'a> Simulator<'a> {
         self.ks[i].exists = true;
         self.ks[i].created_at = Some(self.now);
         self.queue_k(i, self.now);
+        // A dependent's message changes from "not found" to "not ready".
+        self.wake(Entity::K(i));
     }
 
     fn queue_k(&mut self, i: usize, at: u64) {
@@ -595,11 +735,13 @@ impl<'a> Simulator<'a> {
             self.now = at;
             self.handled += 1;
             self.handle(ev);
-            if self.converged_at.is_none() && self.all_ready() {
+            if self.converged_at.is_none() && std::mem::take(&mut self.readiness_changed) && self.all_ready() {
                 self.converged_at = Some(self.now);
             }
         }
-        if self.converged_at.is_none() && self.queue.is_empty() {
+        // The clock reaches `t` whether or not anything happens on the way (a run that
+        // never converges ends at the time limit, however few events it has left).
+        if self.converged_at.is_none() {
             self.now = self.now.max(t.min(self.sim.max_ms));
         }
         self.converged_at.is_none() && !self.queue.is_empty() && self.now < self.sim.max_ms
@@ -625,6 +767,7 @@ impl<'a> Simulator<'a> {
             Ev::ReconcileK(i) => {
                 if self.ks[i].next_at == Some(self.now) {
                     self.ks[i].next_at = None;
+                    self.k_parked[i] = None;
                     self.reconcile_k(i)
                 }
             }
@@ -632,6 +775,7 @@ impl<'a> Simulator<'a> {
             Ev::ReconcileH(j) => {
                 if self.hs[j].next_at == Some(self.now) {
                     self.hs[j].next_at = None;
+                    self.h_parked[j] = None;
                     self.reconcile_h(j)
                 }
             }
@@ -960,7 +1104,14 @@ impl<'a> Simulator<'a> {
             };
             self.ks[i].block = Some(block);
             self.set_k(i, "False", "DependencyNotReady", msg);
-            self.queue_k(i, self.now + DEPENDENCY_REQUEUE);
+            // Parked until a dependency changes (`k_parked`); one the repository does not
+            // define never appears, so no tick could pass. A dependency that turned Ready
+            // in this very instant will not change again: the next tick sees it.
+            match dep {
+                Some(j) if self.k_ready(j) => self.queue_k(i, self.now + DEPENDENCY_REQUEUE),
+                Some(_) => self.k_parked[i] = Some(self.now),
+                None => {}
+            }
             return;
         }
         // postBuild.substituteFrom: read at build time; a missing one fails the build.
@@ -988,12 +1139,12 @@ impl<'a> Simulator<'a> {
         }
         // Staged apply, each stage dry-run first.
         let objects = &self.model.kustomizations[i].objects;
-        for stage in 0..3u8 {
-            let in_stage: Vec<usize> = (0..objects.len()).filter(|&x| stage_of(&objects[x]) == stage).collect();
-            for &x in &in_stage {
+        for stage in 0..3 {
+            for n in 0..self.stages[i][stage].len() {
+                let x = self.stages[i][stage][n];
                 let o = &objects[x];
-                let id = kstatus_name(o.kind(), o.namespace(), o.name());
-                if !self.kind_known(o.group(), o.kind()) {
+                if !self.objs[i][x].always_known && !self.kind_known(o.group(), o.kind()) {
+                    let id = self.objs[i][x].id.clone();
                     let provider = self.provider_entity(o.group(), o.kind());
                     self.ks[i].block = Some(match provider {
                         Some(e) => Block::On(e),
@@ -1007,12 +1158,13 @@ impl<'a> Simulator<'a> {
                     self.fail_k(i, msg, retry);
                     return;
                 }
-                if let Some(ns) = o.namespace()
-                    && !crate::object::is_known_cluster_scoped(o.group(), o.kind())
+                if let Some(ns) = &self.objs[i][x].ns
                     && !self.namespaces.contains(ns)
                 {
+                    let ns = ns.clone();
+                    let id = self.objs[i][x].id.clone();
                     self.ks[i].block = Some(
-                        self.namespace_creator(ns)
+                        self.namespace_creator(&ns)
                             .map(|c| Block::On(Entity::K(c)))
                             .unwrap_or_else(|| Block::Root(format!("nothing creates namespace {ns}"))),
                     );
@@ -1020,6 +1172,7 @@ impl<'a> Simulator<'a> {
                     return;
                 }
                 if let Some((_, refusal)) = self.model.kustomizations[i].refused.iter().find(|(r, _)| *r == x) {
+                    let id = &self.objs[i][x].id;
                     self.ks[i].block = Some(Block::Root(format!("the API server refuses {id}")));
                     self.fail_k(i, format!("{id} dry-run failed (Invalid): {refusal}"), retry);
                     return;
@@ -1032,14 +1185,14 @@ impl<'a> Simulator<'a> {
                 });
                 if let Some((hr, name)) = self.refused_by(o.group(), o.kind(), o.namespace(), own.as_ref()) {
                     self.ks[i].block = Some(Block::On(Entity::Webhook(hr, name.clone())));
-                    let msg = self.webhook_error(&id, hr, &name);
+                    let msg = self.webhook_error(&self.objs[i][x].id, hr, &name);
                     self.fail_k(i, msg, retry);
                     return;
                 }
             }
             // The stage applies.
-            for &x in &in_stage {
-                self.apply_object(i, x);
+            for n in 0..self.stages[i][stage].len() {
+                self.apply_object(i, self.stages[i][stage][n]);
             }
         }
         self.ks[i].applied_at = Some(self.now);
@@ -1101,6 +1254,23 @@ impl<'a> Simulator<'a> {
     }
 
     fn apply_object(&mut self, i: usize, x: usize) {
+        match self.objs[i][x].creates {
+            Some(Entity::K(c)) => {
+                if c != i {
+                    self.create_k(c);
+                }
+                return;
+            }
+            Some(Entity::H(j)) => {
+                if !self.hs[j].exists {
+                    self.hs[j].exists = true;
+                    self.hs[j].created_at = Some(self.now);
+                    self.queue_h(j, self.now);
+                }
+                return;
+            }
+            _ => {}
+        }
         let o = &self.model.kustomizations[i].objects[x];
         match (o.group(), o.kind()) {
             ("", "ConfigMap" | "Secret") => {
@@ -1413,7 +1583,11 @@ impl<'a> Simulator<'a> {
                 "DependencyNotReady",
                 format!("dependency '{}/{}' is not ready", d.namespace, d.name),
             );
-            self.queue_h(j, self.now + DEPENDENCY_REQUEUE);
+            match dep {
+                Some(x) if self.h_ready(x) => self.queue_h(j, self.now + DEPENDENCY_REQUEUE),
+                Some(_) => self.h_parked[j] = Some(self.now),
+                None => {}
+            }
             return;
         }
         // valuesFrom: composed before the install; a missing reference fails it, and
