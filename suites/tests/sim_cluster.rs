@@ -281,6 +281,131 @@ async fn malformed_requests_get_4xx_and_the_server_keeps_serving() {
     api.list(&ListParams::default()).await.unwrap();
 }
 
+/// Like [`raw`], with the Status message.
+async fn raw_msg(client: &Client, method: &str, uri: &str, ctype: &str, body: &str) -> (u16, String) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", ctype)
+        .body(body.as_bytes().to_vec())
+        .unwrap();
+    match client.request_text(req).await {
+        Ok(t) => (200, t),
+        Err(kube::Error::Api(s)) => (s.code, s.message),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn the_server_refuses_what_a_real_api_server_refuses() {
+    let c = start(two_layers(), SimConfig::default(), 1.0).await;
+    let client = client(&c).await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let json = "application/json";
+    // Names: DNS-1123 subdomains of at most 253 characters.
+    for bad in ["../../etc", "UPPER", &"a".repeat(70_000)] {
+        let body = format!("{{\"metadata\":{{\"name\":\"{bad}\"}}}}");
+        let (code, msg) = raw_msg(&client, "POST", cms, json, &body).await;
+        assert_eq!(code, 422, "{bad:.20}: {msg}");
+        assert!(msg.contains("metadata.name") && msg.contains("RFC 1123"), "{msg}");
+    }
+    // A Pod posted to the kustomizations endpoint is not stored as a Kustomization.
+    let ks = "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations";
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[]}}"#;
+    let (code, msg) = raw_msg(&client, "POST", ks, json, pod).await;
+    assert_eq!(
+        (code, msg.as_str()),
+        (
+            400,
+            "the API version in the data (v1) does not match the expected API version (kustomize.toolkit.fluxcd.io/v1)"
+        )
+    );
+    // The body's namespace must be the request's.
+    let (code, msg) =
+        raw_msg(&client, "POST", cms, json, r#"{"metadata":{"name":"x","namespace":"kube-system"}}"#).await;
+    assert_eq!(code, 400, "{msg}");
+    // A Kustomization its CRD schema refuses: 422 with the schema's words.
+    let bad_ks = r#"{"apiVersion":"kustomize.toolkit.fluxcd.io/v1","kind":"Kustomization","metadata":{"name":"bad"},"spec":{"interval":"10m","sourceRef":{"kind":"GitRepository","name":"flux-system"},"dependsOn":["x"]}}"#;
+    let (code, msg) = raw_msg(&client, "POST", ks, json, bad_ks).await;
+    assert_eq!(code, 422, "{msg}");
+    assert!(
+        msg.starts_with("Kustomization.kustomize.toolkit.fluxcd.io \"bad\" is invalid:")
+            && msg.contains("spec.prune: Required value"),
+        "{msg}"
+    );
+    // Identity cannot be patched: name, kind, uid.
+    let (code, msg) = raw_msg(&client, "POST", cms, json, r#"{"metadata":{"name":"c"},"data":{"k":"v"}}"#).await;
+    assert_eq!(code, 200, "{msg}");
+    let cm = format!("{cms}/c");
+    let patch = "application/json-patch+json";
+    for (ops, want) in [
+        (r#"[{"op":"replace","path":"/metadata/name","value":42}]"#, 400),
+        (r#"[{"op":"replace","path":"/metadata/name","value":"other"}]"#, 400),
+        (r#"[{"op":"replace","path":"/kind","value":"Secret"}]"#, 400),
+        (r#"[{"op":"replace","path":"/metadata/uid","value":"forged"}]"#, 409),
+    ] {
+        let (code, msg) = raw_msg(&client, "PATCH", &cm, patch, ops).await;
+        assert_eq!(code, want, "{ops}: {msg}");
+    }
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let stored = api.get("c").await.unwrap();
+    assert_eq!(stored.metadata.name.as_deref(), Some("c"), "nothing of the refused patches was stored");
+    // resourceVersion: a number this server could have given out, else 400.
+    for bad in ["abc", "-1"] {
+        let (code, msg) = raw_msg(&client, "GET", &format!("{cms}?watch=true&resourceVersion={bad}"), json, "").await;
+        assert_eq!(code, 400, "watch from {bad}: {msg}");
+        let (code, _) = raw_msg(&client, "GET", &format!("{cms}?resourceVersion={bad}"), json, "").await;
+        assert_eq!(code, 400, "list at {bad}");
+    }
+}
+
+#[tokio::test]
+async fn silent_and_lying_connections_are_closed_not_held() {
+    use tokio::io::AsyncReadExt;
+    // The server's own timeouts (10 s, 30 s, 30 s), shortened to keep the test short.
+    let second = Duration::from_secs(1);
+    let server = harness::apiserver::start_with(
+        0,
+        harness::apiserver::Timeouts { handshake: second, headers: second, body: second },
+    )
+    .await
+    .unwrap();
+    // A connection that never starts its TLS handshake is closed, not held.
+    let mut idle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the silent connection was not closed: {closed:?}");
+    // 200 of them at once: all closed, and the server still answers.
+    let mut many = vec![];
+    for _ in 0..200 {
+        many.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    for mut s in many {
+        let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+        assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "{r:?}");
+    }
+    // A Content-Length larger than the body sent: answered 408 once the body timeout
+    // passes, not left hanging.
+    let kc = Kubeconfig::from_yaml(&server.kubeconfig()).unwrap();
+    let client =
+        Client::try_from(Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap()).unwrap();
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/api/v1/namespaces/default/configmaps")
+        .header("content-type", "application/json")
+        .header("content-length", "100000")
+        .body(b"{\"metadata\":{}}".to_vec())
+        .unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), client.request_text(req)).await {
+        Ok(Err(kube::Error::Api(s))) => assert_eq!(s.code, 408, "{s:?}"),
+        Ok(Err(e)) => panic!("expected the server's 408, got {e}"),
+        Ok(Ok(t)) => panic!("a lying Content-Length was accepted: {t}"),
+        Err(_) => panic!("no answer within 10 s: the connection was held"),
+    }
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    api.list(&ListParams::default()).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_watches_all_see_an_event() {
     let c = start(two_layers(), SimConfig::default(), 1.0).await;

@@ -5,6 +5,7 @@
 use super::Shared;
 use super::discovery;
 use super::store::{Event, Resource, merge_patch};
+use super::validate;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
@@ -37,6 +38,10 @@ fn json_typed(code: StatusCode, v: &Value, ctype: &str) -> Response<Body> {
 pub fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
     let v = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code});
     json_response(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), &v)
+}
+
+fn refuse(r: validate::Refusal) -> Response<Body> {
+    status(r.code, r.reason, &r.message)
 }
 
 fn not_found(res: &Resource, name: &str) -> Response<Body> {
@@ -169,19 +174,34 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let ns_key = if res.namespaced { ns.unwrap_or("") } else { "" };
     // Body for writes.
     let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
-        match http_body_util::Limited::new(req.into_body(), MAX_BODY).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => {
+        // A body that never arrives (a Content-Length larger than what is sent) is given
+        // up on, as the API server's request timeout does, instead of holding the
+        // connection forever.
+        let read = http_body_util::Limited::new(req.into_body(), MAX_BODY).collect();
+        let limit = shared.timeouts.body;
+        match tokio::time::timeout(limit, read).await {
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(_)) => {
                 return status(
                     413,
                     "RequestEntityTooLarge",
                     &format!("the request body is larger than {} MiB", MAX_BODY / 1048576),
                 );
             }
+            Err(_) => {
+                return status(
+                    408,
+                    "Timeout",
+                    &format!("the request body did not arrive within {}s", limit.as_secs_f64()),
+                );
+            }
         }
     } else {
         Bytes::new()
     };
+    if let Err(r) = validate::resource_version(q.get("resourceVersion").map(String::as_str)) {
+        return refuse(r);
+    }
     match (method, name) {
         (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             watch(shared, res, ns.map(str::to_string), q, wants_table(&accept))
@@ -197,6 +217,9 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 Ok(v) => v,
                 Err(r) => return r,
             };
+            if let Err(r) = validate::body(&res, ns_key, None, &obj) {
+                return refuse(r);
+            }
             let n = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
             if n.is_empty() {
                 return status(
@@ -215,9 +238,15 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 Ok(v) => v,
                 Err(r) => return r,
             };
+            if let Err(r) = validate::body(&res, ns_key, Some(n), &obj) {
+                return refuse(r);
+            }
             let Some(cur) = shared.store.lock().unwrap().get(&res.group, &res.plural, ns_key, n).cloned() else {
                 return not_found(&res, n);
             };
+            if let Err(r) = validate::identity(&cur, &obj) {
+                return refuse(r);
+            }
             let sent_rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
             if sent_rv
                 .as_ref()
@@ -334,8 +363,13 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 only_status["status"] = obj.get("status").cloned().unwrap_or(Value::Null);
                 obj = only_status;
             }
+            // What the patch made must still be the object of the URL.
+            if let Err(r) = validate::body(&res, ns_key, Some(n), &obj).and_then(|_| validate::identity(&before, &obj))
+            {
+                return refuse(r);
+            }
             let md = crate::object::metadata_mut(&mut obj);
-            md.insert("name".into(), Value::String(n.to_string()));
+            md.entry("name").or_insert_with(|| Value::String(n.to_string()));
             write(&shared, &res, ns_key, n, obj, &q, code)
         }
         (Method::DELETE, Some(n)) => match shared.delete(&res, ns_key, n) {
@@ -380,6 +414,9 @@ fn write(
 ) -> Response<Body> {
     if !obj.is_object() {
         return status(400, "BadRequest", "the request body must be an object");
+    }
+    if let Err(r) = validate::admit(res, &obj) {
+        return refuse(r);
     }
     if let Some(adm) = shared.admission.lock().unwrap().as_ref() {
         let namespace = (!ns.is_empty()).then_some(ns);

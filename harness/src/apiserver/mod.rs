@@ -11,6 +11,7 @@ pub mod driver;
 pub mod http;
 pub mod store;
 pub mod tls;
+pub mod validate;
 
 use crate::error::Result;
 use std::net::SocketAddr;
@@ -29,6 +30,26 @@ pub struct Shared {
     pub admission: Mutex<Option<Admission>>,
     /// Bookmark period for watches that ask for them.
     pub bookmark_every: std::time::Duration,
+    pub timeouts: Timeouts,
+}
+
+/// How long a peer may stay silent before its connection is closed: the API server's
+/// handshake, header and request timeouts, shortened only by tests.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub handshake: std::time::Duration,
+    pub headers: std::time::Duration,
+    pub body: std::time::Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            handshake: std::time::Duration::from_secs(10),
+            headers: std::time::Duration::from_secs(30),
+            body: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 impl Shared {
@@ -40,6 +61,7 @@ impl Shared {
             token,
             admission: Mutex::new(None),
             bookmark_every: std::time::Duration::from_secs(20),
+            timeouts: Timeouts::default(),
         })
     }
 
@@ -140,19 +162,31 @@ fn random_token() -> String {
 
 /// Starts the server on 127.0.0.1 with a random free port (or `port`).
 pub async fn start(port: u16) -> Result<ServerHandle> {
+    start_with(port, Timeouts::default()).await
+}
+
+/// [`start`] with other timeouts (tests of silent peers).
+pub async fn start_with(port: u16, timeouts: Timeouts) -> Result<ServerHandle> {
     let tls = tls::generate()?;
     let (listener, addr) = crate::net::bind((std::net::Ipv4Addr::LOCALHOST, port).into(), "the API server").await?;
-    let shared = Shared::new(random_token());
+    let mut shared = Shared::new(random_token());
+    Arc::get_mut(&mut shared).expect("not shared yet").timeouts = timeouts;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
     let sh = shared.clone();
     crate::net::accept_until(listener, stop_rx, move |tcp, _| {
         let (acceptor, sh) = (acceptor.clone(), sh.clone());
         async move {
-            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            // A peer that opens a connection and says nothing is closed, as the API
+            // server's handshake and header timeouts close it, instead of being held.
+            let Ok(Ok(tls)) = tokio::time::timeout(timeouts.handshake, acceptor.accept(tcp)).await else { return };
             let io = hyper_util::rt::TokioIo::new(tls);
             let svc = hyper::service::service_fn(move |req| http::handle(sh.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(timeouts.headers)
+                .serve_connection(io, svc)
+                .await;
         }
     });
     Ok(ServerHandle { addr, token: shared.token.clone(), ca_pem: tls.ca_pem, shared, stop: Some(stop_tx) })
