@@ -649,6 +649,24 @@ impl Loader<'_> {
     fn render(&mut self, i: usize) -> Result<()> {
         let spec = self.model.kustomizations[i].spec.clone();
         let kid = format!("{}/{}", spec.namespace, spec.name);
+        // Refused by the API server (its `schema-invalid` finding says why): it is never
+        // created, so nothing of it is built. Rendering it would read whatever a mistyped
+        // `spec.path` fell back to and blame that.
+        if let Some(p) = self.model.kustomizations[i].parent {
+            let parent = &self.model.kustomizations[p];
+            let refused = parent.refused.iter().any(|(x, _)| {
+                let o = &parent.objects[*x];
+                o.kind() == "Kustomization"
+                    && o.group() == crate::flux::KUSTOMIZE_GROUP
+                    && o.name() == spec.name
+                    && crate::flux::namespace_of(o) == spec.namespace
+            });
+            if refused {
+                self.model.kustomizations[i].origin =
+                    Origin::NotRendered("the API server refuses the Kustomization itself (see schema-invalid)".into());
+                return Ok(());
+            }
+        }
         let (files, origin): (&dyn Files, Origin) = if self.is_self(&spec.source) {
             (self.files, Origin::Repo)
         } else if let Some(m) = self.mapped(&spec.source) {

@@ -543,3 +543,23 @@ fn kustomizations_nested_thousands_deep_are_refused_not_a_crash() {
     let r = plan(d.path(), &["--cluster", "test"]);
     expect_build_failure(&r, &["[flux-build-failed]", "kustomizations nested more than 256 deep"]);
 }
+
+#[test]
+fn a_wrongly_typed_path_is_blamed_on_its_field_and_nothing_else() {
+    // Two clusters: a mistyped path must not be read as the repo root, where the other
+    // cluster's gotk-sync.yaml would look like a duplicate.
+    let other = SYNC.replace("clusters/test", "clusters/other");
+    let d = repo(&[
+        ("clusters/other/flux-system/gotk-sync.yaml", other.as_str()),
+        ("clusters/test/apps.yaml", &APP_KS.replace("path: ./apps/app", "path: [1, 2]")),
+    ]);
+    let r = plan(d.path(), &["--cluster", "test", "--format", "json"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let errors: Vec<&serde_json::Value> =
+        v["findings"].as_array().unwrap().iter().filter(|f| f["severity"] == "error").collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0]["rule"], "schema-invalid");
+    assert_eq!((errors[0]["file"].as_str(), errors[0]["line"].as_u64()), (Some("clusters/test/apps.yaml"), Some(8)));
+    assert!(!r.stdout.contains("defined twice"), "{}", r.stdout);
+}
