@@ -69,14 +69,30 @@ fn waits_for(model: &RepoModel, i: usize, kind: &str, ns: &str, name: &str) -> b
     })
 }
 
-/// `namespace/name` of every Kustomization in the cycles (steps are written
-/// `Kustomization ns/name depends on`).
+/// `namespace/name` of every Kustomization in the dependsOn-only cycles (steps are
+/// written `Kustomization ns/name depends on`): nothing in such a loop ever starts, so the
+/// cycle is the one cause of all their stalls. Members of a deadlock through `wait` or
+/// health checks do apply, and can fail for their own reasons.
 pub fn cycle_members(cycles: &[Vec<String>]) -> impl Iterator<Item = String> + '_ {
     cycles
         .iter()
+        .filter(|c| c.len() > 1 && c[..c.len() - 1].iter().all(|s| s.ends_with(" depends on")))
         .flatten()
         .filter_map(|step| step.strip_prefix("Kustomization "))
         .map(|rest| rest.split(' ').next().unwrap_or(rest).to_string())
+}
+
+/// The members of a loop as `Kind ns/name`, closing step and verbs dropped, from its
+/// smallest member on: the same loop however it was found or written.
+pub fn loop_identity(steps: &[String]) -> Vec<String> {
+    let mut members: Vec<String> = steps.iter().map(|s| s.split(' ').take(2).collect::<Vec<_>>().join(" ")).collect();
+    if members.len() > 1 && members.first() == members.last() {
+        members.pop();
+    }
+    if let Some(start) = members.iter().enumerate().min_by_key(|(_, m)| *m).map(|(i, _)| i) {
+        members.rotate_left(start);
+    }
+    members
 }
 
 pub fn analyse(model: &RepoModel) -> (Graph, Vec<Finding>) {

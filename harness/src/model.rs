@@ -58,6 +58,9 @@ pub enum Origin {
     /// kustomize-controller's build fails (missing path, broken YAML, bad patch ...): the
     /// Kustomization fails every reconcile with this message and applies nothing.
     BuildFailed(String),
+    /// The API server refuses the Kustomization object itself: it is never created and
+    /// applies nothing (its `schema-invalid` finding says why).
+    Refused,
 }
 
 #[derive(Debug, Clone)]
@@ -654,16 +657,14 @@ impl Loader<'_> {
         // `spec.path` fell back to and blame that.
         if let Some(p) = self.model.kustomizations[i].parent {
             let parent = &self.model.kustomizations[p];
+            // The very object this node was read from (file and line), not another of the
+            // same name.
             let refused = parent.refused.iter().any(|(x, _)| {
                 let o = &parent.objects[*x];
-                o.kind() == "Kustomization"
-                    && o.group() == crate::flux::KUSTOMIZE_GROUP
-                    && o.name() == spec.name
-                    && crate::flux::namespace_of(o) == spec.namespace
+                o.kind() == "Kustomization" && o.group() == crate::flux::KUSTOMIZE_GROUP && o.origin == spec.origin
             });
             if refused {
-                self.model.kustomizations[i].origin =
-                    Origin::NotRendered("the API server refuses the Kustomization itself (see schema-invalid)".into());
+                self.model.kustomizations[i].origin = Origin::Refused;
                 return Ok(());
             }
         }
@@ -926,7 +927,8 @@ impl Loader<'_> {
     fn health_targets(&mut self) {
         let m = &self.model;
         // Objects of Kustomizations not rendered here are unknown.
-        let unknown = m.kustomizations.iter().any(|k| !matches!(k.origin, Origin::Repo | Origin::Mapped(_)));
+        let unknown =
+            m.kustomizations.iter().any(|k| !matches!(k.origin, Origin::Repo | Origin::Mapped(_) | Origin::Refused));
         let release_ns = |h: &HelmReleaseNode| {
             h.spec
                 .raw

@@ -99,6 +99,7 @@ impl Plan {
                     Origin::Mapped(key) => format!("rendered from --source {key}"),
                     Origin::NotRendered(why) => format!("not rendered: {why}"),
                     Origin::BuildFailed(why) => format!("build failed: {why}"),
+                    Origin::Refused => "not created: the API server refuses it (see schema-invalid)".into(),
                 },
                 wait: k.spec.wait,
                 file: k.spec.origin.file.clone(),

@@ -10,6 +10,10 @@ use serde_json::Value;
 /// manifest (even a CRD bundle) is a few MiB; a larger file is a mistake or an artifact.
 pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
 
+/// Documents in one file: the largest real bundles (CRDs, a rendered chart) hold a few
+/// thousand; the scale benchmark's 10,000 Kustomizations fit.
+pub const MAX_DOCUMENTS: usize = 50_000;
+
 /// One YAML document: its value and the 1-based line its content starts on.
 #[derive(Debug, Clone)]
 pub struct Doc {
@@ -47,6 +51,18 @@ pub fn parse_docs(file: &str, text: &str) -> Result<Vec<Doc>> {
                 "file is {:.1} MiB, larger than the {} MiB limit for one manifest file",
                 text.len() as f64 / 1048576.0,
                 MAX_FILE_BYTES / 1048576
+            ),
+        ));
+    }
+    // Counted before parsing, so a generated stream of 300,000 tiny documents is refused
+    // in milliseconds instead of taking a gigabyte to build.
+    let separators = text.lines().filter(|l| l.starts_with("---")).count();
+    if separators > MAX_DOCUMENTS {
+        return Err(Error::in_file(
+            ErrorKind::TooLarge,
+            file,
+            format!(
+                "file holds {separators} YAML documents, more than the {MAX_DOCUMENTS} allowed in one manifest file (split it, or generate fewer objects)"
             ),
         ));
     }

@@ -527,6 +527,96 @@ fn sim_cluster_bench(targets: &mut Targets) -> ExitCode {
         );
         let _ = std::fs::remove_dir_all(&dir);
         targets.at_most("watch events lost (20 watchers x 10,000 events)", lost as f64, 0.0, "");
+        load(&cluster.server, targets).await;
+        drop(cluster);
         ExitCode::SUCCESS
     })
+}
+
+/// Load: 1,000 watches and 100 writers over HTTPS for a minute. Every watcher must see
+/// every write, in order (resourceVersions strictly increasing); memory stays bounded.
+async fn load(server: &harness::apiserver::ServerHandle, targets: &mut Targets) {
+    use futures::{StreamExt, TryStreamExt};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+    let (n_watchers, n_writers, seconds) = (1000usize, 100usize, 60u64);
+    let kcfg = kube::config::Kubeconfig::from_yaml(&server.kubeconfig()).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kcfg, &Default::default()).await.unwrap();
+    let client = kube::Client::try_from(cfg).unwrap();
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns = serde_json::from_value(serde_json::json!({"metadata": {"name": "load"}})).unwrap();
+    let _ = namespaces.create(&PostParams::default(), &ns).await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "load");
+    let rv = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    reset_peak_rss();
+    let before = peak_rss_mib().unwrap_or(0.0);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut watchers = vec![];
+    for _ in 0..n_watchers {
+        let mut w = api.watch(&WatchParams::default().timeout(290), &rv).await.unwrap().boxed();
+        let (stop, written) = (stop.clone(), written.clone());
+        watchers.push(tokio::spawn(async move {
+            let (mut n, mut last, mut disorder) = (0usize, 0u64, 0usize);
+            loop {
+                let done = stop.load(std::sync::atomic::Ordering::SeqCst)
+                    && n >= written.load(std::sync::atomic::Ordering::SeqCst);
+                if done {
+                    break;
+                }
+                match tokio::time::timeout(Duration::from_secs(30), w.try_next()).await {
+                    Ok(Ok(Some(WatchEvent::Added(o) | WatchEvent::Modified(o)))) => {
+                        let r: u64 = o.metadata.resource_version.and_then(|r| r.parse().ok()).unwrap_or(0);
+                        if r <= last {
+                            disorder += 1;
+                        }
+                        last = r;
+                        n += 1;
+                    }
+                    Ok(Ok(Some(_))) => {}
+                    _ => break,
+                }
+            }
+            (n, disorder)
+        }));
+    }
+    let start = Instant::now();
+    let mut writers = vec![];
+    for wi in 0..n_writers {
+        let (api, stop, written) = (api.clone(), stop.clone(), written.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let cm: ConfigMap = serde_json::from_value(
+                    serde_json::json!({"metadata": {"name": format!("w{wi}-{i}")}, "data": {"i": i.to_string()}}),
+                )
+                .unwrap();
+                if api.create(&PostParams::default(), &cm).await.is_ok() {
+                    written.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                i += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for w in writers {
+        let _ = w.await;
+    }
+    let total = written.load(std::sync::atomic::Ordering::SeqCst);
+    let results: Vec<(usize, usize)> =
+        futures::future::join_all(watchers).await.into_iter().map(|r| r.unwrap()).collect();
+    let lost: usize = results.iter().map(|(n, _)| total.saturating_sub(*n)).sum();
+    let disorder: usize = results.iter().map(|(_, d)| *d).sum();
+    let peak = peak_rss_mib().unwrap_or(0.0);
+    println!(
+        "load: {n_watchers} watches, {n_writers} writers for {seconds} s: {total} writes ({:.0}/s), {} events delivered, {lost} lost, {disorder} out of order, peak RSS {:.0} MiB (from {:.0}), {:.1} s",
+        total as f64 / seconds as f64,
+        results.iter().map(|(n, _)| n).sum::<usize>(),
+        peak,
+        before,
+        start.elapsed().as_secs_f64()
+    );
+    targets.at_most("load: events lost (1,000 watches, 100 writers, 60 s)", (lost + disorder) as f64, 0.0, "");
+    targets.at_most("load: peak RSS", peak, 1024.0, "MiB");
 }

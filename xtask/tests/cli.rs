@@ -226,6 +226,18 @@ fn a_50_mb_file() {
 }
 
 #[test]
+fn three_hundred_thousand_tiny_documents_are_refused_by_count() {
+    // About 14 MiB: under the size limit, but a gigabyte once parsed.
+    let d = repo(&[]);
+    let doc = "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
+    std::fs::write(d.path().join("apps/app/many.yaml"), doc.repeat(300_000)).unwrap();
+    expect_build_failure(
+        &plan(d.path(), &["--cluster", "test"]),
+        &["apps/app/many.yaml", "300000 YAML documents", "50000 allowed"],
+    );
+}
+
+#[test]
 fn an_unknown_cluster_lists_the_known_ones() {
     let d = repo(&[]);
     expect_load_error(

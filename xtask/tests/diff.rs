@@ -280,3 +280,26 @@ fn a_new_cycle_fails_and_names_its_chain() {
     assert!(text.contains("Cycle or deadlock new:"), "{text}");
     assert!(text.contains("kyverno: layer 0 → no layer"), "{text}");
 }
+
+#[test]
+fn an_existing_cycle_is_not_new_when_the_documents_move() {
+    let d = repo();
+    let infra = "clusters/staging/infrastructure.yaml";
+    edit(d.path(), infra, |t| {
+        t.replace(
+            "  name: kyverno\n  namespace: flux-system\nspec:\n  interval: 5m\n",
+            "  name: kyverno\n  namespace: flux-system\nspec:\n  dependsOn:\n    - name: kyverno-config\n  interval: 5m\n",
+        )
+    });
+    commit(d.path(), "a cycle, already on main");
+    // The same documents, in reverse order: the loop is found from another member.
+    edit(d.path(), infra, |t| {
+        let docs: Vec<&str> = t.split("\n---\n").collect();
+        docs.into_iter().rev().collect::<Vec<_>>().join("\n---\n") + "\n"
+    });
+    let (code, v) = json(d.path(), &["--base", "main"]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["loops"]["new"].as_array().unwrap().len(), 0, "{:#}", v["loops"]);
+    assert_eq!(names(&v["findings"]["new"], "dependency-cycle"), 0, "{:#}", v["findings"]["new"]);
+    assert!(names(&v["findings"]["preExistingErrors"], "dependency-cycle") == 1, "{:#}", v["findings"]);
+}

@@ -46,7 +46,10 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             handshake: std::time::Duration::from_secs(10),
-            headers: std::time::Duration::from_secs(30),
+            // hyper restarts this timer whenever a kept-alive connection goes idle, so it is
+            // also the idle timeout: kube-apiserver's is 90 s, and clients keep idle
+            // connections that long.
+            headers: std::time::Duration::from_secs(90),
             body: std::time::Duration::from_secs(30),
         }
     }

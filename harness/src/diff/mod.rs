@@ -373,7 +373,19 @@ fn predicted(base: Option<&SimReport>, head: Option<&SimReport>, changed: &BTree
 /// every number masked (line numbers, seconds, counts move with unrelated edits).
 fn identity(f: &Finding) -> (String, Option<String>, String, String) {
     static DIGITS: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    static MEMBER: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = DIGITS.get_or_init(|| regex::Regex::new(r"[0-9]+").expect("valid regex"));
+    if f.rule == "dependency-cycle" {
+        // A loop is the same loop whichever member it is written from (that follows load
+        // order): its identity is the set of its members.
+        let member = MEMBER.get_or_init(|| {
+            regex::Regex::new(r"(Kustomization|HelmRelease) [^\s.]+(\.[^\s.]+)*").expect("valid regex")
+        });
+        let mut names: Vec<&str> = member.find_iter(&f.message).map(|m| m.as_str()).collect();
+        names.sort();
+        names.dedup();
+        return (f.rule.clone(), None, String::new(), names.join(","));
+    }
     (f.rule.clone(), f.kustomization.clone(), f.file.clone(), re.replace_all(&f.message, "#").into_owned())
 }
 
@@ -408,23 +420,11 @@ fn finding_changes(base: &[Finding], head: &[Finding]) -> FindingChanges {
     out
 }
 
-/// A cycle written from its smallest member, so the same loop matches however it was
-/// found.
-fn normal(cycle: &[String]) -> Vec<String> {
-    let mut c: Vec<String> = cycle.to_vec();
-    if c.len() > 1 && c.first() == c.last() {
-        c.pop();
-    }
-    if let Some(start) = c.iter().enumerate().min_by_key(|(_, s)| *s).map(|(i, _)| i) {
-        c.rotate_left(start);
-    }
-    c
-}
-
 fn loops(side: &Side) -> BTreeSet<Vec<String>> {
-    let mut all: BTreeSet<Vec<String>> = side.plan.cycles.iter().map(|c| normal(c)).collect();
+    // A loop plan found and the simulator played out is one loop.
+    let mut all: BTreeSet<Vec<String>> = side.plan.cycles.iter().map(|c| crate::graph::loop_identity(c)).collect();
     if let Some(d) = side.sim.and_then(|s| s.deadlock.as_ref()) {
-        all.insert(normal(&d.cycle));
+        all.insert(crate::graph::loop_identity(&d.cycle));
     }
     all
 }

@@ -723,6 +723,12 @@ impl<'a> Simulator<'a> {
     /// Runs until converged, nothing is left to happen, or the time limit.
     pub fn run(&mut self) {
         self.advance_to(self.sim.max_ms);
+        // A run that never converges ends at the time limit, however few events it had
+        // left (parked dependents tick no more). Only here: a live driver's clock moves
+        // with events, so its objects are rebuilt only when something happened.
+        if self.converged_at.is_none() {
+            self.now = self.now.max(self.sim.max_ms);
+        }
     }
 
     /// Processes every event up to `t` (virtual ms); returns false once finished.
@@ -739,9 +745,7 @@ impl<'a> Simulator<'a> {
                 self.converged_at = Some(self.now);
             }
         }
-        // The clock reaches `t` whether or not anything happens on the way (a run that
-        // never converges ends at the time limit, however few events it has left).
-        if self.converged_at.is_none() {
+        if self.converged_at.is_none() && self.queue.is_empty() {
             self.now = self.now.max(t.min(self.sim.max_ms));
         }
         self.converged_at.is_none() && !self.queue.is_empty() && self.now < self.sim.max_ms
