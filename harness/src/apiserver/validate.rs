@@ -94,6 +94,9 @@ pub fn identity(current: &Value, updated: &Value) -> Result<(), Refusal> {
 /// Names, labels and (for Flux kinds) the CRD schema: 422 Invalid, worded as the API
 /// server words it.
 pub fn admit(res: &Resource, obj: &Value) -> Result<(), Refusal> {
+    if !obj.is_object() {
+        return Err(bad_request("the request body must be an object".into()));
+    }
     let mut typed = obj.clone();
     typed["apiVersion"] = Value::String(res.api_version());
     typed["kind"] = Value::String(res.kind.clone());
@@ -146,6 +149,13 @@ mod tests {
         let number = json!({"metadata": {"name": 42}});
         assert!(body(&r, "flux-system", Some("x"), &number).unwrap_err().message.contains("cannot unmarshal number"));
         assert!(body(&r, "flux-system", Some("x"), &json!({"metadata": {"name": "x"}})).is_ok());
+    }
+
+    #[test]
+    fn admission_of_a_body_that_is_not_an_object_is_a_refusal() {
+        // Found by the apiserver fuzz target: a JSON string panicked on indexing.
+        assert_eq!(admit(&ks(), &json!("spec")).unwrap_err().code, 400);
+        assert_eq!(admit(&ks(), &json!([1, 2])).unwrap_err().code, 400);
     }
 
     #[test]
