@@ -78,7 +78,8 @@ impl Shared {
         let mut st = self.store.lock().unwrap();
         let (kind, stored) = st.put(res, ns, obj, &now());
         let rv = st.resource_version();
-        drop(st);
+        // Sent while the store is still locked: two concurrent writers would otherwise
+        // reach the watchers out of resourceVersion order (the load test saw 12,933).
         let _ = self.events.send(Arc::new(Event {
             rv,
             kind,
@@ -94,7 +95,6 @@ impl Shared {
         let mut st = self.store.lock().unwrap();
         let obj = st.delete(res, ns, name)?;
         let rv = st.resource_version();
-        drop(st);
         let _ = self.events.send(Arc::new(Event {
             rv,
             kind: store::EventType::Deleted,
