@@ -112,6 +112,10 @@ pub struct SourceNode {
     pub owner: Option<usize>,
 }
 
+/// Rendered objects in one repository before the load stops (exit 2): the largest real
+/// repositories render a few thousand; memory grows with every object kept.
+pub const MAX_OBJECTS: usize = 100_000;
+
 #[derive(Debug, Clone)]
 pub struct RepoModel {
     pub entry: usize,
@@ -324,6 +328,8 @@ struct Loader<'a> {
     /// Secrets and ConfigMaps committed outside what Flux applies (`bootstrap/`), by
     /// (kind, name): built the first time a reference is missing.
     out_of_band: Option<BTreeMap<(String, String), Loc>>,
+    /// Objects rendered so far, against [`MAX_OBJECTS`].
+    total_objects: usize,
 }
 
 /// Loads the model. Errors are for repos that cannot be loaded at all (exit code 2);
@@ -398,6 +404,7 @@ pub fn load(files: &dyn Files, opts: &LoadOptions, renderer: &dyn Renderer) -> R
         prerendered: None,
         render_cache: Default::default(),
         out_of_band: None,
+        total_objects: 0,
     };
     if let Some(sync) = &operator_sync {
         l.model.entry_path = sync.path.clone();
@@ -478,6 +485,18 @@ impl Loader<'_> {
             for i in batch {
                 if let Err(e) = self.render(i) {
                     self.build_failed(i, e)?;
+                }
+                self.total_objects += self.model.kustomizations[i].objects.len();
+                if self.total_objects > MAX_OBJECTS {
+                    let k = &self.model.kustomizations[i].spec;
+                    return Err(Error::at(
+                        ErrorKind::TooLarge,
+                        &k.origin,
+                        format!(
+                            "the repository renders more than {MAX_OBJECTS} objects (reached with Kustomization {}/{}): more than the harness analyses; a real repository holds a few thousand, so this is most likely generated",
+                            k.namespace, k.name
+                        ),
+                    ));
                 }
             }
         }

@@ -575,3 +575,32 @@ fn a_wrongly_typed_path_is_blamed_on_its_field_and_nothing_else() {
     assert_eq!((errors[0]["file"].as_str(), errors[0]["line"].as_u64()), (Some("clusters/test/apps.yaml"), Some(8)));
     assert!(!r.stdout.contains("defined twice"), "{}", r.stdout);
 }
+
+#[test]
+fn a_repo_rendering_more_objects_than_the_limit_stops_naming_the_kustomization() {
+    // Three Kustomizations of 34,000 tiny ConfigMaps each (under the per-file limit): the
+    // third crosses 100,000.
+    let mut files: Vec<(String, String)> = vec![];
+    let mut ks = String::new();
+    for i in 0..3 {
+        let many: String =
+            (0..34_000).map(|n| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c-{n}}}\n")).collect();
+        files.push((format!("apps/gen-{i}/many.yaml"), many));
+        ks.push_str(&format!(
+            "---\n{}",
+            APP_KS
+                .replace("name: app\n", &format!("name: gen-{i}\n"))
+                .replace("./apps/app", &format!("./apps/gen-{i}"))
+        ));
+    }
+    files.push(("clusters/test/apps.yaml".into(), ks));
+    let refs: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+    let d = repo(&refs);
+    let r = plan(d.path(), &["--cluster", "test"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("more than 100000 objects") && r.stderr.contains("clusters/test/apps.yaml"),
+        "{}",
+        r.stderr
+    );
+}
