@@ -4,28 +4,13 @@
 use std::path::Path;
 use std::process::Command;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod common;
+use common::Run;
 
 fn plan(repo: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("plan")
-        .arg("--repo")
-        .arg(repo)
-        .args(args)
-        .env_remove("GITHUB_ACTIONS")
-        .output()
-        .unwrap();
-    let r = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    };
-    assert!(!r.stderr.contains("panicked"), "the CLI panicked:\n{}", r.stderr);
-    r
+    let mut all = vec!["plan".as_ref(), "--repo".as_ref(), repo.as_os_str()];
+    all.extend(args.iter().map(|a| std::ffi::OsStr::new(a)));
+    common::xtask(all)
 }
 
 fn write(root: &Path, files: &[(&str, &str)]) {

@@ -55,28 +55,13 @@ fn edit(dir: &Path, file: &str, f: impl FnOnce(String) -> String) {
     std::fs::write(p, new).unwrap();
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod common;
+use common::Run;
 
 fn diff(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("diff")
-        .arg("--repo")
-        .arg(dir)
-        .args(["--cluster", "staging"])
-        .args(args)
-        .output()
-        .unwrap();
-    let r = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    };
-    assert!(!r.stderr.contains("panicked"), "diff panicked:\n{}", r.stderr);
-    r
+    let mut all = vec!["diff".as_ref(), "--repo".as_ref(), dir.as_os_str(), "--cluster".as_ref(), "staging".as_ref()];
+    all.extend(args.iter().map(|a| std::ffi::OsStr::new(a)));
+    common::xtask(all)
 }
 
 fn json(dir: &Path, args: &[&str]) -> (i32, Value) {
@@ -250,9 +235,9 @@ fn markdown_carries_the_marker_and_stays_within_a_comment() {
 fn a_revision_with_symlinks_reads_as_a_checkout_would() {
     let d = repo();
     let ns = d.path().join("namespaces/reloader/namespace.yaml");
-    std::fs::create_dir_all(d.path().join("shared")).unwrap();
-    std::fs::rename(&ns, d.path().join("shared/reloader-namespace.yaml")).unwrap();
-    std::os::unix::fs::symlink("../../shared/reloader-namespace.yaml", &ns).unwrap();
+    std::fs::create_dir_all(d.path().join("bases")).unwrap();
+    std::fs::rename(&ns, d.path().join("bases/reloader-namespace.yaml")).unwrap();
+    std::os::unix::fs::symlink("../../bases/reloader-namespace.yaml", &ns).unwrap();
     commit(d.path(), "the namespace through a symlink");
     let (code, v) = json(d.path(), &["--base", "HEAD"]);
     assert_eq!(code, 0, "{v:#}");
