@@ -9,7 +9,7 @@ use common::Run;
 
 fn plan(repo: &Path, args: &[&str]) -> Run {
     let mut all = vec!["plan".as_ref(), "--repo".as_ref(), repo.as_os_str()];
-    all.extend(args.iter().map(|a| std::ffi::OsStr::new(a)));
+    all.extend(args.iter().map(std::ffi::OsStr::new));
     common::xtask(all)
 }
 

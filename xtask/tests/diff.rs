@@ -60,7 +60,7 @@ use common::Run;
 
 fn diff(dir: &Path, args: &[&str]) -> Run {
     let mut all = vec!["diff".as_ref(), "--repo".as_ref(), dir.as_os_str(), "--cluster".as_ref(), "staging".as_ref()];
-    all.extend(args.iter().map(|a| std::ffi::OsStr::new(a)));
+    all.extend(args.iter().map(std::ffi::OsStr::new));
     common::xtask(all)
 }
 
