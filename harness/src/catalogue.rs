@@ -111,6 +111,9 @@ pub struct Exempt {
     /// A boolean values path (default true): the chart puts `namespace_label` on its own
     /// namespace itself.
     pub release_namespace_labelled_when: Option<String>,
+    /// A boolean values path (default true): the chart exempts its own namespace from its
+    /// webhooks (Kyverno's `config.excludeKyvernoNamespace`).
+    pub release_namespace_when: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -199,6 +202,12 @@ impl Webhook {
     /// with `values`?
     pub fn exempts(&self, release_ns: &str, values: &Value, ns: &str, labels: &serde_json::Map<String, Value>) -> bool {
         if self.exempt.release_namespace && ns == release_ns {
+            return true;
+        }
+        if ns == release_ns
+            && let Some(p) = &self.exempt.release_namespace_when
+            && value_bool(values, p) != Some(false)
+        {
             return true;
         }
         if ns == release_ns

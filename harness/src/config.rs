@@ -7,6 +7,9 @@
 //!   - monitoring.coreos.com
 //! severity:             # rule id -> error | warning | info
 //!   pss-missing: info
+//! isolation:            # the namespace-isolation suite (default: namespaces labelled
+//!   environments: [dev, staging, prod]   #   `environment: <their own name>`, not system)
+//!   namespaces: [system]                 # more rows of the matrix (flux-system, DNS always)
 //! suppress:             # each needs a reason
 //!   - rule: webhook-ordering
 //!     kustomization: flux-system/apps   # optional
@@ -33,6 +36,8 @@ pub struct RepoConfig {
     pub severity: BTreeMap<String, Severity>,
     #[serde(default)]
     pub suppress: Vec<Suppression>,
+    #[serde(default)]
+    pub isolation: Isolation,
     /// A bootstrap helmfile installs the primary CNI before Flux (found, not configured).
     #[serde(skip)]
     pub cni_preinstalled: bool,
@@ -40,6 +45,16 @@ pub struct RepoConfig {
     /// adopts them, and their webhooks serve from the start.
     #[serde(skip)]
     pub preinstalled_releases: std::collections::BTreeSet<(String, String)>,
+}
+
+/// The intent the namespace-isolation suite holds the repo's network policies to: deny
+/// across environments, allow within one, allow flux-system in and DNS out.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Isolation {
+    pub environments: Option<Vec<String>>,
+    #[serde(default)]
+    pub namespaces: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

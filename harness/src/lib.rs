@@ -21,6 +21,7 @@ pub mod flux;
 pub mod generate;
 pub mod graph;
 pub mod helmfile;
+pub mod junit;
 pub mod kustomize;
 pub mod labels;
 pub mod model;
@@ -32,6 +33,7 @@ pub mod revision;
 pub mod rules;
 pub mod schema;
 pub mod sim;
+pub mod suite;
 pub mod yaml;
 
 pub use error::{Error, ErrorKind, Loc, Result};

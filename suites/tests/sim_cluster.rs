@@ -432,10 +432,11 @@ async fn a_thousand_concurrent_watches_all_see_an_event() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(have_kubectl),
+    ignore = "kubectl is not installed: the client most users point at the simulated cluster"
+)]
 async fn kubectl_gets_tables_applies_server_side_and_waits() {
-    if !common::require_program("kubectl", "kubectl is the client most users point at the simulated cluster") {
-        return;
-    }
     let c = start(two_layers(), SimConfig::default(), 120.0).await;
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("kubeconfig");

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod bench;
+mod cluster;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Prove that a Flux repository bootstraps a cluster", version)]
@@ -30,18 +31,18 @@ enum E2eFormat {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum DiffFormat {
+enum SuiteFormat {
     Text,
     Json,
+    Junit,
     Markdown,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum ProviderArg {
-    Sim,
-    Kind,
-    K3d,
-    Existing,
+enum DiffFormat {
+    Text,
+    Json,
+    Markdown,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -94,41 +95,39 @@ enum Command {
     E2e {
         #[command(flatten)]
         repo: RepoArgs,
-        /// sim (default: the simulated cluster, no Docker), kind, k3d, or existing (--context).
-        #[arg(long, value_enum, default_value = "sim")]
-        provider: ProviderArg,
-        /// The kubeconfig context of an existing cluster (never created nor deleted).
-        #[arg(long)]
-        context: Option<String>,
-        /// Keep the cluster after the run.
-        #[arg(long)]
-        keep: bool,
-        /// How long until everything must be Ready: seconds, or a duration like 20m or 1h30m
-        /// (virtual time on sim).
-        #[arg(long, default_value = "30m", value_parser = parse_timeout)]
-        timeout: f64,
-        /// A failed reconcile that a retry mended is a warning, not a failure of the run.
-        #[arg(long)]
-        allow_retries: bool,
-        /// An age key for the sops-age secret.
-        #[arg(long)]
-        age_key: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: cluster::ClusterArgs,
         /// Print every command and manifest instead of running anything.
         #[arg(long)]
         dry_run: bool,
         #[arg(long, value_enum, default_value = "text")]
         format: E2eFormat,
-        /// Virtual seconds per real second on sim.
-        #[arg(long, default_value_t = 600.0)]
-        speed: f64,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Where reports and diagnostics go.
-        #[arg(long, default_value = "target/e2e")]
-        artifacts: PathBuf,
         /// A reviewed layer snapshot (JSON) the layer order must equal.
         #[arg(long)]
         layers_snapshot: Option<PathBuf>,
+    },
+    /// Run the named suites (default: all four) on a provider and compare them with the
+    /// repo's reviewed snapshots: bootstrap-order, webhook-bootstrap, cni-chaining,
+    /// namespace-isolation.
+    Suite {
+        /// Which suites (default: all).
+        #[arg(value_name = "NAME", value_parser = parse_suite)]
+        names: Vec<harness::suite::SuiteName>,
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        cluster: cluster::ClusterArgs,
+        /// Where the reviewed snapshots are (default: REPO/.flux-harness/snapshots/ENTRY).
+        #[arg(long)]
+        snapshots: Option<PathBuf>,
+        /// Write the snapshots as they are now (then review the change in git).
+        #[arg(long)]
+        update_snapshots: bool,
+        /// Run only the suites and checks that failed in the last report (ARTIFACTS/suite-report.json).
+        #[arg(long)]
+        rerun_failed: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: SuiteFormat,
     },
     /// Serve the simulated bootstrap over the Kubernetes API (kubectl, k9s, kube-rs) until Ctrl-C.
     SimCluster {
@@ -217,22 +216,6 @@ fn workspace_prefix(repo: &std::path::Path) -> String {
     }
 }
 
-/// Waits for Ctrl-C (SIGINT) or SIGTERM (what CI runners send on cancel); returns the exit
-/// code a shell gives for it (130, 143).
-async fn interrupted() -> u8 {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return 130;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => 130,
-        _ = term.recv() => 143,
-    }
-}
-
 /// Writes a file only its owner can read (credentials).
 fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
@@ -242,9 +225,16 @@ fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
     f.write_all(content.as_bytes())
 }
 
+fn parse_suite(s: &str) -> Result<harness::suite::SuiteName, String> {
+    harness::suite::SuiteName::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = harness::suite::SuiteName::ALL.iter().map(|n| n.id()).collect();
+        format!("{s}: not a suite (one of {})", all.join(", "))
+    })
+}
+
 /// `--timeout`: plain seconds (`1800`, `90.5`) or a Go-style duration (`20m`, `1h30m`, `90s`),
 /// the way Flux and kubectl users write it.
-fn parse_timeout(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_timeout(s: &str) -> Result<f64, String> {
     if let Ok(v) = s.parse::<f64>() {
         return if v.is_finite() && v > 0.0 { Ok(v) } else { Err(format!("{s}: must be more than 0")) };
     }
@@ -316,115 +306,67 @@ fn run(cli: Cli) -> Result<ExitCode, harness::Error> {
             let failed = report.failures.iter().any(|f| !allow_retries || f.ready_at_seconds.is_none());
             Ok(ExitCode::from(if report.converged && !failed { 0 } else { 1 }))
         }
-        Command::E2e {
-            repo,
-            provider,
-            context,
-            keep,
-            timeout,
-            allow_retries,
-            age_key,
-            dry_run,
-            format,
-            speed,
-            seed,
-            artifacts,
-            layers_snapshot,
-        } => {
-            use harness::e2e::plan::ProviderKind;
-            use harness::e2e::run::{E2eRequest, Provider};
-            let plan_req = request(&repo).map_err(usage)?;
-            let provider = match provider {
-                ProviderArg::Sim => Provider::Sim,
-                ProviderArg::Kind => Provider::Real(ProviderKind::Kind),
-                ProviderArg::K3d => Provider::Real(ProviderKind::K3d),
-                ProviderArg::Existing => Provider::Real(ProviderKind::Existing),
-            };
-            let req = E2eRequest {
-                plan: plan_req,
-                provider,
-                context,
-                keep,
-                timeout_seconds: timeout,
-                age_key,
-                artifacts: artifacts.clone(),
-                speed,
-                seed,
-                layers_snapshot,
-                // Unique per run: the pid alone repeats across reboots and containers.
-                run_id: format!(
-                    "{}-{}",
-                    std::process::id(),
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs() % 100_000)
-                        .unwrap_or(0)
-                ),
-                allow_retries,
-            };
+        Command::E2e { repo, cluster, dry_run, format, layers_snapshot } => {
+            let mut req = cluster.request(request(&repo).map_err(usage)?);
+            req.layers_snapshot = layers_snapshot;
             if dry_run {
-                match provider {
-                    Provider::Sim => println!(
-                        "provider sim: an in-process simulated cluster on 127.0.0.1 (HTTPS, bearer token), the repo's CNI taken as pre-installed, {speed}x speed; nothing external runs"
-                    ),
-                    Provider::Real(kind) => {
-                        let (model, _) = harness::commands::load(&req.plan)?;
-                        let steps =
-                            harness::e2e::run::real_plan(&req, kind, &model, "http://GIT-SERVER:PORT/repo.git")?;
-                        print!("{}", harness::e2e::plan::render(&steps));
-                    }
-                }
-                return Ok(ExitCode::SUCCESS);
+                return cluster::dry_run(&req);
             }
-            let rt = tokio::runtime::Runtime::new()
-                .map_err(|e| harness::Error::new(harness::ErrorKind::Io, format!("tokio runtime: {e}")))?;
-            // A spinner for people, plain lines for CI logs.
-            use std::io::IsTerminal;
-            let spinner = std::io::stderr().is_terminal().then(|| {
-                let pb = indicatif::ProgressBar::new_spinner();
-                pb.enable_steady_tick(std::time::Duration::from_millis(120));
-                pb
-            });
-            let progress = |m: &str| match &spinner {
-                Some(pb) => {
-                    if let Some(prev) = Some(pb.message()).filter(|p| !p.is_empty()) {
-                        pb.println(format!("  done: {prev}"));
-                    }
-                    pb.set_message(m.to_string());
-                }
-                None => eprintln!("==> {m}"),
+            let report = match cluster::run_async(harness::e2e::run::run(&req, &cluster::progress_printer()))? {
+                Ok(r) => r?,
+                Err(code) => return Ok(ExitCode::from(code)),
             };
-            let result = rt.block_on(async {
-                tokio::select! {
-                    r = harness::e2e::run::run(&req, &progress) => Ok(r),
-                    code = interrupted() => Err(code),
-                }
-            });
-            if let Some(pb) = &spinner {
-                pb.finish_and_clear();
-            }
-            let result = match result {
-                Ok(r) => r,
-                Err(code) => {
-                    // Cleanup ran when the run was cancelled (the guard's Drop); do not wait
-                    // for blocking threads.
-                    rt.shutdown_background();
-                    eprintln!("interrupted: the run was stopped and what it created removed");
-                    return Ok(ExitCode::from(code));
-                }
-            };
-            let report = result?;
             match format {
                 E2eFormat::Text => print!("{}", report.to_text()),
                 E2eFormat::Json => println!("{}", report.to_json()),
                 E2eFormat::Junit => print!("{}", report.to_junit()),
             }
             // The report is printed either way; a report that cannot be saved is said, not lost.
-            let saved = std::fs::create_dir_all(&artifacts)
-                .and_then(|_| std::fs::write(artifacts.join("report.json"), report.to_json()))
-                .and_then(|_| std::fs::write(artifacts.join("junit.xml"), report.to_junit()));
+            let saved = std::fs::create_dir_all(&req.artifacts)
+                .and_then(|_| std::fs::write(req.artifacts.join("report.json"), report.to_json()))
+                .and_then(|_| std::fs::write(req.artifacts.join("junit.xml"), report.to_junit()));
             if let Err(e) = saved {
-                eprintln!("warning: cannot save the report under {}: {e}", artifacts.display());
+                eprintln!("warning: cannot save the report under {}: {e}", req.artifacts.display());
+            }
+            Ok(ExitCode::from(if report.passed { 0 } else { 1 }))
+        }
+        Command::Suite { names, repo, cluster, snapshots, update_snapshots, rerun_failed, format } => {
+            let e2e = cluster.request(request(&repo).map_err(usage)?);
+            let only = if rerun_failed {
+                let failed = harness::e2e::suites::failed_in(&e2e.artifacts.join("suite-report.json"))?;
+                if failed.is_empty() {
+                    println!("nothing failed in the last report ({}): nothing to rerun", e2e.artifacts.display());
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Some(failed)
+            } else {
+                None
+            };
+            let artifacts = e2e.artifacts.clone();
+            let req = harness::e2e::suites::SuiteRequest { e2e, suites: names, snapshots, update_snapshots, only };
+            let mut report = match cluster::run_async(harness::e2e::suites::run(&req, &cluster::progress_printer()))? {
+                Ok(r) => r?,
+                Err(code) => return Ok(ExitCode::from(code)),
+            };
+            let (model, _) = harness::commands::load(&req.e2e.plan)?;
+            let entry_ns = model.kustomizations[model.entry].spec.namespace.clone();
+            harness::e2e::suites::write_artifacts(&mut report, &artifacts, &entry_ns)?;
+            if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+                use std::io::Write;
+                let appended = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&summary)
+                    .and_then(|mut f| f.write_all(report.to_markdown().as_bytes()));
+                if let Err(e) = appended {
+                    eprintln!("warning: cannot append to $GITHUB_STEP_SUMMARY: {e}");
+                }
+            }
+            match format {
+                SuiteFormat::Text => print!("{}", report.to_text()),
+                SuiteFormat::Json => println!("{}", report.to_json()),
+                SuiteFormat::Junit => print!("{}", report.to_junit()),
+                SuiteFormat::Markdown => print!("{}", report.to_markdown()),
             }
             Ok(ExitCode::from(if report.passed { 0 } else { 1 }))
         }
@@ -445,7 +387,7 @@ fn run(cli: Cli) -> Result<ExitCode, harness::Error> {
                 println!("simulated cluster on {} (speed {speed}x; listening on loopback only)", cluster.server.url());
                 println!("export KUBECONFIG={}", abs.display());
                 println!("kubectl get kustomizations -A -w    # Ctrl-C to stop");
-                let code = interrupted().await;
+                let code = cluster::interrupted().await;
                 let _ = std::fs::remove_file(&kubeconfig);
                 println!("stopped after {} virtual seconds", cluster.virtual_ms() / 1000);
                 Ok(if code == 143 { ExitCode::from(143) } else { ExitCode::SUCCESS })

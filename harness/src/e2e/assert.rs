@@ -266,3 +266,29 @@ pub fn check(
     violations.sort_by_key(|v| rank(&v.kind));
     (rows, violations, warnings)
 }
+
+/// One row per HelmRelease (`namespace/name`), in the layer of the Kustomization that
+/// applies it: when it became Ready, and when its own dependsOn were all Ready.
+pub fn helm_rows(model: &RepoModel, graph: &Graph, obs: &[Observation]) -> Vec<KRow> {
+    let ready = first_ready(obs);
+    let at = |j: usize| {
+        let h = &model.helm_releases[j].spec;
+        ready.get(&("HelmRelease".to_string(), h.namespace.clone(), h.name.clone())).copied()
+    };
+    (0..model.helm_releases.len())
+        .map(|j| {
+            let h = &model.helm_releases[j];
+            let deps: Vec<Option<f64>> = graph.hr_deps[j].iter().map(|&d| at(d)).collect();
+            KRow {
+                name: format!("{}/{}", h.spec.namespace, h.spec.name),
+                layer: graph.layer_of[h.owner],
+                ready_at_seconds: at(j),
+                dependencies_ready_at_seconds: if deps.iter().all(Option::is_some) {
+                    deps.into_iter().flatten().fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))))
+                } else {
+                    None
+                },
+            }
+        })
+        .collect()
+}

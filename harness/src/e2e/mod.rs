@@ -4,3 +4,4 @@ pub mod plan;
 pub mod provider;
 pub mod report;
 pub mod run;
+pub mod suites;

@@ -6,6 +6,8 @@ use std::fmt::Write;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Predicted {
+    /// `Kustomization` or `HelmRelease`.
+    pub kind: String,
     pub name: String,
     pub predicted_seconds: Option<f64>,
     pub observed_seconds: Option<f64>,
@@ -17,6 +19,8 @@ pub struct E2eReport {
     pub passed: bool,
     pub duration_seconds: f64,
     pub kustomizations: Vec<KRow>,
+    /// `namespace/name`, in the layer of the Kustomization that applies each.
+    pub helm_releases: Vec<KRow>,
     pub violations: Vec<Violation>,
     /// Failures that a retry mended, under `--allow-retries`.
     pub warnings: Vec<Violation>,
@@ -30,10 +34,6 @@ pub struct E2eReport {
     pub timeline: Vec<Observation>,
     /// For the sim provider: times are virtual seconds.
     pub time_unit: String,
-}
-
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 impl E2eReport {
@@ -99,42 +99,43 @@ impl E2eReport {
         out
     }
 
-    /// One test case per Kustomization; a failure carries the violations about it.
-    pub fn to_junit(&self) -> String {
-        let failures = self
-            .kustomizations
-            .iter()
-            .filter(|k| self.violations.iter().any(|v| v.objects.first() == Some(&k.name)))
-            .count();
-        let mut out = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"flux-bootstrap\" tests=\"{}\" failures=\"{failures}\">\n  <testsuite name=\"bootstrap-{}\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">\n",
-            self.kustomizations.len(),
-            xml(&self.provider),
-            self.kustomizations.len(),
-            self.duration_seconds
-        );
-        for k in &self.kustomizations {
-            let _ = write!(
-                out,
-                "    <testcase classname=\"kustomization\" name=\"{}\" time=\"{:.3}\"",
-                xml(&k.name),
-                k.ready_at_seconds.unwrap_or(0.0)
-            );
-            let vs: Vec<&Violation> = self.violations.iter().filter(|v| v.objects.first() == Some(&k.name)).collect();
-            if vs.is_empty() {
-                out.push_str("/>\n");
-            } else {
-                let msg = vs.iter().map(|v| v.message.clone()).collect::<Vec<_>>().join("\n");
-                let _ = write!(
-                    out,
-                    ">\n      <failure type=\"{}\" message=\"{}\">{}</failure>\n    </testcase>\n",
-                    xml(&vs[0].kind),
-                    xml(&vs[0].message),
-                    xml(&msg)
-                );
+    /// One test case per Kustomization and per HelmRelease: its Ready time, and the
+    /// violations about it as the failure. Virtual times say so in the `time_unit` property.
+    pub fn junit_cases(&self) -> Vec<crate::junit::Case> {
+        use crate::junit::{Case, Outcome};
+        let about = |kind: &str, name: &str| -> Vec<&Violation> {
+            let long = format!("{kind} {name}");
+            self.violations.iter().filter(|v| v.objects.first().is_some_and(|o| o == name || *o == long)).collect()
+        };
+        let case = |class: &str, kind: &str, r: &KRow| {
+            let vs = about(kind, &r.name);
+            Case {
+                classname: class.into(),
+                name: r.name.clone(),
+                seconds: r.ready_at_seconds.unwrap_or(self.duration_seconds),
+                outcome: match vs.first() {
+                    None => Outcome::Pass,
+                    Some(v) => Outcome::Fail {
+                        kind: v.kind.clone(),
+                        message: v.message.clone(),
+                        text: vs.iter().map(|v| v.message.as_str()).collect::<Vec<_>>().join("\n"),
+                    },
+                },
             }
-        }
-        out.push_str("  </testsuite>\n</testsuites>\n");
+        };
+        let mut out: Vec<Case> =
+            self.kustomizations.iter().map(|r| case("kustomization", "Kustomization", r)).collect();
+        out.extend(self.helm_releases.iter().map(|r| case("helmrelease", "HelmRelease", r)));
         out
+    }
+
+    pub fn to_junit(&self) -> String {
+        let suite = crate::junit::Suite {
+            name: format!("bootstrap-{}", self.provider),
+            seconds: self.duration_seconds,
+            time_unit: self.time_unit.clone(),
+            cases: self.junit_cases(),
+        };
+        crate::junit::write("flux-bootstrap", &[suite])
     }
 }

@@ -267,20 +267,25 @@ fn predicted(
     config: &crate::config::RepoConfig,
     sim: crate::sim::SimConfig,
     rows: &[assert::KRow],
+    hr_rows: &[assert::KRow],
 ) -> Vec<Predicted> {
     let (graph, _) = crate::graph::analyse(model);
     let Ok(p) = crate::sim::simulate(model, &graph, config, sim) else { return vec![] };
-    rows.iter()
-        .map(|r| Predicted {
-            name: r.name.clone(),
-            predicted_seconds: p
-                .ready_order
-                .iter()
-                .find(|x| x.kind == "Kustomization" && x.name == r.name)
-                .map(|x| x.at_seconds),
-            observed_seconds: r.ready_at_seconds,
-        })
-        .collect()
+    let at =
+        |kind: &str, name: &str| p.ready_order.iter().find(|x| x.kind == kind && x.name == name).map(|x| x.at_seconds);
+    let ks = rows.iter().map(|r| Predicted {
+        kind: "Kustomization".into(),
+        name: r.name.clone(),
+        predicted_seconds: at("Kustomization", &r.name),
+        observed_seconds: r.ready_at_seconds,
+    });
+    let hs = hr_rows.iter().map(|r| Predicted {
+        kind: "HelmRelease".into(),
+        name: r.name.clone(),
+        predicted_seconds: at("HelmRelease", &r.name),
+        observed_seconds: r.ready_at_seconds,
+    });
+    ks.chain(hs).collect()
 }
 
 /// Runs the e2e. `Err` is a setup error (exit 2); a report that did not pass is exit 1.
@@ -359,12 +364,14 @@ async fn run_sim(
         artifacts = Some(req.artifacts.display().to_string());
     }
     drop(cluster);
-    let predicted_vs_observed = predicted(&model, &config, sim, &rows);
+    let hr_rows = assert::helm_rows(&model, &graph, &obs);
+    let predicted_vs_observed = predicted(&model, &config, sim, &rows, &hr_rows);
     Ok(E2eReport {
         provider: "sim".into(),
         passed,
         duration_seconds: duration,
         kustomizations: rows,
+        helm_releases: hr_rows,
         violations,
         warnings,
         preflight: vec![],
@@ -645,12 +652,14 @@ async fn run_real(
     guard.run();
     let duration = obs.iter().map(|o| o.at_seconds).fold(0.0, f64::max);
     let sim = crate::sim::SimConfig { cni_preinstalled: true, seed: req.seed, ..Default::default() };
-    let predicted_vs_observed = predicted(&model, &config, sim, &rows);
+    let hr_rows = assert::helm_rows(&model, &graph, &obs);
+    let predicted_vs_observed = predicted(&model, &config, sim, &rows, &hr_rows);
     Ok(E2eReport {
         provider: Provider::Real(kind).name().into(),
         passed,
         duration_seconds: duration,
         kustomizations: rows,
+        helm_releases: hr_rows,
         violations,
         warnings,
         preflight: vec![],

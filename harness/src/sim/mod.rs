@@ -11,6 +11,7 @@
 //! Pure: no IO, no clock, no threads. Same inputs and seed, same timeline.
 
 pub mod fault;
+pub mod nodes;
 pub mod report;
 
 use crate::catalogue::{Catalogue, CniRole, FailurePolicy, RegisteredBy, Webhook};
@@ -837,19 +838,7 @@ impl<'a> Simulator<'a> {
                 };
                 self.note_cluster(&name, "FaultInjected", msg);
             }
-            Fault::CiliumRestart { at } => {
-                self.network_down.push((at, at + 20 * SEC));
-                self.push(at + 20 * SEC, Ev::NetworkUp);
-                let exclusive = self.primary_exclusive();
-                let mut msg = "fault: the Cilium agents restart; pods get no network for 20s".to_string();
-                if exclusive && self.chain_ok {
-                    self.chain_ok = false;
-                    msg.push_str("; Cilium (cni.exclusive=true) rewrote /etc/cni/net.d/05-cilium.conflist and renamed linkerd-cni's configuration to *.cilium_bak");
-                } else if self.chain_ok {
-                    msg.push_str("; linkerd-cni appended itself to the rewritten conflist again");
-                }
-                self.note_cluster("cilium", "FaultInjected", msg);
-            }
+            Fault::CiliumRestart { at } => self.cilium_restart(at),
             Fault::NodeLate { at } => {
                 self.network_down.push((at, at + 30 * SEC));
                 self.push(at + 30 * SEC, Ev::NetworkUp);
@@ -857,6 +846,23 @@ impl<'a> Simulator<'a> {
             }
             _ => {}
         }
+    }
+
+    /// The Cilium agents restart at `at` (also after convergence, for the cni-chaining
+    /// suite): the network is down for 20 s and Cilium rewrites its conflist; linkerd-cni
+    /// appends itself again unless Cilium owns the directory exclusively.
+    pub fn cilium_restart(&mut self, at: u64) {
+        self.network_down.push((at, at + 20 * SEC));
+        self.push(at + 20 * SEC, Ev::NetworkUp);
+        let exclusive = self.primary_exclusive();
+        let mut msg = "fault: the Cilium agents restart; pods get no network for 20s".to_string();
+        if exclusive && self.chain_ok {
+            self.chain_ok = false;
+            msg.push_str("; Cilium (cni.exclusive=true) rewrote /etc/cni/net.d/05-cilium.conflist and renamed linkerd-cni's configuration to *.cilium_bak");
+        } else if self.chain_ok {
+            msg.push_str("; linkerd-cni appended itself to the rewritten conflist again");
+        }
+        self.note_cluster("cilium", "FaultInjected", msg);
     }
 
     fn primary_exclusive(&self) -> bool {
@@ -952,8 +958,24 @@ impl<'a> Simulator<'a> {
     }
 
     fn serving(&self, hr: usize, name: &str) -> bool {
-        let down = self.sim.faults.iter().any(|f| matches!(f, Fault::WebhookDown { name: n, from, to } if n == name && self.now >= *from && self.now < *to));
+        // Pods taken down come back at the end of the window, unless the webhook refuses
+        // its own new pods: then they never do.
+        let stays_down = self.self_blocks(hr, name);
+        let down = self.sim.faults.iter().any(|f| matches!(f, Fault::WebhookDown { name: n, from, to } if n == name && self.now >= *from && (self.now < *to || stays_down)));
         (self.h_ready(hr) || self.preinstalled(hr)) && self.network_up() && !down
+    }
+
+    /// A fail-closed webhook of HelmRelease `hr` that intercepts Pods in its own namespace:
+    /// once its pods are gone, their replacements go through it, and it has no endpoint.
+    pub fn self_blocks(&self, hr: usize, name: &str) -> bool {
+        let h = &self.model.helm_releases[hr].spec;
+        let Some(wh) = self.cat.chart(&h.chart).and_then(|c| c.webhooks.iter().find(|w| w.name == name)) else {
+            return false;
+        };
+        let rns = self.release_ns(hr);
+        wh.effective_policy(&h.values) == Some(FailurePolicy::Fail)
+            && wh.intercepts("", "Pod")
+            && !wh.exempts(&rns, &h.values, &rns, &self.labels_of(&rns))
     }
 
     /// Why a ConfigMap or Secret that an object reads (substituteFrom, valuesFrom) is not

@@ -132,6 +132,9 @@ pub struct SimReport {
     pub notes: Vec<String>,
     #[serde(skip)]
     pub spans: Vec<Span>,
+    /// `/etc/cni/net.d` on each node at the end.
+    #[serde(skip)]
+    pub nodes: Vec<super::nodes::NodeCni>,
 }
 
 fn secs(ms: u64) -> f64 {
@@ -185,6 +188,8 @@ fn waits_on(s: &Simulator, e: &Entity) -> Option<Block> {
         Entity::Webhook(hr, name) => {
             if s.serving(*hr, name) {
                 None
+            } else if s.h_ready(*hr) && s.network_up() && s.self_blocks(*hr, name) {
+                Some(Block::On(e.clone()))
             } else if s.h_ready(*hr) {
                 if !s.network_up() {
                     Some(Block::On(Entity::Network))
@@ -221,6 +226,7 @@ fn verb(s: &Simulator, from: &Entity, to: &Entity) -> &'static str {
         }
         (Entity::K(_), Entity::K(_)) => "is applied by",
         (Entity::H(_), Entity::K(_)) => "is applied by",
+        (Entity::Webhook(..), Entity::Webhook(..)) => "has its new pods refused by",
         (_, Entity::Webhook(..)) => "is refused by",
         (Entity::Webhook(..), Entity::H(_)) => "has no endpoint until the pods of",
         (_, Entity::Network) => "has no network:",
@@ -441,6 +447,7 @@ pub fn build(s: &Simulator) -> SimReport {
         timeline,
         notes: s.notes.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect(),
         spans,
+        nodes: s.nodes_cni(),
     }
 }
 

@@ -23,19 +23,6 @@ pub fn write_tree(root: &Path, files: &[(&str, String)]) {
     }
 }
 
-/// Tells the reader, loudly, that an oracle test did not run and how to make it run.
-/// Returns false so callers can `if !require(..) { return; }`.
-pub fn require_program(program: &str, why: &str) -> bool {
-    if harness::exec::have(program) {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") && std::env::var("HARNESS_ALLOW_SKIP").is_err() {
-        panic!("`{program}` is not installed; it is required in CI ({why}). Set HARNESS_ALLOW_SKIP=1 to skip.");
-    }
-    eprintln!("SKIPPED: `{program}` is not on PATH; {why}. Install it to run this test.");
-    false
-}
-
 /// Copies a directory tree (files and directories only) to `to`.
 pub fn copy_dir(from: &Path, to: &Path) {
     for e in std::fs::read_dir(from).unwrap() {

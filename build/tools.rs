@@ -1,0 +1,36 @@
+//! Build script of the test crates: which reference tools this machine has. A test that
+//! needs one is `#[cfg_attr(not(have_TOOL), ignore = "...")]`, so without the tool the
+//! runner reports it as skipped (never as passed), and `.ci/run` refuses to run without
+//! the tools CI requires. Looks at PATH only; spawns nothing.
+
+use std::path::PathBuf;
+
+fn find(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        for n in names {
+            let p = dir.join(n);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+fn main() {
+    println!("cargo::rerun-if-env-changed=PATH");
+    for (cfg, names) in [
+        ("have_kubectl", &["kubectl"][..]),
+        ("have_git", &["git"][..]),
+        ("have_chromium", &["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"][..]),
+    ] {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        if let Some(p) = find(names) {
+            println!("cargo::rustc-cfg={cfg}");
+            if cfg == "have_chromium" {
+                println!("cargo::rustc-env=HARNESS_CHROMIUM={}", p.display());
+            }
+        }
+    }
+}

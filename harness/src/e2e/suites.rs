@@ -1,0 +1,211 @@
+//! `cargo xtask suite`: runs the named suites on a provider. `bootstrap-order` is the e2e
+//! bootstrap itself (the same run as `cargo xtask e2e`); `webhook-bootstrap` and
+//! `cni-chaining` play their faults on the simulator that drives the sim cluster;
+//! `namespace-isolation` is computed from the repo's policies. Each suite's snapshot is
+//! compared with the reviewed one under the repo's `.flux-harness/snapshots/`.
+
+use super::run::{E2eRequest, Progress, Provider};
+use crate::error::{Error, ErrorKind, Result};
+use crate::suite::report::SuiteReport;
+use crate::suite::snapshot::{self, Compared};
+use crate::suite::{Check, Status, SuiteName, SuiteResult};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct SuiteRequest {
+    pub e2e: E2eRequest,
+    /// Empty: all four.
+    pub suites: Vec<SuiteName>,
+    /// Where the reviewed snapshots are (default: `<repo>/.flux-harness/snapshots/<entry>`).
+    pub snapshots: Option<PathBuf>,
+    /// Write the snapshots instead of comparing (the change is then reviewed in git).
+    pub update_snapshots: bool,
+    /// `--rerun-failed`: only these suites, and in each only these check ids.
+    pub only: Option<BTreeMap<SuiteName, Vec<String>>>,
+}
+
+/// The default snapshot directory of an entry (`clusters/staging` → `clusters-staging`).
+pub fn snapshot_dir(repo: &Path, entry_path: &str) -> PathBuf {
+    let key: String = entry_path
+        .trim_matches('/')
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '-' })
+        .collect();
+    repo.join(".flux-harness").join("snapshots").join(if key.is_empty() { "root".into() } else { key })
+}
+
+fn io(path: &Path, e: std::io::Error) -> Error {
+    Error::new(ErrorKind::Io, format!("{}: {e}", path.display()))
+}
+
+/// Compares (or writes) one suite's snapshot and adds the check saying so.
+fn snapshot_check(result: &mut SuiteResult, dir: &Path, update: bool) -> Result<()> {
+    let Some(content) = result.snapshot.clone() else { return Ok(()) };
+    let path = dir.join(format!("{}.snap", result.suite.id()));
+    let pending = dir.join(format!("{}.snap.new", result.suite.id()));
+    let text = snapshot::file_text(result.suite.id(), &content);
+    let stored = match std::fs::read_to_string(&path) {
+        Ok(s) => Some(s),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(&path, e)),
+    };
+    let title = "the reviewed snapshot";
+    let write = |p: &Path| -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        std::fs::write(p, &text).map_err(|e| io(p, e))
+    };
+    let check = match (snapshot::compare(stored.as_deref(), &content), update) {
+        (Compared::Same, _) => {
+            let _ = std::fs::remove_file(&pending);
+            Check::new("snapshot", title, Status::Pass, format!("matches {}", path.display()))
+        }
+        (_, true) => {
+            write(&path)?;
+            let _ = std::fs::remove_file(&pending);
+            Check::new(
+                "snapshot",
+                title,
+                Status::Pass,
+                format!("written to {} (--update-snapshots): review it in git", path.display()),
+            )
+        }
+        (Compared::Missing, false) => {
+            write(&pending)?;
+            Check::new(
+                "snapshot",
+                title,
+                Status::Fail,
+                format!(
+                    "no reviewed snapshot at {}: wrote {}; review it and rename it (or `cargo insta review`), or rerun with --update-snapshots",
+                    path.display(),
+                    pending.display()
+                ),
+            )
+        }
+        (Compared::Changed(diff), false) => {
+            write(&pending)?;
+            Check::new(
+                "snapshot",
+                title,
+                Status::Fail,
+                format!("differs from {} (new version in {}):\n{}", path.display(), pending.display(), diff.trim_end()),
+            )
+        }
+    };
+    result.checks.push(check);
+    Ok(())
+}
+
+/// On a real cluster the fault suites are still played on the simulator: say so.
+fn simulated_only(result: &mut SuiteResult, provider: Provider, what: &str) {
+    if provider == Provider::Sim {
+        return;
+    }
+    result.checks.push(Check::new(
+        "live",
+        "checked on the cluster itself",
+        Status::Skip,
+        format!("on {} the harness does not yet {what}: the checks above are the simulator's", provider.name()),
+    ));
+}
+
+pub async fn run(req: &SuiteRequest, progress: Progress<'_>) -> Result<SuiteReport> {
+    let (model, config) = crate::commands::load(&req.e2e.plan)?;
+    let (graph, _) = crate::graph::analyse(&model);
+    let mut wanted: Vec<SuiteName> = if req.suites.is_empty() { SuiteName::ALL.to_vec() } else { req.suites.clone() };
+    if let Some(only) = &req.only {
+        wanted.retain(|s| only.contains_key(s));
+    }
+    let sim = crate::sim::SimConfig { cni_preinstalled: true, seed: req.e2e.seed, ..Default::default() };
+    let dir = req.snapshots.clone().unwrap_or_else(|| snapshot_dir(&req.e2e.plan.repo, &model.entry_path));
+    let mut results = vec![];
+    let mut e2e = None;
+    for suite in wanted {
+        progress(&format!("suite {}", suite.id()));
+        let mut result = match suite {
+            SuiteName::BootstrapOrder => {
+                let report = super::run::run(&req.e2e, progress).await?;
+                // The same commit, loaded again: what a second bootstrap would apply.
+                let (second, _) = crate::commands::load(&req.e2e.plan)?;
+                let r = crate::suite::order::run(&model, &graph, &report, Some(&second));
+                e2e = Some(report);
+                r
+            }
+            SuiteName::WebhookBootstrap => {
+                let mut r = crate::suite::webhook::run(&model, &graph, &config, &sim)?;
+                simulated_only(&mut r, req.e2e.provider, "take the webhooks' pods down");
+                r
+            }
+            SuiteName::CniChaining => {
+                let mut r = crate::suite::cni::run(&model, &graph, &config, &sim)?;
+                simulated_only(&mut r, req.e2e.provider, "read /etc/cni/net.d from the nodes");
+                r
+            }
+            SuiteName::NamespaceIsolation => {
+                let mut r = crate::suite::isolation::run(&model, &config.isolation);
+                simulated_only(&mut r, req.e2e.provider, "probe the matrix with pods");
+                r
+            }
+        };
+        snapshot_check(&mut result, &dir, req.update_snapshots)?;
+        if let Some(ids) = req.only.as_ref().and_then(|o| o.get(&suite)) {
+            result.checks.retain(|c| ids.contains(&c.id));
+        }
+        results.push(result);
+    }
+    let passed = results.iter().all(|r| r.passed());
+    Ok(SuiteReport {
+        provider: req.e2e.provider.name().into(),
+        repo: req.e2e.plan.repo.display().to_string(),
+        entry: model.entry_path.clone(),
+        passed,
+        suites: results,
+        e2e,
+        artifacts: vec![],
+    })
+}
+
+/// Reads the last report for `--rerun-failed`: the failed checks by suite.
+pub fn failed_in(report_json: &Path) -> Result<BTreeMap<SuiteName, Vec<String>>> {
+    let text = std::fs::read_to_string(report_json).map_err(|e| {
+        Error::in_file(
+            ErrorKind::MissingPath,
+            &report_json.display().to_string(),
+            format!("--rerun-failed needs the last suite report: {e}"),
+        )
+    })?;
+    let report: SuiteReport = serde_json::from_str(&text).map_err(|e| {
+        Error::in_file(ErrorKind::BadObject, &report_json.display().to_string(), format!("not a suite report: {e}"))
+    })?;
+    Ok(report.failed())
+}
+
+/// Writes suite-report.json, suite-junit.xml, suite-summary.md and timeline.html into
+/// `dir`, and lists them in the report. The e2e report behind them carries no secret value.
+pub fn write_artifacts(report: &mut SuiteReport, dir: &Path, entry_ns: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let mut names = vec!["suite-report.json", "suite-junit.xml", "suite-summary.md"];
+    if report.e2e.is_some() {
+        names.push("timeline.html");
+    }
+    report.artifacts = names.iter().map(|n| dir.join(n).display().to_string()).collect();
+    for name in names {
+        let text = match name {
+            "suite-report.json" => report.to_json(),
+            "suite-junit.xml" => report.to_junit(),
+            "suite-summary.md" => report.to_markdown(),
+            _ => match &report.e2e {
+                Some(e) => crate::suite::html::timeline(
+                    e,
+                    &format!("Bootstrap of {} ({})", report.entry, report.provider),
+                    entry_ns,
+                ),
+                None => continue,
+            },
+        };
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| io(&p, e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! `cni-chaining`: on every node, `/etc/cni/net.d` holds the chained configuration (the
+//! primary CNI's conflist with linkerd-cni as its last plugin, no `*.cilium_bak`, no file
+//! but the expected ones), still after the Cilium agents restart; a Cilium that owns the
+//! directory exclusively is caught. On sim the node state is the simulator's; on kind/k3d
+//! the same checks read what the nodes hold ([`check_nodes`] over [`NodeCni`]). Pure.
+
+use super::{Check, Status, SuiteName, SuiteResult, Table};
+use crate::catalogue::{Catalogue, CniRole};
+use crate::config::RepoConfig;
+use crate::error::Result;
+use crate::graph::Graph;
+use crate::model::RepoModel;
+use crate::sim::nodes::NodeCni;
+use crate::sim::{SimConfig, Simulator};
+
+/// What a node must show once linkerd-cni is chained: one conflist whose plugins end with
+/// `linkerd-cni`, no configuration renamed away, nothing unexpected.
+pub fn check_nodes(nodes: &[NodeCni]) -> Vec<String> {
+    let mut bad = vec![];
+    for n in nodes {
+        let conflists: Vec<&String> =
+            n.files.iter().filter(|f| f.ends_with(".conflist") || f.ends_with(".conf")).collect();
+        if conflists.is_empty() {
+            bad.push(format!("{}: no CNI configuration in /etc/cni/net.d (pods get no network)", n.node));
+            continue;
+        }
+        if n.chain.last().map(String::as_str) != Some("linkerd-cni") {
+            bad.push(format!(
+                "{}: the first conflist ({}) chains [{}]: linkerd-cni is not its last plugin, so meshed pods start without the iptables redirect",
+                n.node,
+                conflists[0],
+                n.chain.join(", ")
+            ));
+        }
+        for f in n.files.iter().filter(|f| f.ends_with(".cilium_bak")) {
+            bad.push(format!(
+                "{}: /etc/cni/net.d/{f}: Cilium renamed a configuration it does not own (cni.exclusive)",
+                n.node
+            ));
+        }
+        if conflists.len() > 1 {
+            bad.push(format!(
+                "{}: {} CNI configurations ({}): the kubelet uses only the first",
+                n.node,
+                conflists.len(),
+                conflists.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        for f in n.files.iter().filter(|f| {
+            !(f.ends_with(".conflist")
+                || f.ends_with(".conf")
+                || f.ends_with(".cilium_bak")
+                || f.contains("linkerd-cni"))
+        }) {
+            bad.push(format!("{}: /etc/cni/net.d/{f} is not a file the CNIs of the repo write", n.node));
+        }
+    }
+    bad
+}
+
+fn rows(table: &mut Table, when: &str, nodes: &[NodeCni]) {
+    for n in nodes {
+        table.row(vec![when.into(), n.node.clone(), n.files.join(" "), n.chain.join(" → ")]);
+    }
+}
+
+pub fn run(model: &RepoModel, graph: &Graph, cfg: &RepoConfig, sim: &SimConfig) -> Result<SuiteResult> {
+    let mut cat = Catalogue::builtin();
+    cat.extend(cfg.catalogue.clone());
+    let role = |r: CniRole| {
+        model
+            .helm_releases
+            .iter()
+            .find(|h| cat.chart(&h.spec.chart).and_then(|c| c.cni.as_ref()).is_some_and(|c| c.role == r))
+    };
+    let mut table = Table::new(&["when", "node", "/etc/cni/net.d", "plugin chain"]);
+    let Some(chained) = role(CniRole::Chained) else {
+        let check = Check::new(
+            "chained",
+            "linkerd-cni chained into the primary CNI",
+            Status::Skip,
+            "the repository installs no chained CNI (linkerd2-cni): nothing to chain".into(),
+        );
+        return Ok(SuiteResult { suite: SuiteName::CniChaining, checks: vec![check], table, snapshot: None });
+    };
+    let mut checks = vec![];
+    // The rule that reads the values: an exclusive primary is an error before any node.
+    let findings = crate::rules::check(model, graph, &cat, cfg);
+    let exclusive: Vec<String> = findings
+        .iter()
+        .filter(|f| f.rule == "cni-exclusive" || f.rule == "cni-order")
+        .map(|f| format!("{}:{}: {}", f.file, f.line, f.message))
+        .collect();
+    let primary = role(CniRole::Primary).map(|h| format!("{}/{}", h.spec.namespace, h.spec.name));
+    checks.push(Check::from_problems(
+        "not-exclusive",
+        "the primary CNI leaves room for linkerd-cni",
+        &exclusive,
+        format!(
+            "{} does not own /etc/cni/net.d exclusively, and {}/{} is installed after it",
+            primary.as_deref().unwrap_or("the cluster's own CNI"),
+            chained.spec.namespace,
+            chained.spec.name
+        ),
+    ));
+    let mut s = Simulator::new(model, graph, &cat, cfg, sim.clone())?;
+    s.run();
+    let after = s.nodes_cni();
+    rows(&mut table, "after bootstrap", &after);
+    checks.push(Check::from_problems(
+        "chained-after-bootstrap",
+        "every node chains linkerd-cni last after the bootstrap",
+        &check_nodes(&after),
+        format!("{} nodes: {}", after.len(), after.first().map(|n| n.chain.join(" → ")).unwrap_or_default()),
+    ));
+    let now = s.now_ms();
+    s.cilium_restart(now);
+    let restarted = s.nodes_cni();
+    rows(&mut table, "after Cilium restart", &restarted);
+    checks.push(Check::from_problems(
+        "chained-after-restart",
+        "still chained after the Cilium agents restart",
+        &check_nodes(&restarted),
+        format!("{} nodes: linkerd-cni appended itself again", restarted.len()),
+    ));
+    let snapshot = table.rows.iter().map(|r| format!("{}  {}  [{}]  {}\n", r[0], r[1], r[2], r[3])).collect();
+    Ok(SuiteResult { suite: SuiteName::CniChaining, checks, table, snapshot: Some(snapshot) })
+}

@@ -1,0 +1,174 @@
+//! `webhook-bootstrap`: the repo's fail-closed admission webhooks (from the charts the
+//! catalogue knows: Kyverno, Gatekeeper, cert-manager, linkerd, …) during the bootstrap.
+//! The bootstrap must converge with them; each one's pods are then taken down in the middle
+//! of the bootstrap for two minutes and restored, and it must still converge; a webhook
+//! that refuses its own new pods never comes back, which is reported as the deadlock it is,
+//! with its chain. Runs the simulator (pure, virtual time).
+
+use super::{Check, Status, SuiteName, SuiteResult, Table};
+use crate::catalogue::{Catalogue, FailurePolicy};
+use crate::config::RepoConfig;
+use crate::error::Result;
+use crate::graph::Graph;
+use crate::model::RepoModel;
+use crate::sim::fault::{Fault, format_duration};
+use crate::sim::report::SimReport;
+use crate::sim::{SimConfig, Simulator};
+
+/// How long each webhook's pods stay down.
+pub const DOWN_MS: u64 = 120_000;
+
+struct Hook {
+    hr: usize,
+    name: String,
+    policy: FailurePolicy,
+    intercepts: String,
+}
+
+fn hooks(model: &RepoModel, cat: &Catalogue) -> Vec<Hook> {
+    let mut out = vec![];
+    for (j, h) in model.helm_releases.iter().enumerate() {
+        for w in cat.chart(&h.spec.chart).map(|c| c.webhooks.as_slice()).unwrap_or_default() {
+            if let Some(policy) = w.effective_policy(&h.spec.values) {
+                let g: Vec<&str> = w.intercepts.groups.iter().map(|g| if g.is_empty() { "core" } else { g }).collect();
+                out.push(Hook {
+                    hr: j,
+                    name: w.name.clone(),
+                    policy,
+                    intercepts: format!("{} in {}", w.intercepts.kinds.join(","), g.join(",")),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn outcome(r: &SimReport) -> std::result::Result<String, String> {
+    if let Some(d) = &r.deadlock {
+        return Err(format!("deadlock: {}", d.explanation));
+    }
+    if !r.converged {
+        let stuck: Vec<String> =
+            r.stuck.iter().take(3).map(|s| format!("{} {} {}: {}", s.kind, s.name, s.because, s.message)).collect();
+        return Err(format!("did not converge: {}", stuck.join("; ")));
+    }
+    Ok(format!("converged at {:.0}s", r.total_seconds))
+}
+
+pub fn run(model: &RepoModel, graph: &Graph, cfg: &RepoConfig, sim: &SimConfig) -> Result<SuiteResult> {
+    let mut cat = Catalogue::builtin();
+    cat.extend(cfg.catalogue.clone());
+    let hooks = hooks(model, &cat);
+    let mut table = Table::new(&["webhook", "HelmRelease", "failurePolicy", "intercepts", "pods down", "outcome"]);
+    let mut checks = vec![];
+    let baseline = {
+        let mut s = Simulator::new(model, graph, &cat, cfg, sim.clone())?;
+        s.run();
+        s.report()
+    };
+    if hooks.is_empty() {
+        checks.push(Check::new(
+            "webhooks",
+            "the repo's admission webhooks",
+            Status::Skip,
+            "the repository installs no admission webhook that the catalogue knows (docs/catalogue.md adds charts)"
+                .into(),
+        ));
+        return Ok(SuiteResult { suite: SuiteName::WebhookBootstrap, checks, table, snapshot: None });
+    }
+    let base = outcome(&baseline);
+    checks.push(match &base {
+        Ok(m) => Check::new("bootstrap", "the bootstrap converges with every webhook", Status::Pass, m.clone()),
+        Err(m) => Check::new("bootstrap", "the bootstrap converges with every webhook", Status::Fail, m.clone()),
+    });
+    let mut snapshot = String::new();
+    for w in &hooks {
+        let h = &model.helm_releases[w.hr].spec;
+        let hid = format!("{}/{}", h.namespace, h.name);
+        let policy = match w.policy {
+            FailurePolicy::Fail => "Fail",
+            FailurePolicy::Ignore => "Ignore",
+        };
+        snapshot.push_str(&format!("{}  {hid}  {policy}  {}\n", w.name, w.intercepts));
+        let id = format!("down:{}", w.name);
+        let title = format!("converges when the pods of {} go down and come back", w.name);
+        if w.policy == FailurePolicy::Ignore {
+            table.row(vec![
+                w.name.clone(),
+                hid,
+                policy.into(),
+                w.intercepts.clone(),
+                "-".into(),
+                "fail-open: requests pass while it is down".into(),
+            ]);
+            continue;
+        }
+        if base.is_err() {
+            // Taking pods down proves nothing about a bootstrap that does not converge.
+            checks.push(Check::new(
+                &id,
+                &title,
+                Status::Skip,
+                "the bootstrap does not converge even with every webhook serving (see `bootstrap`)".into(),
+            ));
+            table.row(vec![w.name.clone(), hid, policy.into(), w.intercepts.clone(), "-".into(), "-".into()]);
+            continue;
+        }
+        let Some(ready) = baseline
+            .ready_order
+            .iter()
+            .find(|r| r.kind == "HelmRelease" && r.name == hid)
+            .map(|r| (r.at_seconds * 1000.0) as u64)
+        else {
+            checks.push(Check::new(
+                &id,
+                &title,
+                Status::Skip,
+                format!("HelmRelease {hid} is never Ready in the bootstrap itself"),
+            ));
+            table.row(vec![w.name.clone(), hid, policy.into(), w.intercepts.clone(), "-".into(), "never Ready".into()]);
+            continue;
+        };
+        // In the middle of what is left of the bootstrap once it serves.
+        let end = (baseline.total_seconds * 1000.0) as u64;
+        let from = (ready + end.saturating_sub(ready) / 2).max(ready + 1000) / 1000 * 1000;
+        let to = from + DOWN_MS;
+        let mut faulted = sim.clone();
+        faulted.faults.push(Fault::WebhookDown { name: w.name.clone(), from, to });
+        let mut s = Simulator::new(model, graph, &cat, cfg, faulted)?;
+        s.run();
+        let r = s.report();
+        let window = format!("{}-{}", format_duration(from), format_duration(to));
+        let result = if s.self_blocks(w.hr, &w.name) {
+            let why = r.deadlock.as_ref().map(|d| d.explanation.clone()).unwrap_or_else(|| {
+                format!("webhook {} has its new pods refused by webhook {} (a cycle)", w.name, w.name)
+            });
+            Err(format!(
+                "deadlock: webhook {} (failurePolicy Fail) intercepts Pods in its own namespace {}, which it does not exempt: once its pods went down at {}, their replacements were refused by the webhook itself and it never served again: {why}",
+                w.name,
+                h.raw.pointer("/spec/targetNamespace").and_then(|v| v.as_str()).unwrap_or(&h.namespace),
+                format_duration(from)
+            ))
+        } else {
+            outcome(&r).map(|m| {
+                let lost = r.total_seconds - baseline.total_seconds;
+                let failed = r.failures.len();
+                format!("{m} ({lost:+.0}s against the undisturbed bootstrap, {failed} failed reconcile(s) on the way)")
+            })
+        };
+        let (status, msg) = match result {
+            Ok(m) => (Status::Pass, m),
+            Err(m) => (Status::Fail, m),
+        };
+        table.row(vec![
+            w.name.clone(),
+            hid,
+            policy.into(),
+            w.intercepts.clone(),
+            window,
+            if status == Status::Pass { "recovers".into() } else { "DEADLOCK / stuck".into() },
+        ]);
+        checks.push(Check::new(&id, &title, status, msg));
+    }
+    Ok(SuiteResult { suite: SuiteName::WebhookBootstrap, checks, table, snapshot: Some(snapshot) })
+}
