@@ -83,6 +83,23 @@ impl Cmd {
     }
 }
 
+impl Cmd {
+    /// Runs with the terminal's stdin, stdout and stderr (a build the user watches) and
+    /// returns its exit code.
+    pub fn status(&self) -> Result<i32> {
+        let mut e = duct::cmd(&self.program, &self.args).unchecked();
+        if let Some(d) = &self.dir {
+            e = e.dir(d);
+        }
+        for (k, v) in &self.env {
+            e = e.env(k, v);
+        }
+        let out =
+            e.run().map_err(|err| Error::new(ErrorKind::Io, format!("cannot run `{}`: {err}", self.display())))?;
+        Ok(out.status.code().unwrap_or(1))
+    }
+}
+
 /// Commands running now, so an interrupted run can stop them before cleaning up.
 static RUNNING: std::sync::Mutex<Vec<std::sync::Arc<duct::Handle>>> = std::sync::Mutex::new(Vec::new());
 

@@ -88,6 +88,20 @@ impl Targets {
 type Bench = fn(&mut Targets) -> ExitCode;
 
 pub fn run(which: &str) -> ExitCode {
+    // `cargo xtask` builds the dev profile, shared with the tests; timings are of the
+    // release build, so run it there.
+    if cfg!(debug_assertions) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let cmd = harness::exec::Cmd::new(&cargo, &["run", "--release", "--package", "xtask", "--", "bench", which]);
+        eprintln!("benchmarks measure the release build: {}", cmd.display());
+        return match cmd.status() {
+            Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let mut t = Targets::default();
     let benches: &[(&str, Bench)] = &[
         ("plan", plan_bench),

@@ -960,9 +960,10 @@ impl<'a> Simulator<'a> {
     fn serving(&self, hr: usize, name: &str) -> bool {
         // Pods taken down come back at the end of the window, unless the webhook refuses
         // its own new pods: then they never do.
-        let stays_down = self.self_blocks(hr, name);
-        let down = self.sim.faults.iter().any(|f| matches!(f, Fault::WebhookDown { name: n, from, to } if n == name && self.now >= *from && (self.now < *to || stays_down)));
-        (self.h_ready(hr) || self.preinstalled(hr)) && self.network_up() && !down
+        if !((self.h_ready(hr) || self.preinstalled(hr)) && self.network_up()) {
+            return false;
+        }
+        !self.sim.faults.iter().any(|f| matches!(f, Fault::WebhookDown { name: n, from, to } if n == name && self.now >= *from && (self.now < *to || self.self_blocks(hr, name))))
     }
 
     /// A fail-closed webhook of HelmRelease `hr` that intercepts Pods in its own namespace:
