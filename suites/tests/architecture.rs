@@ -103,3 +103,20 @@ fn the_code_map_names_every_module() {
         }
     }
 }
+
+/// One module per concern, none much over 600 lines. The files still over it are named
+/// here with the size they may not grow past, so splitting them is the only way down.
+#[test]
+fn no_module_is_much_over_six_hundred_lines() {
+    const LIMIT: usize = 650;
+    const NOT_YET_SPLIT: [(&str, usize); 4] =
+        [("kustomize/mod.rs", 1270), ("model.rs", 1280), ("apiserver/http.rs", 700), ("e2e/run.rs", 740)];
+    for (file, text) in harness_sources() {
+        let lines = text.lines().count();
+        let limit = NOT_YET_SPLIT.iter().find(|(f, _)| *f == file).map(|(_, l)| *l).unwrap_or(LIMIT);
+        assert!(lines <= limit, "harness/src/{file} has {lines} lines (limit {limit}): split it by concern");
+        if file.starts_with("sim/") || file.starts_with("suite/") {
+            assert!(lines <= 600, "the simulator and the suites keep every module under 600 lines: {file} has {lines}");
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The simulated cluster as Kubernetes objects, for the simulated API server: Flux's
+//! objects with their conditions, what was applied, and the admission verdicts.
+
+use super::*;
+
+impl<'a> Simulator<'a> {
+    // ----- the cluster as objects (for the simulated API server) -----
+
+    pub(super) fn conditions(c: Option<&Cond>, since: String) -> serde_json::Value {
+        match c {
+            Some(c) => {
+                serde_json::json!([{"type": "Ready", "status": c.status, "reason": c.reason, "message": c.message, "lastTransitionTime": since, "observedGeneration": 1}])
+            }
+            None => serde_json::json!([]),
+        }
+    }
+
+    /// Every object the cluster holds now, Flux's with their status. `time` turns virtual
+    /// milliseconds into an RFC 3339 timestamp.
+    pub fn cluster_objects(&self, time: &dyn Fn(u64) -> String) -> Vec<serde_json::Value> {
+        use serde_json::json;
+        let mut out = vec![];
+        for ns in crate::rules::ALWAYS_NAMESPACES {
+            out.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}, "status": {"phase": "Active"}}));
+        }
+        // CRDs: charts, operators, Gatekeeper templates.
+        let mut crds: BTreeSet<(String, String)> = self.crds.iter().filter(|(_, k)| k != "*").cloned().collect();
+        for j in 0..self.hs.len() {
+            let h = &self.model.helm_releases[j].spec;
+            let operator_up =
+                self.h_ready(j) && self.hs[j].ready.first.is_some_and(|t| t + self.sim.operator_crd_ms <= self.now);
+            if let Some(c) = self.cat.chart(&h.chart) {
+                for g in c.crds.iter().filter(|g| g.enabled(&h.values)) {
+                    match g.registered_by {
+                        RegisteredBy::Operator if operator_up => {
+                            crds.extend(g.kinds.iter().filter(|k| *k != "*").map(|k| (g.group.clone(), k.clone())))
+                        }
+                        RegisteredBy::Template if operator_up => {
+                            crds.extend(self.templates.iter().map(|k| (g.group.clone(), k.clone())))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let repo_crds: BTreeSet<(String, String)> = self
+            .model
+            .kustomizations
+            .iter()
+            .flat_map(|k| &k.objects)
+            .filter(|o| o.kind() == "CustomResourceDefinition")
+            .map(|o| {
+                let s = |p: &str| o.value.pointer(p).and_then(|v| v.as_str()).unwrap_or("").to_string();
+                (s("/spec/group"), s("/spec/names/kind"))
+            })
+            .collect();
+        for (g, k) in &crds {
+            if !repo_crds.contains(&(g.clone(), k.clone())) {
+                out.push(crate::apiserver::store::synthetic_crd(g, k, !crate::object::is_known_cluster_scoped(g, k)));
+            }
+        }
+        let entry_raw = |i: usize| -> serde_json::Value {
+            let k = &self.model.kustomizations[i].spec;
+            if k.raw.is_null() {
+                json!({"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "metadata": {"name": k.name, "namespace": k.namespace},
+                       "spec": {"interval": "10m", "path": format!("./{}", k.path), "prune": true, "sourceRef": {"kind": k.source.kind, "name": k.source.name}}})
+            } else {
+                k.raw.clone()
+            }
+        };
+        for i in 0..self.ks.len() {
+            if !self.ks[i].exists {
+                continue;
+            }
+            let mut o = entry_raw(i);
+            let ready = self.k_ready(i);
+            o["status"] = json!({
+                "observedGeneration": if self.ks[i].ready.first.is_some() { 1 } else { -1 },
+                "conditions": Self::conditions(self.ks[i].ready.cond.as_ref(), time(self.ks[i].ready.since)),
+            });
+            if self.ks[i].ready.first.is_some() {
+                o["status"]["lastAppliedRevision"] = json!(REVISION);
+            }
+            if ready || self.ks[i].ready.cond.is_some() {
+                o["status"]["lastAttemptedRevision"] = json!(REVISION);
+            }
+            out.push(o);
+            if self.ks[i].applied_at.is_none() {
+                continue;
+            }
+            for obj in &self.model.kustomizations[i].objects {
+                let flux = obj.group().ends_with(".toolkit.fluxcd.io");
+                if flux && matches!(obj.kind(), "Kustomization" | "HelmRelease") {
+                    continue;
+                }
+                let mut v = obj.value.clone();
+                if obj.group() == crate::flux::SOURCE_GROUP {
+                    let r = Ref {
+                        kind: obj.kind().into(),
+                        namespace: crate::flux::namespace_of(obj),
+                        name: obj.name().into(),
+                    };
+                    let ready_at = self.find_s(&r).and_then(|x| self.sources.get(x)).and_then(|x| x.ready_at);
+                    let cond = ready_at
+                        .map(|_| Cond { status: "True", reason: "Succeeded".into(), message: "stored artifact".into() })
+                        .unwrap_or(Cond {
+                            status: "Unknown",
+                            reason: "Progressing".into(),
+                            message: "building artifact".into(),
+                        });
+                    v["status"] = json!({"observedGeneration": 1, "conditions": Self::conditions(Some(&cond), time(ready_at.unwrap_or(self.now)))});
+                }
+                if matches!(obj.kind(), "Deployment" | "StatefulSet") && obj.group() == "apps" {
+                    let replicas = v.pointer("/spec/replicas").and_then(|r| r.as_i64()).unwrap_or(1);
+                    let up = matches!(self.object_status(i, obj), Status::Current);
+                    v["status"] = json!({"observedGeneration": 1, "replicas": replicas, "readyReplicas": if up { replicas } else { 0 }, "availableReplicas": if up { replicas } else { 0 }});
+                }
+                out.push(v);
+            }
+        }
+        for j in 0..self.hs.len() {
+            if !self.hs[j].exists {
+                continue;
+            }
+            let mut o = self.model.helm_releases[j].spec.raw.clone();
+            let mut conds = Self::conditions(self.hs[j].ready.cond.as_ref(), time(self.hs[j].ready.since));
+            if self.hs[j].phase == HPhase::Stalled {
+                let n = self.hs[j].failures;
+                conds.as_array_mut().unwrap().push(json!({"type": "Stalled", "status": "True", "reason": "RetriesExceeded", "message": format!("Failed to install after {n} attempt(s)"), "lastTransitionTime": time(self.hs[j].ready.since), "observedGeneration": 1}));
+            }
+            o["status"] = json!({"observedGeneration": if self.hs[j].ready.first.is_some() { 1 } else { -1 }, "conditions": conds, "installFailures": self.hs[j].failures});
+            out.push(o);
+        }
+        // The entry's own source (bootstrap created it).
+        if self.find_s(&self.model.self_source).is_none() {
+            let s = &self.model.self_source;
+            let ready = self.sources.last().and_then(|x| x.ready_at);
+            let cond = ready.map(|_| Cond {
+                status: "True",
+                reason: "Succeeded".into(),
+                message: format!("stored artifact for revision '{REVISION}'"),
+            });
+            out.push(json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": s.kind, "metadata": {"name": s.name, "namespace": s.namespace},
+                "spec": {"interval": "1m", "url": "http://127.0.0.1/flux-harness/repo.git"},
+                "status": {"observedGeneration": 1, "conditions": Self::conditions(cond.as_ref(), time(ready.unwrap_or(0)))}}));
+        }
+        out
+    }
+
+    /// The message the API server would answer a write with, when a fail-closed webhook
+    /// of the simulation refuses it now.
+    pub fn admission(&self, group: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<String> {
+        let (hr, webhook) = self.refused_by(group, kind, namespace, None)?;
+        let h = &self.model.helm_releases[hr].spec;
+        let svc = format!("{}-webhook-service", h.name);
+        let _ = name;
+        Some(format!(
+            "Internal error occurred: failed calling webhook \"{webhook}\": failed to call webhook: Post \"https://{svc}.{}.svc:443/validate?timeout=10s\": no endpoints available for service \"{svc}\"",
+            self.release_ns(hr)
+        ))
+    }
+
+    pub fn finished(&self) -> bool {
+        self.converged_at.is_some() || self.queue.is_empty() || self.now >= self.sim.max_ms
+    }
+}
