@@ -77,7 +77,7 @@ fn snapshot_check(result: &mut SuiteResult, dir: &Path, update: bool) -> Result<
                 title,
                 Status::Fail,
                 format!(
-                    "no reviewed snapshot at {}: wrote {}; review it and rename it (or `cargo insta review`), or rerun with --update-snapshots",
+                    "no reviewed snapshot at {}: wrote {}; review it and rename it to .snap, or rerun with --update-snapshots",
                     path.display(),
                     pending.display()
                 ),
@@ -150,7 +150,7 @@ pub async fn run(req: &SuiteRequest, progress: Progress<'_>) -> Result<SuiteRepo
         };
         snapshot_check(&mut result, &dir, req.update_snapshots)?;
         if let Some(ids) = req.only.as_ref().and_then(|o| o.get(&suite)) {
-            result.checks.retain(|c| ids.contains(&c.id));
+            result.keep_rerun(ids);
         }
         results.push(result);
     }

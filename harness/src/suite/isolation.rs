@@ -11,6 +11,7 @@
 //! only what some policy allows passes; Cilium's `*Deny` rules win over allows). `ipBlock`
 //! and CIDR peers are taken not to match pod addresses.
 
+use super::ports::{Ports, port_list};
 use super::{Check, Status, SuiteName, SuiteResult, Table};
 use crate::config::Isolation;
 use crate::labels::label_selector_matches;
@@ -26,53 +27,6 @@ pub struct Endpoint {
     pub label: String,
     pub namespace: String,
     pub pod_labels: Map<String, Value>,
-}
-
-/// Ports a connection may use: every port, some, or none.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Ports {
-    All,
-    Only(BTreeSet<String>),
-}
-
-impl Ports {
-    fn none() -> Ports {
-        Ports::Only(BTreeSet::new())
-    }
-    fn union(self, o: Ports) -> Ports {
-        match (self, o) {
-            (Ports::All, _) | (_, Ports::All) => Ports::All,
-            (Ports::Only(a), Ports::Only(b)) => Ports::Only(a.union(&b).cloned().collect()),
-        }
-    }
-    fn intersect(self, o: Ports) -> Ports {
-        match (self, o) {
-            (Ports::All, x) | (x, Ports::All) => x,
-            (Ports::Only(a), Ports::Only(b)) => Ports::Only(a.intersection(&b).cloned().collect()),
-        }
-    }
-    fn minus(self, o: &Ports) -> Ports {
-        match (self, o) {
-            (_, Ports::All) => Ports::none(),
-            // "every port but these" is not representable here; a deny of some ports under an
-            // allow-all keeps the cell open (the matrix is about reachability).
-            (Ports::All, Ports::Only(_)) => Ports::All,
-            (Ports::Only(a), Ports::Only(b)) => Ports::Only(a.difference(b).cloned().collect()),
-        }
-    }
-    fn cell(&self) -> String {
-        match self {
-            Ports::All => "allow".into(),
-            Ports::Only(s) if s.is_empty() => "deny".into(),
-            Ports::Only(s) => s.iter().cloned().collect::<Vec<_>>().join(" "),
-        }
-    }
-    fn allows(&self, port: &str) -> bool {
-        match self {
-            Ports::All => true,
-            Ports::Only(s) => s.contains(port),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,61 +166,42 @@ fn policies(model: &RepoModel) -> Vec<Policy<'_>> {
     out
 }
 
-fn port_list(ports: Option<&Value>, key: &str) -> Ports {
-    let list: Vec<&Value> = ports.and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
-    if list.is_empty() {
-        return Ports::All;
-    }
-    let mut set = BTreeSet::new();
-    for p in list {
-        // Cilium nests the ports: toPorts[].ports[].
-        let inner: Vec<&Value> = match p.get(key).and_then(Value::as_array) {
-            Some(a) => a.iter().collect(),
-            None => vec![p],
-        };
-        for q in inner {
-            let Some(port) = q.get("port").map(crate::kustomize::transform::scalar_string) else {
-                return Ports::All;
-            };
-            let proto = q.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
-            if proto == "ANY" {
-                set.insert(format!("{port}/TCP"));
-                set.insert(format!("{port}/UDP"));
-            } else {
-                set.insert(format!("{port}/{proto}"));
-            }
-        }
-    }
-    Ports::Only(set)
-}
-
-/// Cilium writes Kubernetes labels as `k8s:key` sometimes; the namespace is the label
-/// `io.kubernetes.pod.namespace`, namespace labels `io.cilium.k8s.namespace.labels.KEY`.
-fn cilium_selects(sel: &Value, policy_ns: Option<&str>, ep: &Endpoint, ns_labels: &Map<String, Value>) -> bool {
+/// Does a Cilium endpoint selector match the endpoint? Cilium writes Kubernetes labels as
+/// `k8s:key` sometimes; the namespace is the label `io.kubernetes.pod.namespace`, namespace
+/// labels `io.cilium.k8s.namespace.labels.KEY`. `pin`: the policy's namespace, which an
+/// `endpointSelector` always stays in, and a peer selector too unless it names a namespace
+/// (by name or by its labels).
+fn cilium_selects(
+    sel: &Value,
+    pin: Option<&str>,
+    subject: bool,
+    ep: &Endpoint,
+    ns_labels: &Map<String, Value>,
+) -> bool {
     let mut labels = ep.pod_labels.clone();
     labels.insert("io.kubernetes.pod.namespace".into(), ep.namespace.clone().into());
     for (k, v) in ns_labels {
         labels.insert(format!("io.cilium.k8s.namespace.labels.{k}"), v.clone());
     }
     let strip = |k: &str| k.strip_prefix("k8s:").or_else(|| k.strip_prefix("any:")).unwrap_or(k).to_string();
+    let names_ns = |k: &str| k == "io.kubernetes.pod.namespace" || k.starts_with("io.cilium.k8s.namespace.labels.");
     let mut sel = sel.clone();
     let mut names_namespace = false;
     if let Some(ml) = sel.get_mut("matchLabels").and_then(Value::as_object_mut) {
         let fixed: Map<String, Value> = ml.iter().map(|(k, v)| (strip(k), v.clone())).collect();
-        names_namespace |= fixed.contains_key("io.kubernetes.pod.namespace");
+        names_namespace |= fixed.keys().any(|k| names_ns(k));
         *ml = fixed;
     }
     if let Some(me) = sel.get_mut("matchExpressions").and_then(Value::as_array_mut) {
         for e in me.iter_mut() {
             if let Some(k) = e.get("key").and_then(Value::as_str).map(strip) {
-                names_namespace |= k == "io.kubernetes.pod.namespace";
+                names_namespace |= names_ns(&k);
                 e["key"] = k.into();
             }
         }
     }
-    // A namespaced policy's selectors stay in its namespace unless they name another.
-    if let Some(pns) = policy_ns
-        && !names_namespace
+    if let Some(pns) = pin
+        && (subject || !names_namespace)
         && ep.namespace != pns
     {
         return false;
@@ -287,6 +222,12 @@ fn k8s_peer(peer: &Value, policy_ns: &str, ep: &Endpoint, ns_labels: &Map<String
     };
     ns_ok && pod_sel.is_none_or(|s| label_selector_matches(s, &ep.pod_labels))
 }
+
+/// The fields of a Cilium rule that name its peers (L3); a rule with none applies to all.
+const INGRESS_L3: [&str; 7] =
+    ["fromEndpoints", "fromEntities", "fromCIDR", "fromCIDRSet", "fromRequires", "fromGroups", "fromNodes"];
+const EGRESS_L3: [&str; 9] =
+    ["toEndpoints", "toEntities", "toCIDR", "toCIDRSet", "toFQDNs", "toServices", "toRequires", "toGroups", "toNodes"];
 
 fn entities_match(rule: &Value, key: &str) -> bool {
     rule.get(key)
@@ -324,34 +265,37 @@ impl Eval<'_> {
             } else {
                 vec![spec]
             };
-            let pns = if p.clusterwide { None } else { p.obj.namespace() };
+            // A namespaced policy without a namespace lands in `default`.
+            let pns = if p.clusterwide { None } else { Some(p.obj.namespace().unwrap_or("default")) };
             for spec in &specs {
                 if p.cilium {
                     let Some(sel) = spec.get("endpointSelector").or(spec.get("nodeSelector")) else { continue };
-                    if spec.get("nodeSelector").is_some() || !cilium_selects(sel, pns, subject, &subj_labels) {
+                    if spec.get("nodeSelector").is_some() || !cilium_selects(sel, pns, true, subject, &subj_labels) {
                         continue;
                     }
-                    let (key, deny_key, peers, ents, ports) = match dir {
-                        Dir::Ingress => ("ingress", "ingressDeny", "fromEndpoints", "fromEntities", "toPorts"),
-                        Dir::Egress => ("egress", "egressDeny", "toEndpoints", "toEntities", "toPorts"),
+                    let (key, deny_key, peers, ents, l3) = match dir {
+                        Dir::Ingress => ("ingress", "ingressDeny", "fromEndpoints", "fromEntities", &INGRESS_L3[..]),
+                        Dir::Egress => ("egress", "egressDeny", "toEndpoints", "toEntities", &EGRESS_L3[..]),
                     };
                     let matches = |rule: &Value| {
-                        entities_match(rule, ents)
+                        // No L3 peer at all: the rule (only ports) applies to every peer.
+                        !l3.iter().any(|k| rule.get(*k).is_some())
+                            || entities_match(rule, ents)
                             || rule.get(peers).and_then(Value::as_array).into_iter().flatten().any(|s| {
                                 // `{}` in a namespaced policy: every endpoint of its namespace.
-                                cilium_selects(s, pns, peer, &peer_labels)
+                                cilium_selects(s, pns, false, peer, &peer_labels)
                             })
                     };
                     if let Some(rules) = spec.get(key).and_then(Value::as_array) {
                         isolated = true;
                         for r in rules.iter().filter(|r| matches(r)) {
-                            allowed = allowed.union(port_list(r.get(ports), "ports"));
+                            allowed = allowed.union(port_list(r.get("toPorts"), true));
                         }
                     }
                     if let Some(rules) = spec.get(deny_key).and_then(Value::as_array) {
                         isolated = true;
                         for r in rules.iter().filter(|r| matches(r)) {
-                            denied = denied.union(port_list(r.get(ports), "ports"));
+                            denied = denied.union(port_list(r.get("toPorts"), true));
                         }
                     }
                 } else {
@@ -366,11 +310,12 @@ impl Eval<'_> {
                     let types: Vec<&str> = spec
                         .get("policyTypes")
                         .and_then(Value::as_array)
+                        .filter(|a| !a.is_empty())
                         .map(|a| a.iter().filter_map(Value::as_str).collect())
                         .unwrap_or_else(|| {
-                            // Kubernetes' default: Ingress, plus Egress when egress rules exist.
+                            // Kubernetes' default: Ingress, plus Egress when there are egress rules.
                             let mut t = vec!["Ingress"];
-                            if spec.get("egress").is_some() {
+                            if spec.get("egress").and_then(Value::as_array).is_some_and(|e| !e.is_empty()) {
                                 t.push("Egress");
                             }
                             t
@@ -391,7 +336,7 @@ impl Eval<'_> {
                             Some(l) => l.iter().any(|x| k8s_peer(x, pns, peer, &peer_labels)),
                         };
                         if hit {
-                            allowed = allowed.union(port_list(r.get("ports"), ""));
+                            allowed = allowed.union(port_list(r.get("ports"), false));
                         }
                     }
                 }
@@ -401,12 +346,12 @@ impl Eval<'_> {
     }
 
     fn cell(&self, from: &Endpoint, to: &Endpoint) -> Ports {
-        let egress = self.side(Dir::Egress, from, to).unwrap_or(Ports::All);
-        let ingress = self.side(Dir::Ingress, to, from).unwrap_or(Ports::All);
+        let egress = self.side(Dir::Egress, from, to).unwrap_or_else(Ports::all);
+        let ingress = self.side(Dir::Ingress, to, from).unwrap_or_else(Ports::all);
         let mut p = egress.intersect(ingress);
         if to.label == "dns" {
             // DNS is only ever reached on 53.
-            p = p.intersect(Ports::Only(["53/UDP".to_string(), "53/TCP".to_string()].into()));
+            p = p.intersect(Ports::range("UDP", 53, 53).union(Ports::range("TCP", 53, 53)));
         }
         p
     }
@@ -425,7 +370,7 @@ pub fn matrix(model: &RepoModel, eps: &[Endpoint]) -> (Matrix, Vec<Vec<bool>>) {
         open.push(
             row.iter()
                 .zip(eps)
-                .map(|(p, b)| if b.label == "dns" { p.allows("53/UDP") } else { p != &Ports::none() })
+                .map(|(p, b)| if b.label == "dns" { p.allows("UDP", 53) } else { p != &Ports::none() })
                 .collect(),
         );
         cells.push(row.iter().map(Ports::cell).collect());

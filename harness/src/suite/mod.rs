@@ -9,6 +9,7 @@ pub mod cni;
 pub mod html;
 pub mod isolation;
 pub mod order;
+pub mod ports;
 pub mod report;
 pub mod snapshot;
 pub mod webhook;
@@ -116,5 +117,10 @@ impl SuiteResult {
     }
     pub fn failed_checks(&self) -> impl Iterator<Item = &Check> {
         self.checks.iter().filter(|c| c.status == Status::Fail)
+    }
+    /// `--rerun-failed`: the checks that failed last time, and any that fails now (a check
+    /// skipped last time may fail once what blocked it is fixed).
+    pub fn keep_rerun(&mut self, failed_before: &[String]) {
+        self.checks.retain(|c| failed_before.contains(&c.id) || c.status == Status::Fail);
     }
 }
