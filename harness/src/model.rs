@@ -807,6 +807,7 @@ impl Loader<'_> {
                             name: name.clone(),
                             namespace: flux::namespace_of(o),
                             url: None,
+                            secret_ref: None,
                             origin: o.origin.clone(),
                         };
                         if self.model.source(&src.id()).is_none() {

@@ -673,3 +673,69 @@ fn a_repo_without_a_cni_keeps_the_provider_s_default_one() {
         assert!(!text.contains("flannel-backend=none"), "{f}");
     }
 }
+
+/// The sim provider takes the path of a real cluster: the JSON report carries the commit
+/// the git server served, the gotk-sync rewrite is reported, and an edit nobody committed
+/// is what the simulated cluster bootstraps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(have_git), ignore = "git is not installed: the sim provider serves the tree with it")]
+async fn the_sim_provider_bootstraps_the_served_commit_uncommitted_edits_included() {
+    let d = tempfile::tempdir().unwrap();
+    common::copy_dir(&common::example("envs-infra"), d.path());
+    sh(d.path(), &["init", "--quiet"]);
+    sh(d.path(), &["add", "."]);
+    sh(d.path(), &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "base"]);
+    let art = tempfile::tempdir().unwrap();
+    let r = run::run(&request(d.path().to_path_buf(), "staging", Provider::Sim, art.path()), &quiet).await.unwrap();
+    assert!(r.passed, "{}", r.to_text());
+    let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+    let rev = json["revision"].as_str().unwrap();
+    let (branch, sha) = rev.split_once("@sha1:").unwrap();
+    assert!(
+        branch.starts_with("flux-harness/run-") && sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit()),
+        "{rev}"
+    );
+    assert!(json["rewritten"][0]["path"].as_str().unwrap().ends_with("flux-system/gotk-sync.yaml"), "{json}");
+    assert!(!r.violations.iter().any(|v| v.kind == "source"), "the GitRepository still pulls from the harness");
+    // An uncommitted edit: a new Kustomization that depends on the apps.
+    let apps = d.path().join("infrastructure/clusters/staging/apps.yaml");
+    let extra = "\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: smoke\n  namespace: flux-system\nspec:\n  interval: 10m\n  path: ./infrastructure/clusters/staging/base\n  prune: true\n  dependsOn:\n    - name: apps-dev\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n";
+    std::fs::write(&apps, std::fs::read_to_string(&apps).unwrap() + extra).unwrap();
+    let r2 = run::run(&request(d.path().to_path_buf(), "staging", Provider::Sim, art.path()), &quiet).await.unwrap();
+    let smoke =
+        r2.kustomizations.iter().find(|k| k.name == "smoke").expect("the uncommitted Kustomization is bootstrapped");
+    assert_eq!(smoke.layer, Some(2));
+    assert!(smoke.ready_at_seconds.is_some(), "{}", r2.to_text());
+    assert_ne!(r2.revision, r.revision, "a new snapshot commit");
+    assert_eq!(
+        sh(d.path(), &["status", "--porcelain"]).trim(),
+        "M infrastructure/clusters/staging/apps.yaml",
+        "nothing else in the user's repo changed"
+    );
+}
+
+/// With the rewrite off (the test-only switch), the served gotk-sync re-points the entry's
+/// GitRepository at the repo's ssh remote, and source-controller fails on it as Flux does.
+/// Runs in its own process under nextest, so the variable reaches no other test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(have_git), ignore = "git is not installed: the sim provider serves the tree with it")]
+async fn without_the_rewrite_source_controller_fails_on_the_ssh_url() {
+    // SAFETY: set before any thread of this test reads the environment.
+    unsafe { std::env::set_var("HARNESS_NO_REWRITE", "1") };
+    let art = tempfile::tempdir().unwrap();
+    let r = run::run(&request(common::example("netcorp-infra"), "staging", Provider::Sim, art.path()), &quiet)
+        .await
+        .unwrap();
+    assert!(!r.passed);
+    assert!(r.rewritten.is_empty());
+    let v = &r.violations[0];
+    assert_eq!(v.kind, "source", "the cause comes first: {:?}", r.violations);
+    assert!(v.message.contains("spec.url is 'ssh://git@git.netcorp.example/platform/infra.git'"), "{}", v.message);
+    assert!(
+        v.message.contains(
+            "AuthenticationFailed: failed to get secret 'flux-system/flux-system': secrets \"flux-system\" not found"
+        ),
+        "{}",
+        v.message
+    );
+}

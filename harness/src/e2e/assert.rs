@@ -25,7 +25,8 @@ pub struct Observation {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Violation {
-    /// `cycle`, `deadlock`, `failed`, `order`, `order-tie`, `stalled`, `timeout` or `layers`,
+    /// `source` (the entry's GitRepository left the harness's server), `cycle`, `deadlock`,
+    /// `failed`, `order`, `order-tie`, `stalled`, `timeout` or `layers`,
     /// listed in that order (the cause before its effects).
     pub kind: String,
     pub objects: Vec<String>,
@@ -96,7 +97,7 @@ fn failures(obs: &[Observation]) -> Vec<Violation> {
 }
 
 fn rank(kind: &str) -> usize {
-    ["cycle", "deadlock", "failed", "order", "order-tie", "stalled", "timeout", "layers"]
+    ["source", "cycle", "deadlock", "failed", "order", "order-tie", "stalled", "timeout", "layers"]
         .iter()
         .position(|k| *k == kind)
         .unwrap_or(usize::MAX)

@@ -4,4 +4,5 @@ pub mod plan;
 pub mod provider;
 pub mod report;
 pub mod run;
+pub mod served;
 pub mod suites;

@@ -28,6 +28,8 @@ pub struct E2eReport {
     pub preflight: Vec<crate::findings::Finding>,
     /// Files of the served snapshot rewritten so Flux keeps pulling from the harness.
     pub rewritten: Vec<super::plan::Rewrite>,
+    /// The commit the harness's git server served (`BRANCH@sha1:SHA`), the one Flux applied.
+    pub revision: Option<String>,
     pub artifacts: Option<String>,
     /// The simulator's prediction next to what was observed.
     pub predicted_vs_observed: Vec<Predicted>,
@@ -52,6 +54,9 @@ impl E2eReport {
             self.time_unit,
             self.kustomizations.len()
         );
+        if let Some(r) = &self.revision {
+            let _ = writeln!(out, "served revision {r}");
+        }
         for r in &self.rewritten {
             let _ = writeln!(out, "served {} rewritten: {}", r.path, r.what);
         }

@@ -306,7 +306,7 @@ pub async fn run(req: &E2eRequest, progress: Progress<'_>) -> Result<E2eReport> 
         ));
     }
     let mut report = match req.provider {
-        Provider::Sim => run_sim(req, model, config, expected, progress).await,
+        Provider::Sim => run_sim(req, model, expected, progress).await,
         Provider::Real(kind) => run_real(req, kind, model, config, expected, progress).await,
     }?;
     report.preflight = preflight;
@@ -323,13 +323,25 @@ fn expectations<'a>(
 
 async fn run_sim(
     req: &E2eRequest,
-    model: RepoModel,
-    config: crate::config::RepoConfig,
+    tree: RepoModel,
     expected: Option<Vec<Vec<String>>>,
     progress: Progress<'_>,
 ) -> Result<E2eReport> {
+    // The path a real cluster takes: the working tree served by the harness's git server,
+    // fetched back over HTTP, and the model built from what was fetched.
+    let served =
+        super::served::serve(req, &tree, "127.0.0.1:0".parse().expect("an address"), "127.0.0.1", progress).await?;
+    progress("source-controller (simulated): fetching the served branch");
+    let (model, config) = super::served::fetch(req, &served).await?;
     // As on a real cluster, the CNI runs before Flux starts.
-    let sim = crate::sim::SimConfig { cni_preinstalled: true, seed: req.seed, ..Default::default() };
+    let sim = crate::sim::SimConfig {
+        cni_preinstalled: true,
+        seed: req.seed,
+        revision: served.revision(),
+        self_url: served.url.clone(),
+        unfetchable: super::served::unfetchable(&model, &served.url),
+        ..Default::default()
+    };
     progress("starting the simulated cluster (HTTPS on 127.0.0.1)");
     let cluster =
         crate::apiserver::driver::start_paused(model.clone(), config.clone(), sim.clone(), req.speed, 0, true).await?;
@@ -347,8 +359,11 @@ async fn run_sim(
     let (graph, _) = crate::graph::analyse(&model);
     let sim_report = cluster.report();
     let deadlock = sim_report.deadlock.as_ref().map(|d| format!("deadlock: {}", d.explanation));
-    let (rows, violations, warnings) =
+    let (rows, mut violations, warnings) =
         assert::check(&model, &graph, &obs, &expectations(req, expected.as_ref(), deadlock));
+    if let Some(v) = super::served::source_check(&client, &model, &served).await {
+        violations.insert(0, v);
+    }
     let passed = violations.is_empty();
     let duration = obs.iter().map(|o| o.at_seconds).fold(0.0, f64::max);
     let mut artifacts = None;
@@ -375,7 +390,8 @@ async fn run_sim(
         violations,
         warnings,
         preflight: vec![],
-        rewritten: vec![],
+        rewritten: served.rewritten.clone(),
+        revision: Some(served.revision()),
         artifacts,
         predicted_vs_observed,
         timeline: obs,
@@ -464,26 +480,6 @@ pub fn real_plan(req: &E2eRequest, kind: ProviderKind, model: &RepoModel, git_ur
     }))
 }
 
-/// The served snapshot's rewrites (see [`plan::served_rewrites`]), kept in `out` for the
-/// report; `HARNESS_NO_REWRITE=1` turns them off to show what the bootstrap would do without.
-fn served_rewrites(
-    req: &E2eRequest,
-    model: &RepoModel,
-    url: &str,
-    branch: &str,
-    out: &std::cell::RefCell<Vec<plan::Rewrite>>,
-) -> Vec<(String, String)> {
-    if std::env::var("HARNESS_NO_REWRITE").is_ok_and(|v| v == "1") {
-        return vec![];
-    }
-    let root = req.plan.repo.clone();
-    let read = move |p: &str| std::fs::read_to_string(root.join(p)).ok();
-    let rw = plan::served_rewrites(model, &read, url, branch);
-    let files = rw.iter().map(|r| (r.path.clone(), r.content.clone())).collect();
-    *out.borrow_mut() = rw;
-    files
-}
-
 /// Before anything runs: every program the plan calls is installed, and the cluster's name
 /// is free (a cluster left by an earlier run with `--keep` must not be taken over, and
 /// above all not deleted by this run's cleanup).
@@ -563,22 +559,9 @@ async fn run_real(
         execute_step_async(s, &mut guard, progress).await?;
     }
     let host = gateway(prov.as_ref())?;
-    let branch = format!("flux-harness/run-{}", req.run_id);
-    progress(&format!("serving the working tree on http://{host} (branch {branch})"));
-    let rewritten = std::cell::RefCell::new(vec![]);
-    let git = super::git::start(
-        &req.plan.repo,
-        &req.artifacts.join("git"),
-        &branch,
-        format!("{host}:0").parse().map_err(|e| Error::new(ErrorKind::Usage, format!("{host}: {e}")))?,
-        &|url| served_rewrites(req, &model, url, &branch, &rewritten),
-    )
-    .await?;
-    let rewritten = rewritten.into_inner();
-    for r in &rewritten {
-        progress(&format!("served {} rewritten: {}", r.path, r.what));
-    }
-    let plan = real_plan(req, kind, &model, &git.url(&host))?;
+    let bind = format!("{host}:0").parse().map_err(|e| Error::new(ErrorKind::Usage, format!("{host}: {e}")))?;
+    let served = super::served::serve(req, &model, bind, &host, progress).await?;
+    let plan = real_plan(req, kind, &model, &served.url)?;
     let entry_applied_ms = wall_ms();
     for s in &plan[plan.len() - entry_steps..] {
         execute_step_async(s, &mut guard, progress).await?;
@@ -602,7 +585,11 @@ async fn run_real(
     let clock = Clock { anchor_ms: entry_applied_ms, fallback: &|d: Duration| d.as_secs_f64() };
     let obs = watch(client.clone(), &model, Duration::from_secs_f64(req.timeout_seconds), &clock, &|| {}).await;
     let (graph, _) = crate::graph::analyse(&model);
-    let (rows, violations, warnings) = assert::check(&model, &graph, &obs, &expectations(req, expected.as_ref(), None));
+    let (rows, mut violations, warnings) =
+        assert::check(&model, &graph, &obs, &expectations(req, expected.as_ref(), None));
+    if let Some(v) = super::served::source_check(&client, &model, &served).await {
+        violations.insert(0, v);
+    }
     let passed = violations.is_empty();
     let mut artifacts = None;
     if !passed {
@@ -648,7 +635,9 @@ async fn run_real(
     if req.keep && !prov.delete().is_empty() {
         progress(&format!("kept: export KUBECONFIG={}", req.artifacts.join("kubeconfig").display()));
     }
-    drop(git);
+    let revision = served.revision();
+    let rewritten = served.rewritten.clone();
+    drop(served);
     guard.run();
     let duration = obs.iter().map(|o| o.at_seconds).fold(0.0, f64::max);
     let sim = crate::sim::SimConfig { cni_preinstalled: true, seed: req.seed, ..Default::default() };
@@ -664,6 +653,7 @@ async fn run_real(
         warnings,
         preflight: vec![],
         rewritten,
+        revision: Some(revision),
         artifacts,
         predicted_vs_observed,
         timeline: obs,

@@ -126,6 +126,8 @@ pub struct Source {
     pub name: String,
     pub namespace: String,
     pub url: Option<String>,
+    /// `spec.secretRef.name`: the credentials source-controller reads first.
+    pub secret_ref: Option<String>,
     pub origin: Loc,
 }
 
@@ -303,6 +305,7 @@ impl Source {
             name: obj.name().to_string(),
             namespace: namespace_of(obj),
             url: s(&obj.value, "/spec/url").map(str::to_string),
+            secret_ref: s(&obj.value, "/spec/secretRef/name").map(str::to_string),
             origin: obj.origin.clone(),
         }
     }

@@ -182,7 +182,7 @@ impl<'a> Simulator<'a> {
     pub(super) fn succeed_k(&mut self, i: usize) {
         self.ks[i].busy = false;
         self.ks[i].block = None;
-        self.set_k(i, "True", "ReconciliationSucceeded", format!("Applied revision: {REVISION}"));
+        self.set_k(i, "True", "ReconciliationSucceeded", format!("Applied revision: {}", self.sim.revision));
         let next = self.now + {
             let iv = self.interval(i);
             self.jitter(iv)
@@ -303,6 +303,16 @@ impl<'a> Simulator<'a> {
                     let fetch =
                         if kind == "GitRepository" { self.sim.source_fetch_ms } else { self.sim.chart_fetch_ms };
                     self.push(self.now + fetch, Ev::SourceReady(s));
+                } else if let Some(s) = self.find_s(&r)
+                    && self.sources[s].failure.is_none()
+                    && let Some((_, _, reason, message)) =
+                        self.sim.unfetchable.iter().find(|(ns, n, _, _)| *ns == r.namespace && *n == r.name).cloned()
+                {
+                    // The applied spec re-points a source that exists: source-controller
+                    // fetches from the new URL and fails; the old artifact stays.
+                    let c = Cond { status: "False", reason, message };
+                    self.sources[s].failure = Some(c.clone());
+                    self.log(kind, &r.namespace, &r.name, &c);
                 }
             }
             _ => {}

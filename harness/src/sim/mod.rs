@@ -55,6 +55,14 @@ pub struct SimConfig {
     /// dependsOn graph).
     pub max_ms: u64,
     pub faults: Vec<Fault>,
+    /// The revision source-controller reports (`BRANCH@sha1:SHA`): on the sim provider,
+    /// the commit the harness's git server serves.
+    pub revision: String,
+    /// The URL the bootstrap pointed the entry's source at (the harness's git server).
+    pub self_url: String,
+    /// Sources source-controller cannot fetch once the tree re-points them (namespace,
+    /// name, reason, Flux's message): the artifact fetched before stays, Ready goes False.
+    pub unfetchable: Vec<(String, String, String, String)>,
 }
 
 impl Default for SimConfig {
@@ -69,6 +77,9 @@ impl Default for SimConfig {
             cni_preinstalled: false,
             max_ms: 4 * 3600 * SEC,
             faults: vec![],
+            revision: REVISION.into(),
+            self_url: "http://127.0.0.1/flux-harness/repo.git".into(),
+            unfetchable: vec![],
         }
     }
 }
@@ -192,6 +203,8 @@ struct HSim {
 
 #[derive(Debug, Clone)]
 struct SSim {
+    /// The fetch failed after the tree re-pointed it (the artifact stays).
+    failure: Option<Cond>,
     kind: String,
     namespace: String,
     name: String,

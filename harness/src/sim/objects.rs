@@ -79,10 +79,10 @@ impl<'a> Simulator<'a> {
                 "conditions": Self::conditions(self.ks[i].ready.cond.as_ref(), time(self.ks[i].ready.since)),
             });
             if self.ks[i].ready.first.is_some() {
-                o["status"]["lastAppliedRevision"] = json!(REVISION);
+                o["status"]["lastAppliedRevision"] = json!(self.sim.revision);
             }
             if ready || self.ks[i].ready.cond.is_some() {
-                o["status"]["lastAttemptedRevision"] = json!(REVISION);
+                o["status"]["lastAttemptedRevision"] = json!(self.sim.revision);
             }
             out.push(o);
             if self.ks[i].applied_at.is_none() {
@@ -100,15 +100,29 @@ impl<'a> Simulator<'a> {
                         namespace: crate::flux::namespace_of(obj),
                         name: obj.name().into(),
                     };
-                    let ready_at = self.find_s(&r).and_then(|x| self.sources.get(x)).and_then(|x| x.ready_at);
-                    let cond = ready_at
-                        .map(|_| Cond { status: "True", reason: "Succeeded".into(), message: "stored artifact".into() })
-                        .unwrap_or(Cond {
+                    let src = self.find_s(&r).and_then(|x| self.sources.get(x));
+                    let ready_at = src.and_then(|x| x.ready_at);
+                    let git = obj.kind() == "GitRepository";
+                    let cond = match (src.and_then(|x| x.failure.clone()), ready_at) {
+                        (Some(f), _) => f,
+                        (None, Some(_)) if git => Cond {
+                            status: "True",
+                            reason: "Succeeded".into(),
+                            message: format!("stored artifact for revision '{}'", self.sim.revision),
+                        },
+                        (None, Some(_)) => {
+                            Cond { status: "True", reason: "Succeeded".into(), message: "stored artifact".into() }
+                        }
+                        (None, None) => Cond {
                             status: "Unknown",
                             reason: "Progressing".into(),
                             message: "building artifact".into(),
-                        });
+                        },
+                    };
                     v["status"] = json!({"observedGeneration": 1, "conditions": Self::conditions(Some(&cond), time(ready_at.unwrap_or(self.now)))});
+                    if git && ready_at.is_some() {
+                        v["status"]["artifact"] = json!({"revision": self.sim.revision});
+                    }
                 }
                 if matches!(obj.kind(), "Deployment" | "StatefulSet") && obj.group() == "apps" {
                     let replicas = v.pointer("/spec/replicas").and_then(|r| r.as_i64()).unwrap_or(1);
@@ -138,11 +152,12 @@ impl<'a> Simulator<'a> {
             let cond = ready.map(|_| Cond {
                 status: "True",
                 reason: "Succeeded".into(),
-                message: format!("stored artifact for revision '{REVISION}'"),
+                message: format!("stored artifact for revision '{}'", self.sim.revision),
             });
             out.push(json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": s.kind, "metadata": {"name": s.name, "namespace": s.namespace},
-                "spec": {"interval": "1m", "url": "http://127.0.0.1/flux-harness/repo.git"},
-                "status": {"observedGeneration": 1, "conditions": Self::conditions(cond.as_ref(), time(ready.unwrap_or(0)))}}));
+                "spec": {"interval": "1m", "url": self.sim.self_url},
+                "status": {"observedGeneration": 1, "conditions": Self::conditions(cond.as_ref(), time(ready.unwrap_or(0))),
+                           "artifact": if ready.is_some() { json!({"revision": self.sim.revision}) } else { json!(null) }}}));
         }
         out
     }

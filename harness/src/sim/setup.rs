@@ -21,6 +21,7 @@ impl<'a> Simulator<'a> {
             .sources
             .iter()
             .map(|s| SSim {
+                failure: None,
                 kind: s.spec.kind.clone(),
                 namespace: s.spec.namespace.clone(),
                 name: s.spec.name.clone(),
@@ -32,6 +33,7 @@ impl<'a> Simulator<'a> {
             Some(i) => i,
             None => {
                 sources.push(SSim {
+                    failure: None,
                     kind: model.self_source.kind.clone(),
                     namespace: model.self_source.namespace.clone(),
                     name: model.self_source.name.clone(),

@@ -11,7 +11,7 @@ impl<'a> Simulator<'a> {
         let (kind, ns, name) =
             (self.sources[s].kind.clone(), self.sources[s].namespace.clone(), self.sources[s].name.clone());
         let msg = if kind == "GitRepository" {
-            format!("stored artifact for revision '{REVISION}'")
+            format!("stored artifact for revision '{}'", self.sim.revision)
         } else {
             "stored artifact: revision 'sha256:4f8e0c2a'".to_string()
         };

@@ -1,0 +1,192 @@
+//! The path a real cluster takes, for every provider: the working tree (uncommitted
+//! changes included) committed to a throwaway repository and served by the harness's git
+//! server, with the files that would re-point the harness's source rewritten in that
+//! commit only; on sim, the tree fetched back over HTTP with `git clone` as
+//! source-controller does, and the model built from what was fetched. After the run, the
+//! entry's GitRepository must still pull from the harness at the served commit.
+
+use super::assert::Violation;
+use super::git::GitServer;
+use super::plan::{self, Rewrite};
+use super::run::{E2eRequest, Progress};
+use crate::error::{Error, ErrorKind, Result};
+use crate::exec::Cmd;
+use crate::model::RepoModel;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Where a run keeps its served repository and fetched copy: outside the repo under test
+/// (a snapshot must not contain itself), unique to the run (runs go in parallel), removed
+/// when the run ends.
+pub fn scratch(run_id: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("flux-harness-{run_id}-{}-{n}", std::process::id()))
+}
+
+/// The served snapshot's rewrites (see [`plan::served_rewrites`]), kept in `out` for the
+/// report; `HARNESS_NO_REWRITE=1` turns them off to show what the bootstrap would do without.
+pub fn rewrites(
+    req: &E2eRequest,
+    model: &RepoModel,
+    url: &str,
+    branch: &str,
+    out: &std::cell::RefCell<Vec<Rewrite>>,
+) -> Vec<(String, String)> {
+    if std::env::var("HARNESS_NO_REWRITE").is_ok_and(|v| v == "1") {
+        return vec![];
+    }
+    let root = req.plan.repo.clone();
+    let read = move |p: &str| std::fs::read_to_string(root.join(p)).ok();
+    let rw = plan::served_rewrites(model, &read, url, branch);
+    let files = rw.iter().map(|r| (r.path.clone(), r.content.clone())).collect();
+    *out.borrow_mut() = rw;
+    files
+}
+
+pub struct Served {
+    pub git: GitServer,
+    /// Where the fetched copy goes (next to the served repository).
+    pub fetch_dir: PathBuf,
+    pub url: String,
+    pub branch: String,
+    pub rewritten: Vec<Rewrite>,
+}
+
+impl Served {
+    /// Flux's revision string for the served commit.
+    pub fn revision(&self) -> String {
+        format!("{}@sha1:{}", self.branch, self.git.revision)
+    }
+}
+
+/// Serves the working tree on `bind` (`host` is how the cluster reaches it).
+pub async fn serve(
+    req: &E2eRequest,
+    model: &RepoModel,
+    bind: SocketAddr,
+    host: &str,
+    progress: Progress<'_>,
+) -> Result<Served> {
+    let branch = format!("flux-harness/run-{}", req.run_id);
+    let rewritten = std::cell::RefCell::new(vec![]);
+    // Removed with the server (success, failure, Ctrl-C: its Drop).
+    let root = scratch(&req.run_id);
+    let fetch_dir = root.with_extension("fetched");
+    let git =
+        super::git::start(&req.plan.repo, &root, &branch, bind, &|url| rewrites(req, model, url, &branch, &rewritten))
+            .await?;
+    let url = git.url(host);
+    progress(&format!(
+        "serving the working tree on {url} (branch {branch}, commit {})",
+        &git.revision[..12.min(git.revision.len())]
+    ));
+    let rewritten = rewritten.into_inner();
+    for r in &rewritten {
+        progress(&format!("served {} rewritten: {}", r.path, r.what));
+    }
+    Ok(Served { git, fetch_dir, url, branch, rewritten })
+}
+
+/// Fetches the served branch as source-controller does (over HTTP, a shallow clone) into
+/// `dir`, and returns the model built from what was fetched.
+pub async fn fetch(req: &E2eRequest, served: &Served) -> Result<(RepoModel, crate::config::RepoConfig)> {
+    let dir = served.fetch_dir.as_path();
+    let _ = std::fs::remove_dir_all(dir);
+    let d = dir.display().to_string();
+    let cmd = Cmd::new("git", &["clone", "--quiet", "--depth", "1", "--branch", &served.branch, &served.url, &d]);
+    // The server answers on this runtime: the clone must not block it.
+    tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .map_err(|e| Error::new(ErrorKind::Io, format!("git clone: {e}")))?
+        .map_err(|e| e.context("source-controller (simulated) fetching the served tree".to_string()))?;
+    let fetched = crate::commands::PlanRequest { repo: dir.to_path_buf(), ..req.plan.clone() };
+    let loaded = crate::commands::load(&fetched);
+    let _ = std::fs::remove_dir_all(dir);
+    loaded
+}
+
+/// The sources that are this repository (the entry's own and those with its URL) but that
+/// the served tree points somewhere else: source-controller fails on them as Flux does
+/// (namespace, name, reason, message).
+pub fn unfetchable(model: &RepoModel, url: &str) -> Vec<(String, String, String, String)> {
+    let ours = plan::rewritten_sources(model, url, "");
+    let mut out = vec![];
+    for s in &model.sources {
+        let is_ours = ours.iter().any(|o| {
+            o["metadata"]["name"] == s.spec.name.as_str() && o["metadata"]["namespace"] == s.spec.namespace.as_str()
+        });
+        let Some(u) = s.spec.url.as_deref().filter(|u| is_ours && s.spec.kind == "GitRepository" && *u != url) else {
+            continue;
+        };
+        let (ns, name) = (s.spec.namespace.clone(), s.spec.name.clone());
+        let (reason, message) = match &s.spec.secret_ref {
+            Some(secret) => (
+                "AuthenticationFailed".to_string(),
+                format!("failed to get secret '{ns}/{secret}': secrets \"{secret}\" not found"),
+            ),
+            None if u.starts_with("ssh://") || u.contains('@') => (
+                "GitOperationFailed".to_string(),
+                format!(
+                    "failed to checkout and determine revision: unable to clone '{u}': ssh: handshake failed: ssh: unable to authenticate, attempted methods [none], no supported methods remain"
+                ),
+            ),
+            None => (
+                "GitOperationFailed".to_string(),
+                format!(
+                    "failed to checkout and determine revision: unable to clone '{u}': the simulated cluster reaches only the harness's git server"
+                ),
+            ),
+        };
+        out.push((ns, name, reason, message));
+    }
+    out
+}
+
+/// After the run: the entry's GitRepository still pulls from the harness's server and
+/// holds the served commit. `None` when it does.
+pub async fn source_check(client: &kube::Client, model: &RepoModel, served: &Served) -> Option<Violation> {
+    let s = &model.self_source;
+    let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        client.clone(),
+        &s.namespace,
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("source.toolkit.fluxcd.io", "v1", "GitRepository"),
+            "gitrepositories",
+        ),
+    );
+    let id = format!("GitRepository {}/{}", s.namespace, s.name);
+    let problem = match api.get(&s.name).await {
+        Err(e) => format!("cannot be read after the run: {e}"),
+        Ok(o) => {
+            let url = o.data["spec"]["url"].as_str().unwrap_or("");
+            let ready = o.data["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "Ready")
+                .map(|c| {
+                    format!(
+                        "{} {}: {}",
+                        c["status"].as_str().unwrap_or(""),
+                        c["reason"].as_str().unwrap_or(""),
+                        c["message"].as_str().unwrap_or("")
+                    )
+                })
+                .unwrap_or_else(|| "no Ready condition".into());
+            let revision = o.data["status"]["artifact"]["revision"].as_str().unwrap_or("");
+            if url != served.url {
+                format!(
+                    "no longer pulls from the harness's git server: spec.url is '{url}' ({ready}); the served tree re-points it, and the rewrite was turned off or missed it"
+                )
+            } else if !ready.starts_with("True") {
+                format!("is not Ready: {ready}")
+            } else if !revision.ends_with(&served.git.revision) {
+                format!("holds revision '{revision}', not the served commit {}", served.git.revision)
+            } else {
+                return None;
+            }
+        }
+    };
+    Some(Violation { kind: "source".into(), objects: vec![id.clone()], message: format!("{id} {problem}") })
+}
