@@ -477,4 +477,20 @@ async fn kubectl_gets_tables_applies_server_side_and_waits() {
     let res = kubectl(s(&["api-resources"])).await;
     assert!(res.status.success());
     assert!(String::from_utf8_lossy(&res.stdout).contains("kustomizations                      ks"));
+    let get = kubectl(s(&["get", "gitrepositories,kustomizations,helmreleases", "-A"])).await;
+    assert!(get.status.success(), "{}", String::from_utf8_lossy(&get.stderr));
+    assert!(String::from_utf8_lossy(&get.stdout).contains("gitrepository.source.toolkit.fluxcd.io/"));
+    // describe shows the controller's events about the object (matched by its uid).
+    let describe = kubectl(s(&["describe", "kustomization", "b", "-n", "flux-system"])).await;
+    let out = String::from_utf8_lossy(&describe.stdout);
+    assert!(describe.status.success(), "{}", String::from_utf8_lossy(&describe.stderr));
+    let events = out.split("Events:").nth(1).unwrap_or("");
+    assert!(events.contains("kustomize-controller") && events.contains("ReconciliationSucceeded"), "{out}");
+    assert!(events.contains("DependencyNotReady"), "b waited for a first: {out}");
+    // explain reads the CRD's schema from the OpenAPI v3 documents.
+    let explain = kubectl(s(&["explain", "kustomization.spec"])).await;
+    let out = String::from_utf8_lossy(&explain.stdout);
+    assert!(explain.status.success(), "{}", String::from_utf8_lossy(&explain.stderr));
+    assert!(out.contains("KIND:       Kustomization") && out.contains("dependsOn\t<[]Object>"), "{out}");
+    assert!(out.contains("sourceRef\t<Object> -required-"), "{out}");
 }

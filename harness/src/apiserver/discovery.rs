@@ -188,7 +188,13 @@ pub fn openapi_gv(resources: &[Resource], group: &str, version: &str) -> Option<
         return None;
     }
     let mut paths = serde_json::Map::new();
+    let mut schemas = serde_json::Map::new();
     for r in rs {
+        if let Some(schema) = crate::schema::flux_openapi(group, version, &r.kind) {
+            // Named as the CRD's schema is (reversed group, version, kind).
+            let reversed: Vec<&str> = group.split('.').rev().collect();
+            schemas.insert(format!("{}.{version}.{}", reversed.join("."), r.kind), schema);
+        }
         let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
         let path = if r.namespaced {
             format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
@@ -207,7 +213,7 @@ pub fn openapi_gv(resources: &[Resource], group: &str, version: &str) -> Option<
         );
     }
     Some(
-        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "components": {"schemas": {}}, "paths": paths}),
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "components": {"schemas": schemas}, "paths": paths}),
     )
 }
 

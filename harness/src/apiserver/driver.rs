@@ -60,13 +60,19 @@ fn wall_ms() -> u64 {
 /// Copies the simulator's objects into the store, writing only what changed.
 fn sync(shared: &Shared, objects: Vec<Value>, last: &mut HashMap<(String, String, String), Value>) {
     let mut objects = objects;
-    // CRDs first (their kinds must be served), then namespaces, then the rest.
+    // CRDs first (their kinds must be served), then namespaces, then the rest, and events
+    // last: they name the uid of an object stored before them.
     objects.sort_by_key(|o| match o.get("kind").and_then(Value::as_str) {
         Some("CustomResourceDefinition") => 0,
         Some("Namespace") => 1,
+        Some("Event") => 3,
         _ => 2,
     });
-    for o in objects {
+    for mut o in objects {
+        if o.get("kind").and_then(Value::as_str) == Some("Event") && o.get("apiVersion") == Some(&Value::from("v1")) {
+            let Some(uid) = involved_uid(shared, &o) else { continue };
+            o["involvedObject"]["uid"] = uid;
+        }
         let av = o.get("apiVersion").and_then(Value::as_str).unwrap_or("");
         let group = crate::object::split_api_version(av).0.to_string();
         let kind = o.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
@@ -84,6 +90,16 @@ fn sync(shared: &Shared, objects: Vec<Value>, last: &mut HashMap<(String, String
         last.insert(k, o.clone());
         shared.put(&res, &ns, o);
     }
+}
+
+/// The uid of the object an event is about, once the store holds it.
+fn involved_uid(shared: &Shared, event: &Value) -> Option<Value> {
+    let io = &event["involvedObject"];
+    let group = crate::object::split_api_version(io["apiVersion"].as_str()?).0.to_string();
+    let st = shared.store.lock().unwrap();
+    let res = st.resource_for_kind(&group, io["kind"].as_str()?)?;
+    st.get(&group, &res.plural, io["namespace"].as_str().unwrap_or(""), io["name"].as_str()?)
+        .and_then(|o| o.pointer("/metadata/uid").cloned())
 }
 
 /// Starts the API server and the simulation behind it. The model and graph live as long

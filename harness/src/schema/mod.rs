@@ -41,6 +41,64 @@ pub struct F {
     pub required: bool,
 }
 
+/// The OpenAPI v3 form of a type (what `kubectl explain` reads).
+pub fn openapi(t: &T) -> Value {
+    use serde_json::json;
+    match t {
+        T::Str => json!({"type": "string"}),
+        T::StrOf(min, max, _, pattern) => {
+            let mut v = json!({"type": "string"});
+            if let Some(m) = min {
+                v["minLength"] = json!(m);
+            }
+            if let Some(m) = max {
+                v["maxLength"] = json!(m);
+            }
+            if !pattern.is_empty() {
+                v["pattern"] = json!(pattern);
+            }
+            v
+        }
+        T::Bool => json!({"type": "boolean"}),
+        T::Int => json!({"type": "integer"}),
+        T::Duration => json!({"type": "string", "pattern": "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"}),
+        T::Enum(values) => json!({"type": "string", "enum": values}),
+        T::Obj(fields) => {
+            let props: serde_json::Map<String, Value> =
+                fields.iter().map(|f| (f.name.to_string(), openapi(&f.ty))).collect();
+            let required: Vec<&str> = fields.iter().filter(|f| f.required).map(|f| f.name).collect();
+            let mut v = json!({"type": "object", "properties": props});
+            if !required.is_empty() {
+                v["required"] = json!(required);
+            }
+            v
+        }
+        T::Arr(item) => json!({"type": "array", "items": openapi(item)}),
+        T::Map(value) => json!({"type": "object", "additionalProperties": openapi(value)}),
+        T::Any => json!({"x-kubernetes-preserve-unknown-fields": true}),
+        T::IntOrStr => json!({"x-kubernetes-int-or-string": true}),
+    }
+}
+
+/// The OpenAPI v3 schema of a whole Flux object (spec as the CRD declares the fields
+/// checked here), with the group-version-kind extension `kubectl explain` looks for.
+pub fn flux_openapi(group: &str, version: &str, kind: &str) -> Option<Value> {
+    use serde_json::json;
+    let spec = flux::spec_schema(group, version, kind)?;
+    Some(json!({
+        "type": "object",
+        "description": format!("{kind} is the Schema for the {}s API (Flux, as the harness's simulated cluster validates it).", kind.to_lowercase()),
+        "properties": {
+            "apiVersion": {"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."},
+            "kind": {"type": "string", "description": "Kind is a string value representing the REST resource this object represents."},
+            "metadata": {"type": "object", "description": "Standard object's metadata."},
+            "spec": openapi(spec),
+            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+        },
+        "x-kubernetes-group-version-kind": [{"group": group, "version": version, "kind": kind}],
+    }))
+}
+
 /// A field's place, as the API server prints it: `spec.dependsOn[0].name`.
 pub fn display_path(path: &[String]) -> String {
     let mut out = String::new();

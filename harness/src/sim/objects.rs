@@ -159,6 +159,36 @@ impl<'a> Simulator<'a> {
                 "status": {"observedGeneration": 1, "conditions": Self::conditions(cond.as_ref(), time(ready.unwrap_or(0))),
                            "artifact": if ready.is_some() { json!({"revision": self.sim.revision}) } else { json!(null) }}}));
         }
+        out.extend(self.events(time));
+        out
+    }
+
+    /// Flux's events: one per change of a Flux object's condition, as its controller
+    /// records it (what `kubectl describe` and `kubectl get events` show). The involved
+    /// object's uid is the store's, filled in by the server.
+    fn events(&self, time: &dyn Fn(u64) -> String) -> Vec<serde_json::Value> {
+        use serde_json::json;
+        let mut out = vec![];
+        for (n, e) in self.timeline.iter().enumerate() {
+            let (api_version, component) = match e.kind.as_str() {
+                "Kustomization" => ("kustomize.toolkit.fluxcd.io/v1", "kustomize-controller"),
+                "HelmRelease" => ("helm.toolkit.fluxcd.io/v2", "helm-controller"),
+                "GitRepository" | "OCIRepository" | "HelmRepository" | "Bucket" => {
+                    ("source.toolkit.fluxcd.io/v1", "source-controller")
+                }
+                _ => continue,
+            };
+            let warning = crate::sim::report::is_failure(&e.status, &e.reason, &e.message);
+            let at = time(e.at_ms);
+            out.push(json!({
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": format!("{}.{:016x}", e.name, n), "namespace": e.namespace, "creationTimestamp": at},
+                "involvedObject": {"apiVersion": api_version, "kind": e.kind, "name": e.name, "namespace": e.namespace},
+                "reason": e.reason, "message": e.message, "type": if warning { "Warning" } else { "Normal" },
+                "source": {"component": component}, "reportingComponent": component,
+                "firstTimestamp": at, "lastTimestamp": at, "count": 1,
+            }));
+        }
         out
     }
 
