@@ -33,6 +33,8 @@ fn request(repo: PathBuf, cluster: &str, provider: Provider, artifacts: &Path) -
         layers_snapshot: None,
         run_id: "test".into(),
         allow_retries: false,
+        install_cni: false,
+        install_flux: false,
     }
 }
 
@@ -354,11 +356,61 @@ fn an_existing_cluster_must_be_named() {
     let plan = harness::e2e::plan::render(
         &run::real_plan(&named, ProviderKind::Existing, &model, "http://x/repo.git").unwrap(),
     );
-    assert!(plan.contains("--context staging-admin cluster-info") && plan.contains("--context=staging-admin"));
+    assert!(
+        plan.contains("--context staging-admin --request-timeout=20s cluster-info")
+            && plan.contains("--context=staging-admin")
+    );
     assert!(
         !plan.contains("delete cluster") && !plan.contains("on success, failure or Ctrl-C"),
         "an existing cluster is never deleted:\n{plan}"
     );
+}
+
+/// On a cluster the harness did not create, nothing is installed unless asked, the entry
+/// does not prune, and the cluster's own sync objects are saved before and restored after
+/// (against fake kubectl: the saved file is applyable again, and cleanup applies it).
+#[test]
+fn an_existing_cluster_gets_only_what_was_asked_and_its_sync_back() {
+    let bin = tempfile::tempdir().unwrap();
+    let log = fakes(bin.path(), None);
+    // kubectl get prints the cluster's own objects, as a List with server-set fields.
+    let listing = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: source.toolkit.fluxcd.io/v1\n  kind: GitRepository\n  metadata:\n    name: flux-system\n    namespace: flux-system\n    uid: 1234\n    resourceVersion: \"99\"\n    managedFields: [{manager: flux}]\n  spec:\n    url: ssh://git@example.com/org/infra.git\n    secretRef: {name: flux-system}\n  status: {artifact: {revision: main@sha1:abc}}\n";
+    let kubectl = bin.path().join("kubectl");
+    std::fs::write(
+        &kubectl,
+        format!(
+            "#!/bin/sh\necho \"kubectl $*\" >> {}\ncase \"$*\" in *\" get --ignore-not-found \"*) cat <<'EOF'\n{listing}EOF\n;; esac\nexit 0\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let art = tempfile::tempdir().unwrap();
+    let mut req =
+        request(common::example("netcorp-infra"), "staging", Provider::Real(ProviderKind::Existing), art.path());
+    req.context = Some("prod".into());
+    let (model, _) = harness::commands::load(&req.plan).unwrap();
+    let steps = run::real_plan(&req, ProviderKind::Existing, &model, "http://10.0.0.1:8080/repo.git").unwrap();
+    let plan = harness::e2e::plan::render(&steps);
+    assert!(!plan.contains("helm upgrade") && !plan.contains("flux install"), "nothing installed unasked:\n{plan}");
+    assert!(plan.contains("prune: false") && !plan.contains("prune: true"), "the entry does not prune:\n{plan}");
+    assert!(plan.contains("--request-timeout=20s cluster-info"), "an unreachable API server fails fast");
+    with_path(bin.path(), || run::execute(&steps, false)).unwrap();
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let at =
+        |needle: &str| calls.lines().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle}:\n{calls}"));
+    assert!(at("get --ignore-not-found") < at("apply --server-side -f"), "saved before the entry is applied");
+    assert!(at("apply --server-side -f") < at("--force-conflicts -f"), "restored after:\n{calls}");
+    let saved = std::fs::read_to_string(art.path().join("entry-before.yaml")).unwrap();
+    assert!(saved.contains("url: ssh://git@example.com/org/infra.git") && saved.contains("secretRef"), "{saved}");
+    for server_set in ["uid", "resourceVersion", "managedFields", "status", "artifact"] {
+        assert!(!saved.contains(server_set), "{server_set} is dropped:\n{saved}");
+    }
+    // Asked for: Cilium and Flux installed.
+    req.install_cni = true;
+    req.install_flux = true;
+    let asked =
+        harness::e2e::plan::render(&run::real_plan(&req, ProviderKind::Existing, &model, "http://x/repo.git").unwrap());
+    assert!(asked.contains("helm upgrade --install cilium") && asked.contains("flux install"), "{asked}");
 }
 
 /// Fake `kind`, `helm`, `kubectl` and `flux` that append their arguments to a log; the

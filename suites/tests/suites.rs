@@ -33,6 +33,8 @@ fn request(repo: PathBuf, suites: &[SuiteName], artifacts: &Path) -> SuiteReques
             layers_snapshot: None,
             run_id: "test".into(),
             allow_retries: false,
+            install_cni: false,
+            install_flux: false,
         },
         suites: suites.to_vec(),
         snapshots: None,

@@ -300,6 +300,8 @@ fn e2e_bench(targets: &mut Targets) -> ExitCode {
         layers_snapshot: None,
         run_id: "bench".into(),
         allow_retries: false,
+        install_cni: false,
+        install_flux: false,
     };
     let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let mut times = vec![];
@@ -322,7 +324,10 @@ fn e2e_bench(targets: &mut Targets) -> ExitCode {
     let _ = std::fs::remove_dir_all(&art);
     let t = median(times);
     targets.at_most("sim e2e netcorp at --speed 6000 (wall)", ms(t), 5000.0, "ms");
-    println!("sim e2e netcorp-infra at 6000x: median {:.0} ms over 5 runs, git snapshot and fetch included (target <= 5 s)", ms(t));
+    println!(
+        "sim e2e netcorp-infra at 6000x: median {:.0} ms over 5 runs, git snapshot and fetch included (target <= 5 s)",
+        ms(t)
+    );
     ExitCode::SUCCESS
 }
 

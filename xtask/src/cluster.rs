@@ -45,6 +45,12 @@ pub struct ClusterArgs {
     /// Where reports and diagnostics go.
     #[arg(long, default_value = "target/e2e")]
     artifacts: PathBuf,
+    /// On --provider existing: also pre-install the repo's Cilium (else the cluster's own CNI is used).
+    #[arg(long)]
+    install_cni: bool,
+    /// On --provider existing: install Flux when the cluster has none (else its absence is an error).
+    #[arg(long)]
+    install_flux: bool,
 }
 
 impl ClusterArgs {
@@ -75,6 +81,8 @@ impl ClusterArgs {
                     .unwrap_or(0)
             ),
             allow_retries: self.allow_retries,
+            install_cni: self.install_cni,
+            install_flux: self.install_flux,
         }
     }
 }
@@ -133,18 +141,18 @@ pub fn run_async<T>(fut: impl std::future::Future<Output = T>) -> Result<Result<
     Ok(result)
 }
 
-/// Waits for Ctrl-C (SIGINT) or SIGTERM (what CI runners send on cancel); returns the exit
-/// code a shell gives for it (130, 143).
+/// Waits for Ctrl-C (SIGINT), SIGTERM (what CI runners send on cancel) or SIGHUP (the
+/// terminal closed, an ssh session dropped); returns the exit code a shell gives for it
+/// (130, 143, 129).
 pub async fn interrupted() -> u8 {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return 130;
-        }
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return 130;
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => 130,
         _ = term.recv() => 143,
+        _ = hup.recv() => 129,
     }
 }

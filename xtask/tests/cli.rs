@@ -379,6 +379,12 @@ fn sigterm_during_cluster_creation_deletes_the_cluster() {
     let _ = interrupt_during_cluster_creation("-TERM", 143);
 }
 
+/// The terminal closed, or the ssh session to the laptop dropped.
+#[test]
+fn sighup_during_cluster_creation_deletes_the_cluster() {
+    let _ = interrupt_during_cluster_creation("-HUP", 129);
+}
+
 #[test]
 fn the_sim_cluster_kubeconfig_is_private_and_removed_on_sigterm() {
     use std::os::unix::fs::PermissionsExt;

@@ -1,4 +1,5 @@
 pub mod assert;
+mod execute;
 pub mod git;
 pub mod plan;
 pub mod provider;

@@ -27,6 +27,13 @@ pub struct PlanInput<'a> {
     pub git_url: String,
     pub run_branch: String,
     pub age_key: Option<String>,
+    /// A cluster the harness did not create (`--provider existing`): nothing is installed
+    /// unless asked, the entry does not prune, and the entry's objects are restored after.
+    pub existing: bool,
+    /// `--install-cni`: pre-install the repo's Cilium on an existing cluster too.
+    pub install_cni: bool,
+    /// `--install-flux`: install Flux on an existing cluster that has none.
+    pub install_flux: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +42,9 @@ pub enum Step {
     Run { what: String, cmd: Cmd, cleanup: bool },
     /// A file the plan writes before running the commands that read it.
     Write { what: String, path: String, content: String },
+    /// Saves what `cmd` prints (objects as YAML, server-set fields dropped) to `path`, and
+    /// registers the cleanup: `restore` when something was saved, else `otherwise`.
+    Save { what: String, cmd: Cmd, path: String, restore: Box<Cmd>, otherwise: Box<Cmd> },
 }
 
 impl Step {
@@ -190,7 +200,14 @@ pub fn build(p: &PlanInput) -> Vec<Step> {
     for (what, cmd) in p.provider.delete() {
         steps.push(Step::Run { what, cmd, cleanup: true });
     }
-    if let Some((url, version, values)) = cilium_values(p.model, p.provider) {
+    let cilium = cilium_values(p.model, p.provider).filter(|_| !p.existing || p.install_cni);
+    if p.existing && !p.install_cni {
+        steps.push(kubectl(
+            "check the nodes are Ready with the cluster's own CNI (--install-cni pre-installs the repo's Cilium)",
+            &["wait", "--for=condition=Ready", "nodes", "--all", "--timeout=60s"],
+        ));
+    }
+    if let Some((url, version, values)) = cilium {
         let vf = format!("{}/cilium-values.yaml", p.artifacts);
         steps.push(Step::Write {
             what: "Cilium values: the repo's HelmRelease values plus the test cluster's API server".into(),
@@ -238,6 +255,10 @@ pub fn build(p: &PlanInput) -> Vec<Step> {
         ));
     }
     match &p.gotk_components {
+        _ if p.existing && !p.install_flux => steps.push(kubectl(
+            "check Flux is installed (the harness installs it on a cluster it did not create only with --install-flux)",
+            &["-n", "flux-system", "get", "deployment", "source-controller", "kustomize-controller", "helm-controller"],
+        )),
         Some(f) => steps.push(kubectl(
             "install Flux as the repo pins it (gotk-components.yaml)",
             &["apply", "--server-side", "-f", f],
@@ -266,10 +287,42 @@ pub fn build(p: &PlanInput) -> Vec<Step> {
     manifests.push(json!({
         "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
         "metadata": {"name": entry.name, "namespace": entry.namespace},
-        "spec": {"interval": "10m", "path": format!("./{}", entry.path), "prune": true,
+        // On a cluster the harness did not create, the tree under test must not prune what
+        // the cluster runs and the tree lacks.
+        "spec": {"interval": "10m", "path": format!("./{}", entry.path), "prune": !p.existing,
                  "sourceRef": {"kind": "GitRepository", "name": p.model.self_source.name}}
     }));
     let mf = format!("{}/entry.yaml", p.artifacts);
+    if p.existing {
+        // What the entry replaces, so that cleanup puts the cluster's own sync back.
+        let backup = format!("{}/entry-before.yaml", p.artifacts);
+        let names: Vec<String> = manifests
+            .iter()
+            .map(|m| {
+                let kind = if m["kind"] == "Kustomization" {
+                    "kustomization.kustomize.toolkit.fluxcd.io"
+                } else {
+                    "gitrepository.source.toolkit.fluxcd.io"
+                };
+                format!("{kind}/{}", m["metadata"]["name"].as_str().unwrap_or(""))
+            })
+            .collect();
+        let t = target.kubectl_args();
+        let mut get: Vec<&str> = t.iter().map(String::as_str).collect();
+        get.extend(["-n", &entry.namespace, "get", "--ignore-not-found", "-o", "yaml"]);
+        get.extend(names.iter().map(String::as_str));
+        let mut restore: Vec<&str> = t.iter().map(String::as_str).collect();
+        restore.extend(["apply", "--server-side", "--force-conflicts", "-f", &backup]);
+        let mut delete: Vec<&str> = t.iter().map(String::as_str).collect();
+        delete.extend(["delete", "--ignore-not-found", "-f", &mf]);
+        steps.push(Step::Save {
+            what: "save the cluster's own sync objects that the entry replaces (restored after the run)".into(),
+            cmd: Cmd::new("kubectl", &get),
+            path: backup.clone(),
+            restore: Box::new(Cmd::new("kubectl", &restore)),
+            otherwise: Box::new(Cmd::new("kubectl", &delete)),
+        });
+    }
     steps.push(Step::Write {
         what: "the cluster entry, its sources pointing at the harness's git server".into(),
         path: mf.clone(),
@@ -287,6 +340,13 @@ pub fn render(steps: &[Step]) -> String {
     for (n, s) in main.iter().enumerate() {
         match s {
             Step::Run { what, cmd, .. } => out.push_str(&format!("{:>2}. {what}\n    $ {}\n", n + 1, cmd.display())),
+            Step::Save { what, cmd, path, restore, otherwise } => out.push_str(&format!(
+                "{:>2}. {what}\n    $ {} > {path}\n    after the run: $ {}\n    (or, when there was nothing: $ {})\n",
+                n + 1,
+                cmd.display(),
+                restore.display(),
+                otherwise.display()
+            )),
             Step::Write { what, path, content } => {
                 out.push_str(&format!("{:>2}. write {path}: {what}\n", n + 1));
                 for l in content.lines() {

@@ -212,7 +212,8 @@ impl ClusterProvider for Existing {
     fn create(&self) -> Vec<(String, Cmd)> {
         vec![(
             "check the named context answers (the harness never creates nor deletes it)".into(),
-            Cmd::new("kubectl", &["--context", &self.context, "cluster-info"]),
+            // An unreachable API server is a setup error within seconds, not a timeout.
+            Cmd::new("kubectl", &["--context", &self.context, "--request-timeout=20s", "cluster-info"]),
         )]
     }
     fn target(&self) -> Target {

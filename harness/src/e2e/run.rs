@@ -4,6 +4,8 @@
 //! bootstrap plan, executed through `exec`).
 
 use super::assert::{self, Observation};
+pub use super::execute::execute;
+use super::execute::{Cleanup, cleanup_commands, execute_step_async};
 use super::plan::{self, ProviderKind, Step};
 use super::provider::{ClusterProvider, Existing, K3d, Kind};
 use super::report::{E2eReport, Predicted};
@@ -53,6 +55,10 @@ pub struct E2eRequest {
     pub run_id: String,
     /// A failed reconcile that a retry mended is a warning instead of a violation.
     pub allow_retries: bool,
+    /// `--install-cni` / `--install-flux`: what the harness may install on a cluster it did
+    /// not create (kind and k3d always get both).
+    pub install_cni: bool,
+    pub install_flux: bool,
 }
 
 /// What the run needs from outside: a way to report progress.
@@ -399,35 +405,6 @@ async fn run_sim(
     })
 }
 
-/// Runs cleanup steps in reverse order when dropped (success, failure, panic), unless kept.
-struct Cleanup {
-    steps: Vec<crate::exec::Cmd>,
-    keep: bool,
-    done: bool,
-}
-
-impl Cleanup {
-    fn run(&mut self) {
-        if self.done || self.keep {
-            return;
-        }
-        self.done = true;
-        // An interrupted run may still have a command going (kind create ...).
-        crate::exec::kill_running();
-        for cmd in self.steps.iter().rev() {
-            if let Err(e) = cmd.output() {
-                eprintln!("cleanup: {e}");
-            }
-        }
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        self.run();
-    }
-}
-
 /// The provider for a real cluster of this run. A repo that brings Cilium gets a cluster
 /// without a CNI (the plan pre-installs the repo's Cilium); one that brings none keeps the
 /// provider's default CNI, so its pods have a network.
@@ -477,6 +454,9 @@ pub fn real_plan(req: &E2eRequest, kind: ProviderKind, model: &RepoModel, git_ur
         git_url: git_url.to_string(),
         run_branch: format!("flux-harness/run-{}", req.run_id),
         age_key: req.age_key.as_ref().map(|p| p.display().to_string()),
+        existing: kind == ProviderKind::Existing,
+        install_cni: req.install_cni,
+        install_flux: req.install_flux,
     }))
 }
 
@@ -486,7 +466,10 @@ pub fn real_plan(req: &E2eRequest, kind: ProviderKind, model: &RepoModel, git_ur
 fn preflight(prov: &dyn ClusterProvider, steps: &[Step]) -> Result<()> {
     let mut missing: Vec<&str> = steps
         .iter()
-        .filter_map(|s| if let Step::Run { cmd, .. } = s { Some(cmd.program.as_str()) } else { None })
+        .filter_map(|s| match s {
+            Step::Run { cmd, .. } | Step::Save { cmd, .. } => Some(cmd.program.as_str()),
+            Step::Write { .. } => None,
+        })
         .chain(prov.docker_network().is_some().then_some("docker"))
         .chain(std::iter::once("git"))
         .filter(|p| !crate::exec::have(p))
@@ -659,62 +642,4 @@ async fn run_real(
         timeline: obs,
         time_unit: "seconds".into(),
     })
-}
-
-/// As [`execute_step`], with commands on a blocking thread so that Ctrl-C (which cancels
-/// the run's future and so drops the cleanup guard) is seen while a long command runs.
-async fn execute_step_async(s: &Step, guard: &mut Cleanup, progress: Progress<'_>) -> Result<()> {
-    match s {
-        Step::Run { what, cmd, cleanup: false } => {
-            progress(what);
-            let c = cmd.clone();
-            tokio::task::spawn_blocking(move || c.output())
-                .await
-                .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?
-                .map(|_| ())
-                .map_err(|e| e.context(format!("while trying to {what}")))
-        }
-        other => execute_step(other, guard, progress),
-    }
-}
-
-fn execute_step(s: &Step, guard: &mut Cleanup, progress: Progress<'_>) -> Result<()> {
-    match s {
-        Step::Write { path, content, .. } => {
-            if let Some(parent) = Path::new(path).parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", parent.display())))?;
-            }
-            std::fs::write(path, content).map_err(|e| Error::new(ErrorKind::Io, format!("{path}: {e}")))
-        }
-        Step::Run { cmd, cleanup: true, .. } => {
-            if !guard.steps.contains(cmd) {
-                guard.steps.push(cmd.clone());
-            }
-            Ok(())
-        }
-        Step::Run { what, cmd, .. } => {
-            progress(what);
-            cmd.output().map(|_| ()).map_err(|e| e.context(format!("while trying to {what}")))
-        }
-    }
-}
-
-fn cleanup_commands(steps: &[Step]) -> Vec<crate::exec::Cmd> {
-    steps
-        .iter()
-        .filter_map(|s| if let Step::Run { cmd, cleanup: true, .. } = s { Some(cmd.clone()) } else { None })
-        .collect()
-}
-
-/// Executes plan steps (used by the real providers and by tests with fake executables):
-/// writes files, runs commands, and runs cleanup steps in reverse order afterwards, also
-/// when a step fails or the thread panics, unless `keep`.
-pub fn execute(steps: &[Step], keep: bool) -> Result<()> {
-    let mut cleanup = Cleanup { steps: cleanup_commands(steps), keep, done: false };
-    for s in steps {
-        execute_step(s, &mut cleanup, &|_| {})?;
-    }
-    cleanup.run();
-    Ok(())
 }

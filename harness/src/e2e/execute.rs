@@ -1,0 +1,131 @@
+//! Executing a bootstrap plan: files written, commands run off the async runtime (so
+//! Ctrl-C is seen while one runs), and the cleanup guard that runs the cleanup commands in
+//! reverse order on success, failure, panic or cancellation, unless `--keep`.
+
+use super::plan::Step;
+use super::run::Progress;
+use crate::error::{Error, ErrorKind, Result};
+use std::path::Path;
+
+/// Runs cleanup steps in reverse order when dropped (success, failure, panic), unless kept.
+pub(super) struct Cleanup {
+    pub(super) steps: Vec<crate::exec::Cmd>,
+    pub(super) keep: bool,
+    pub(super) done: bool,
+}
+
+impl Cleanup {
+    pub(super) fn run(&mut self) {
+        if self.done || self.keep {
+            return;
+        }
+        self.done = true;
+        // An interrupted run may still have a command going (kind create ...).
+        crate::exec::kill_running();
+        for cmd in self.steps.iter().rev() {
+            if let Err(e) = cmd.output() {
+                eprintln!("cleanup: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        self.run();
+    }
+}
+
+/// As [`execute_step`], with commands on a blocking thread so that Ctrl-C (which cancels
+/// the run's future and so drops the cleanup guard) is seen while a long command runs.
+pub(super) async fn execute_step_async(s: &Step, guard: &mut Cleanup, progress: Progress<'_>) -> Result<()> {
+    match s {
+        Step::Run { what, cmd, cleanup: false } => {
+            progress(what);
+            let c = cmd.clone();
+            tokio::task::spawn_blocking(move || c.output())
+                .await
+                .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?
+                .map(|_| ())
+                .map_err(|e| e.context(format!("while trying to {what}")))
+        }
+        other => execute_step(other, guard, progress),
+    }
+}
+
+fn execute_step(s: &Step, guard: &mut Cleanup, progress: Progress<'_>) -> Result<()> {
+    match s {
+        Step::Write { path, content, .. } => {
+            if let Some(parent) = Path::new(path).parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", parent.display())))?;
+            }
+            std::fs::write(path, content).map_err(|e| Error::new(ErrorKind::Io, format!("{path}: {e}")))
+        }
+        Step::Run { cmd, cleanup: true, .. } => {
+            if !guard.steps.contains(cmd) {
+                guard.steps.push(cmd.clone());
+            }
+            Ok(())
+        }
+        Step::Run { what, cmd, .. } => {
+            progress(what);
+            cmd.output().map(|_| ()).map_err(|e| e.context(format!("while trying to {what}")))
+        }
+        Step::Save { what, cmd, path, restore, otherwise } => {
+            progress(what);
+            let text = cmd.output().map_err(|e| e.context(format!("while trying to {what}")))?;
+            let saved = restorable(path, &text)?;
+            std::fs::write(path, crate::yaml::to_yaml_stream(saved.iter()))
+                .map_err(|e| Error::new(ErrorKind::Io, format!("{path}: {e}")))?;
+            // Registered before the entry is applied: a failure from here on still restores.
+            guard.steps.push(if saved.is_empty() { (**otherwise).clone() } else { (**restore).clone() });
+            Ok(())
+        }
+    }
+}
+
+/// The objects of `kubectl get -o yaml` (one object or a List) as they can be applied
+/// again: without what the server sets (uid, resourceVersion, timestamps, managed fields,
+/// status).
+fn restorable(path: &str, text: &str) -> Result<Vec<serde_json::Value>> {
+    let mut out = vec![];
+    for d in crate::yaml::parse_docs(path, text)? {
+        let items = match d.value.get("items").and_then(|i| i.as_array()) {
+            Some(items) => items.clone(),
+            None if d.value.is_object() => vec![d.value.clone()],
+            None => vec![],
+        };
+        for mut o in items {
+            if let Some(md) = o.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                for k in ["uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "finalizers"] {
+                    md.remove(k);
+                }
+            }
+            if let Some(m) = o.as_object_mut() {
+                m.remove("status");
+            }
+            out.push(o);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn cleanup_commands(steps: &[Step]) -> Vec<crate::exec::Cmd> {
+    steps
+        .iter()
+        .filter_map(|s| if let Step::Run { cmd, cleanup: true, .. } = s { Some(cmd.clone()) } else { None })
+        .collect()
+}
+
+/// Executes plan steps (used by the real providers and by tests with fake executables):
+/// writes files, runs commands, and runs cleanup steps in reverse order afterwards, also
+/// when a step fails or the thread panics, unless `keep`.
+pub fn execute(steps: &[Step], keep: bool) -> Result<()> {
+    let mut cleanup = Cleanup { steps: cleanup_commands(steps), keep, done: false };
+    for s in steps {
+        execute_step(s, &mut cleanup, &|_| {})?;
+    }
+    cleanup.run();
+    Ok(())
+}
