@@ -60,7 +60,14 @@ fn execute_step(s: &Step, guard: &mut Cleanup, progress: Progress<'_>) -> Result
                 std::fs::create_dir_all(parent)
                     .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", parent.display())))?;
             }
-            std::fs::write(path, content).map_err(|e| Error::new(ErrorKind::Io, format!("{path}: {e}")))
+            std::fs::write(path, content).map_err(|e| Error::new(ErrorKind::Io, format!("{path}: {e}")))?;
+            // The k3d entrypoint script runs inside the nodes.
+            if path.ends_with(".sh") {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| Error::new(ErrorKind::Io, format!("{path}: {e}")))?;
+            }
+            Ok(())
         }
         Step::Run { cmd, cleanup: true, .. } => {
             if !guard.steps.contains(cmd) {

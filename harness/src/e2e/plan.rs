@@ -194,6 +194,14 @@ pub fn build(p: &PlanInput) -> Vec<Step> {
         Step::run(what, "kubectl", &a)
     };
     let helm_target = target.helm_args();
+    for (path, content, executable) in p.provider.config_files() {
+        let name = path.rsplit('/').next().unwrap_or(&path).to_string();
+        steps.push(Step::Write {
+            what: format!("the cluster's config (kind-configs/{name}){}", if executable { ", executable" } else { "" }),
+            path,
+            content: content.to_string(),
+        });
+    }
     for (what, cmd) in p.provider.create() {
         steps.push(Step::Run { what, cmd, cleanup: false });
     }

@@ -60,6 +60,26 @@ pub trait ClusterProvider {
     fn cluster_name(&self) -> Option<&str> {
         None
     }
+    /// Files the create commands read (path, content, executable), written by the plan
+    /// first: the configs of `kind-configs/` are in the binary, so it runs from anywhere.
+    fn config_files(&self) -> Vec<(String, &'static str, bool)> {
+        vec![]
+    }
+}
+
+/// `kind-configs/`, embedded at build time (the binary needs no source tree at run time).
+pub const KIND_CONFIGS: [(&str, &str, bool); 5] = [
+    ("kind.yaml", include_str!("../../../kind-configs/kind.yaml"), false),
+    ("kind-default-cni.yaml", include_str!("../../../kind-configs/kind-default-cni.yaml"), false),
+    ("k3d.yaml", include_str!("../../../kind-configs/k3d.yaml"), false),
+    ("k3d-default-cni.yaml", include_str!("../../../kind-configs/k3d-default-cni.yaml"), false),
+    ("k3d-entrypoint-cilium.sh", include_str!("../../../kind-configs/k3d-entrypoint-cilium.sh"), true),
+];
+
+/// The embedded config `name`, to be written at `path`.
+fn config_file(path: &str) -> Vec<(String, &'static str, bool)> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    KIND_CONFIGS.iter().filter(|(n, _, _)| *n == name).map(|(_, c, x)| (path.to_string(), *c, *x)).collect()
 }
 
 pub struct Kind {
@@ -71,6 +91,9 @@ pub struct Kind {
 }
 
 impl ClusterProvider for Kind {
+    fn config_files(&self) -> Vec<(String, &'static str, bool)> {
+        config_file(&self.config)
+    }
     fn list_clusters(&self) -> Option<Cmd> {
         Some(Cmd::new("kind", &["get", "clusters"]))
     }
@@ -139,6 +162,14 @@ pub struct K3d {
 }
 
 impl ClusterProvider for K3d {
+    fn config_files(&self) -> Vec<(String, &'static str, bool)> {
+        let config = if self.repo_cni { "k3d.yaml" } else { "k3d-default-cni.yaml" };
+        let mut out = config_file(&format!("{}/{config}", self.config_dir));
+        if self.repo_cni {
+            out.extend(config_file(&format!("{}/k3d-entrypoint-cilium.sh", self.config_dir)));
+        }
+        out
+    }
     fn list_clusters(&self) -> Option<Cmd> {
         Some(Cmd::new("k3d", &["cluster", "list", "--no-headers"]))
     }

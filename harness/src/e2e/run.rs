@@ -412,12 +412,8 @@ pub fn provider(req: &E2eRequest, kind: ProviderKind, model: &RepoModel) -> Resu
     let repo_cni = model.helm_releases.iter().any(|h| h.spec.chart == "cilium");
     let name = format!("flux-harness-{}", req.run_id);
     let kubeconfig = req.artifacts.join("kubeconfig").display().to_string();
-    let configs = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(|p| p.join("kind-configs"))
-        .unwrap_or_default()
-        .display()
-        .to_string();
+    // The plan writes the embedded kind-configs here before creating the cluster.
+    let configs = req.artifacts.join("cluster-configs").display().to_string();
     Ok(match kind {
         ProviderKind::Kind => Box::new(Kind {
             name,
