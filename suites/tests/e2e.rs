@@ -374,7 +374,7 @@ fn an_existing_cluster_gets_only_what_was_asked_and_its_sync_back() {
     let bin = tempfile::tempdir().unwrap();
     let log = fakes(bin.path(), None);
     // kubectl get prints the cluster's own objects, as a List with server-set fields.
-    let listing = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: source.toolkit.fluxcd.io/v1\n  kind: GitRepository\n  metadata:\n    name: flux-system\n    namespace: flux-system\n    uid: 1234\n    resourceVersion: \"99\"\n    managedFields: [{manager: flux}]\n  spec:\n    url: ssh://git@example.com/org/infra.git\n    secretRef: {name: flux-system}\n  status: {artifact: {revision: main@sha1:abc}}\n";
+    let listing = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: source.toolkit.fluxcd.io/v1\n  kind: GitRepository\n  metadata:\n    name: flux-system\n    namespace: flux-system\n    uid: 1234\n    resourceVersion: \"99\"\n    managedFields: [{manager: flux}]\n  spec:\n    url: ssh://git@example.com/org/infra.git\n    secretRef: {name: flux-system}\n  status: {artifact: {revision: main@sha1:abc}}\n- apiVersion: kustomize.toolkit.fluxcd.io/v1\n  kind: Kustomization\n  metadata:\n    name: flux-system\n    namespace: flux-system\n    uid: 5678\n  spec:\n    path: ./clusters/prod\n    prune: true\n";
     let kubectl = bin.path().join("kubectl");
     std::fs::write(
         &kubectl,
@@ -399,8 +399,16 @@ fn an_existing_cluster_gets_only_what_was_asked_and_its_sync_back() {
     let at =
         |needle: &str| calls.lines().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle}:\n{calls}"));
     assert!(at("get --ignore-not-found") < at("apply --server-side -f"), "saved before the entry is applied");
-    assert!(at("apply --server-side -f") < at("--force-conflicts -f"), "restored after:\n{calls}");
+    // Restored after, without pruning by the run's inventory: prune off, one reconcile of
+    // the cluster's own source, then the objects as they were.
+    let order = ["apply --server-side -f", "entry-before-no-prune.yaml", "annotate --overwrite", "wait kustomization"];
+    let positions: Vec<usize> = order.iter().map(|n| at(n)).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}:\n{calls}");
+    assert!(calls.lines().last().unwrap().ends_with("entry-before.yaml"), "{calls}");
+    let quiet = std::fs::read_to_string(art.path().join("entry-before-no-prune.yaml")).unwrap();
+    assert!(quiet.contains("prune: false") && !quiet.contains("prune: true"), "{quiet}");
     let saved = std::fs::read_to_string(art.path().join("entry-before.yaml")).unwrap();
+    assert!(saved.contains("prune: true"), "the cluster's own setting comes back last:\n{saved}");
     assert!(saved.contains("url: ssh://git@example.com/org/infra.git") && saved.contains("secretRef"), "{saved}");
     for server_set in ["uid", "resourceVersion", "managedFields", "status", "artifact"] {
         assert!(!saved.contains(server_set), "{server_set} is dropped:\n{saved}");
@@ -532,6 +540,7 @@ async fn the_git_server_serves_the_working_tree_to_a_real_git_client() {
         &root.path().join("git"),
         "flux-harness/run-test",
         "127.0.0.1:0".parse().unwrap(),
+        &[],
         &|_| vec![],
     )
     .await
@@ -570,6 +579,7 @@ async fn the_served_gotk_sync_points_at_the_harness_and_the_user_tree_is_untouch
         &root.path().join("git"),
         "flux-harness/run-t",
         "127.0.0.1:0".parse().unwrap(),
+        &[],
         &|url| {
             let rw = harness::e2e::plan::served_rewrites(&model, &read, url, "flux-harness/run-t");
             *seen.lock().unwrap() = rw.clone();
@@ -635,6 +645,7 @@ async fn the_git_server_is_reachable_from_a_container_on_a_docker_network() {
         &root.path().join("git"),
         "run",
         format!("{gateway}:0").parse().unwrap(),
+        &[],
         &|_| vec![],
     )
     .await
@@ -790,4 +801,45 @@ async fn without_the_rewrite_source_controller_fails_on_the_ssh_url() {
         "{}",
         v.message
     );
+}
+
+/// On an existing cluster no Kustomization of the served tree prunes (the first reconcile
+/// of the entry would otherwise turn pruning back on); kind keeps the tree as it is.
+#[test]
+fn on_an_existing_cluster_the_served_tree_does_not_prune() {
+    let art = tempfile::tempdir().unwrap();
+    let mut req = request(common::example("envs-infra"), "staging", Provider::Real(ProviderKind::Existing), art.path());
+    req.context = Some("prod".into());
+    let (model, _) = harness::commands::load(&req.plan).unwrap();
+    let out = std::cell::RefCell::new(vec![]);
+    let files = harness::e2e::served::rewrites(&req, &model, "http://x/repo.git", "b", &out);
+    let infra =
+        files.iter().find(|(p, _)| p == "infrastructure/clusters/staging/apps.yaml").expect("the Kustomizations' file");
+    assert!(!infra.1.contains("prune: true") && infra.1.contains("prune: false"));
+    let gotk = files.iter().find(|(p, _)| p.ends_with("gotk-sync.yaml")).unwrap();
+    assert!(gotk.1.contains("url: http://x/repo.git") && !gotk.1.contains("prune: true"), "{}", gotk.1);
+    assert!(out.borrow().iter().any(|r| r.what.contains("prune: false on Kustomization")));
+    let kind = E2eRequest { provider: Provider::Real(ProviderKind::Kind), ..req };
+    let files = harness::e2e::served::rewrites(&kind, &model, "http://x/repo.git", "b", &out);
+    assert!(!files.iter().any(|(p, _)| p.ends_with("apps.yaml")), "kind serves the Kustomizations as they are");
+    assert!(!out.borrow().iter().any(|r| r.what.contains("prune")));
+}
+
+/// The run's artifacts inside the repo under test (a kubeconfig, saved objects) are never
+/// committed to the served tree, and the copy is readable by its owner only.
+#[test]
+#[cfg_attr(not(have_git), ignore = "git is not installed: the served tree is a git commit")]
+fn the_served_tree_leaves_out_the_run_s_artifacts() {
+    let d = tempfile::tempdir().unwrap();
+    common::copy_dir(&common::example("envs-infra"), d.path());
+    std::fs::create_dir_all(d.path().join("target/e2e")).unwrap();
+    std::fs::write(d.path().join("target/e2e/kubeconfig"), "token: canary-5f2a").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let served = root.path().join("served");
+    harness::e2e::git::snapshot(d.path(), &served, "run", &["target/e2e".to_string()], &[]).unwrap();
+    let files = sh(&served.join("repo.git"), &["ls-tree", "-r", "--name-only", "run"]);
+    assert!(files.contains("infrastructure/clusters/staging/apps.yaml"), "{files}");
+    assert!(!files.contains("target/e2e"), "{files}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&served).unwrap().permissions().mode() & 0o777, 0o700);
 }

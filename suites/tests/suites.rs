@@ -208,6 +208,9 @@ async fn the_junit_parses_and_carries_each_failure() {
         .and_then(|c| c.children().find(|n| n.has_tag_name("failure")))
         .expect("the failed check has a failure element");
     assert!(failure.text().unwrap_or("").contains("owns the CNI configuration exclusively"));
+    // bootstrap-order fails on it too: linkerd never gets Ready, and plan says why.
+    let order: Vec<&str> = failed(&report, SuiteName::BootstrapOrder).iter().map(|c| c.id.as_str()).collect();
+    assert!(order.contains(&"plan") && order.contains(&"all-ready"), "{order:?}");
     let unit = doc.descendants().find(|n| n.has_tag_name("property") && n.attribute("name") == Some("time_unit"));
     assert_eq!(unit.and_then(|n| n.attribute("value")), Some("virtual seconds"));
 }

@@ -136,7 +136,9 @@ pub fn run_async<T>(fut: impl std::future::Future<Output = T>) -> Result<Result<
     if result.is_err() {
         // Do not wait for blocking threads.
         rt.shutdown_background();
-        eprintln!("interrupted: the run was stopped and what it created removed");
+        // SIGHUP: the terminal may be gone, and eprintln! would panic on it.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "interrupted: the run was stopped and what it created removed");
     }
     Ok(result)
 }

@@ -24,7 +24,8 @@ impl Cleanup {
         crate::exec::kill_running();
         for cmd in self.steps.iter().rev() {
             if let Err(e) = cmd.output() {
-                eprintln!("cleanup: {e}");
+                // The terminal may be gone (SIGHUP): never panic while cleaning up.
+                let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("cleanup: {e}\n"));
             }
         }
     }
@@ -79,14 +80,22 @@ fn execute_step(s: &Step, guard: &mut Cleanup, progress: Progress<'_>) -> Result
             progress(what);
             cmd.output().map(|_| ()).map_err(|e| e.context(format!("while trying to {what}")))
         }
-        Step::Save { what, cmd, path, restore, otherwise } => {
+        Step::Save { what, cmd, path, path_no_prune, restore, otherwise } => {
             progress(what);
             let text = cmd.output().map_err(|e| e.context(format!("while trying to {what}")))?;
             let saved = restorable(path, &text)?;
-            std::fs::write(path, crate::yaml::to_yaml_stream(saved.iter()))
-                .map_err(|e| Error::new(ErrorKind::Io, format!("{path}: {e}")))?;
+            let mut quiet = saved.clone();
+            for o in quiet.iter_mut().filter(|o| o["kind"] == "Kustomization") {
+                o["spec"]["prune"] = false.into();
+            }
+            for (p, objects) in [(path, &saved), (path_no_prune, &quiet)] {
+                std::fs::write(p, crate::yaml::to_yaml_stream(objects.iter()))
+                    .map_err(|e| Error::new(ErrorKind::Io, format!("{p}: {e}")))?;
+            }
             // Registered before the entry is applied: a failure from here on still restores.
-            guard.steps.push(if saved.is_empty() { (**otherwise).clone() } else { (**restore).clone() });
+            // The guard runs its steps last first, so they go in reversed.
+            let cmds = if saved.is_empty() { otherwise } else { restore };
+            guard.steps.extend(cmds.iter().rev().cloned());
             Ok(())
         }
     }

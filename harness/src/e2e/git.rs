@@ -43,15 +43,32 @@ fn git(args: &[&str], env: &[(&str, &str)]) -> Result<String> {
 
 /// Commits the working tree of `repo` into a new bare repository under `root`, with the
 /// files of `rewrites` (repo-relative path, content) replaced in the commit only.
-pub fn snapshot(repo: &Path, root: &Path, branch: &str, rewrites: &[(String, String)]) -> Result<String> {
+pub fn snapshot(
+    repo: &Path,
+    root: &Path,
+    branch: &str,
+    exclude: &[String],
+    rewrites: &[(String, String)],
+) -> Result<String> {
     let bare = root.join("repo.git");
-    std::fs::create_dir_all(root).map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", root.display())))?;
+    // Only this user may read the copy of the tree (it holds the repo's secrets too).
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", root.display())))?;
+    }
     let b = bare.display().to_string();
     let w = repo.display().to_string();
     git(&["init", "--quiet", "--bare", &b], &[])?;
     let index = root.join("index").display().to_string();
     let env = [("GIT_INDEX_FILE", index.as_str()), ("GIT_DIR", b.as_str()), ("GIT_WORK_TREE", w.as_str())];
-    git(&["add", "--all", "."], &env).map_err(|e| e.context(format!("while snapshotting {}", repo.display())))?;
+    let excluded: Vec<String> = exclude.iter().map(|p| format!(":(exclude){p}")).collect();
+    let mut add = vec!["add", "--all", "--", "."];
+    add.extend(excluded.iter().map(String::as_str));
+    git(&add, &env).map_err(|e| e.context(format!("while snapshotting {}", repo.display())))?;
     for (i, (path, content)) in rewrites.iter().enumerate() {
         let tmp = root.join(format!("rewrite-{i}"));
         std::fs::write(&tmp, content).map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", tmp.display())))?;
@@ -86,11 +103,15 @@ pub async fn start(
     root: &Path,
     branch: &str,
     bind: SocketAddr,
+    exclude: &[String],
     rewrites: &dyn Fn(&str) -> Vec<(String, String)>,
 ) -> Result<GitServer> {
     let (listener, addr) = crate::net::bind(bind, "git server").await?;
     let url = format!("http://{}:{}/repo.git", addr.ip(), addr.port());
-    let revision = snapshot(repo, root, branch, &rewrites(&url))?;
+    let revision = snapshot(repo, root, branch, exclude, &rewrites(&url)).inspect_err(|_| {
+        // A half-made copy of the tree is not left behind.
+        let _ = std::fs::remove_dir_all(root);
+    })?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let project_root = root.to_path_buf();
     crate::net::accept_until(listener, rx, move |tcp, peer| {

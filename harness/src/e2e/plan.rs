@@ -43,8 +43,9 @@ pub enum Step {
     /// A file the plan writes before running the commands that read it.
     Write { what: String, path: String, content: String },
     /// Saves what `cmd` prints (objects as YAML, server-set fields dropped) to `path`, and
-    /// registers the cleanup: `restore` when something was saved, else `otherwise`.
-    Save { what: String, cmd: Cmd, path: String, restore: Box<Cmd>, otherwise: Box<Cmd> },
+    /// the same with every Kustomization's `prune` off to `path_no_prune`; registers the
+    /// cleanup: `restore` (run in order) when something was saved, else `otherwise`.
+    Save { what: String, cmd: Cmd, path: String, path_no_prune: String, restore: Vec<Cmd>, otherwise: Vec<Cmd> },
 }
 
 impl Step {
@@ -319,16 +320,46 @@ pub fn build(p: &PlanInput) -> Vec<Step> {
         let mut get: Vec<&str> = t.iter().map(String::as_str).collect();
         get.extend(["-n", &entry.namespace, "get", "--ignore-not-found", "-o", "yaml"]);
         get.extend(names.iter().map(String::as_str));
-        let mut restore: Vec<&str> = t.iter().map(String::as_str).collect();
-        restore.extend(["apply", "--server-side", "--force-conflicts", "-f", &backup]);
-        let mut delete: Vec<&str> = t.iter().map(String::as_str).collect();
-        delete.extend(["delete", "--ignore-not-found", "-f", &mf]);
+        let kc = |args: &[&str]| {
+            let mut a: Vec<&str> = t.iter().map(String::as_str).collect();
+            a.extend_from_slice(args);
+            Cmd::new("kubectl", &a)
+        };
+        let no_prune = format!("{}/entry-before-no-prune.yaml", p.artifacts);
+        let ks = format!("kustomization.kustomize.toolkit.fluxcd.io/{}", entry.name);
+        let mark = format!("flux-harness-restore-{}", p.run_branch.rsplit('-').next().unwrap_or("run"));
+        // Put the cluster's own sync back without letting it prune by the run's inventory:
+        // first with prune off, one reconcile from its own source, then as it was.
+        let restore = vec![
+            kc(&["apply", "--server-side", "--force-conflicts", "-f", &no_prune]),
+            kc(&[
+                "-n",
+                &entry.namespace,
+                "annotate",
+                "--overwrite",
+                &ks,
+                &format!("reconcile.fluxcd.io/requestedAt={mark}"),
+            ]),
+            kc(&[
+                "-n",
+                &entry.namespace,
+                "wait",
+                &ks,
+                &format!("--for=jsonpath={{.status.lastHandledReconcileAt}}={mark}"),
+                "--timeout=10m",
+            ]),
+            kc(&["apply", "--server-side", "--force-conflicts", "-f", &backup]),
+        ];
+        // Nothing there before: remove exactly what the entry created (it does not prune).
+        let mut delete = vec!["-n", entry.namespace.as_str(), "delete", "--ignore-not-found"];
+        delete.extend(names.iter().map(String::as_str));
         steps.push(Step::Save {
             what: "save the cluster's own sync objects that the entry replaces (restored after the run)".into(),
             cmd: Cmd::new("kubectl", &get),
             path: backup.clone(),
-            restore: Box::new(Cmd::new("kubectl", &restore)),
-            otherwise: Box::new(Cmd::new("kubectl", &delete)),
+            path_no_prune: no_prune,
+            restore,
+            otherwise: vec![kc(&delete)],
         });
     }
     steps.push(Step::Write {
@@ -348,13 +379,16 @@ pub fn render(steps: &[Step]) -> String {
     for (n, s) in main.iter().enumerate() {
         match s {
             Step::Run { what, cmd, .. } => out.push_str(&format!("{:>2}. {what}\n    $ {}\n", n + 1, cmd.display())),
-            Step::Save { what, cmd, path, restore, otherwise } => out.push_str(&format!(
-                "{:>2}. {what}\n    $ {} > {path}\n    after the run: $ {}\n    (or, when there was nothing: $ {})\n",
-                n + 1,
-                cmd.display(),
-                restore.display(),
-                otherwise.display()
-            )),
+            Step::Save { what, cmd, path, restore, otherwise, .. } => {
+                out.push_str(&format!("{:>2}. {what}\n    $ {} > {path}\n    after the run:\n", n + 1, cmd.display()));
+                for c in restore {
+                    out.push_str(&format!("      $ {}\n", c.display()));
+                }
+                out.push_str("    or, when there was nothing:\n");
+                for c in otherwise {
+                    out.push_str(&format!("      $ {}\n", c.display()));
+                }
+            }
             Step::Write { what, path, content } => {
                 out.push_str(&format!("{:>2}. write {path}: {what}\n", n + 1));
                 for l in content.lines() {

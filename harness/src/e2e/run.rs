@@ -614,6 +614,14 @@ async fn run_real(
     if req.keep && !prov.delete().is_empty() {
         progress(&format!("kept: export KUBECONFIG={}", req.artifacts.join("kubeconfig").display()));
     }
+    if req.keep && kind == ProviderKind::Existing {
+        // Kept as the run left it: it syncs from a server that is about to stop.
+        progress(&format!(
+            "kept: the cluster still syncs from the harness's git server; to put its own sync back: kubectl --context {} apply --server-side --force-conflicts -f {}",
+            req.context.as_deref().unwrap_or(""),
+            req.artifacts.join("entry-before.yaml").display()
+        ));
+    }
     let revision = served.revision();
     let rewritten = served.rewritten.clone();
     drop(served);

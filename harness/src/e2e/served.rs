@@ -7,8 +7,9 @@
 
 use super::assert::Violation;
 use super::git::GitServer;
+use super::plan::ProviderKind;
 use super::plan::{self, Rewrite};
-use super::run::{E2eRequest, Progress};
+use super::run::{E2eRequest, Progress, Provider};
 use crate::error::{Error, ErrorKind, Result};
 use crate::exec::Cmd;
 use crate::model::RepoModel;
@@ -38,10 +39,55 @@ pub fn rewrites(
     }
     let root = req.plan.repo.clone();
     let read = move |p: &str| std::fs::read_to_string(root.join(p)).ok();
-    let rw = plan::served_rewrites(model, &read, url, branch);
+    let mut rw = plan::served_rewrites(model, &read, url, branch);
+    if req.provider == Provider::Real(ProviderKind::Existing) {
+        no_prune(model, &read, &mut rw);
+    }
     let files = rw.iter().map(|r| (r.path.clone(), r.content.clone())).collect();
     *out.borrow_mut() = rw;
     files
+}
+
+/// On a cluster the harness did not create, no Kustomization of the served tree prunes:
+/// the tree under test must not garbage-collect what the cluster runs (its first reconcile
+/// would otherwise turn the entry's `prune: false` back on, and every child prunes on its own).
+fn no_prune(model: &RepoModel, read: &dyn Fn(&str) -> Option<String>, rw: &mut Vec<Rewrite>) {
+    let mut files: Vec<&str> = model
+        .kustomizations
+        .iter()
+        .filter(|k| k.spec.prune && !k.synthesized)
+        .map(|k| k.spec.origin.file.as_str())
+        .collect();
+    files.sort();
+    files.dedup();
+    for file in files {
+        let at = rw.iter().position(|r| r.path == file);
+        let Some(text) = at.map(|i| rw[i].content.clone()).or_else(|| read(file)) else { continue };
+        let Ok(mut docs) = crate::yaml::parse_docs(file, &text) else { continue };
+        let mut names = vec![];
+        for d in &mut docs {
+            let v = &mut d.value;
+            if v["kind"] == "Kustomization"
+                && v["apiVersion"].as_str().is_some_and(|a| a.starts_with("kustomize.toolkit.fluxcd.io/"))
+                && v["spec"]["prune"] == true
+            {
+                v["spec"]["prune"] = false.into();
+                names.push(v["metadata"]["name"].as_str().unwrap_or("").to_string());
+            }
+        }
+        if names.is_empty() {
+            continue;
+        }
+        let content = crate::yaml::to_yaml_stream(docs.iter().map(|d| &d.value));
+        let what = format!("prune: false on Kustomization {} (an existing cluster)", names.join(", "));
+        match at {
+            Some(i) => {
+                rw[i].content = content;
+                rw[i].what = format!("{}; {what}", rw[i].what);
+            }
+            None => rw.push(Rewrite { path: file.to_string(), what, content }),
+        }
+    }
 }
 
 pub struct Served {
@@ -73,9 +119,18 @@ pub async fn serve(
     // Removed with the server (success, failure, Ctrl-C: its Drop).
     let root = scratch(&req.run_id);
     let fetch_dir = root.with_extension("fetched");
-    let git =
-        super::git::start(&req.plan.repo, &root, &branch, bind, &|url| rewrites(req, model, url, &branch, &rewritten))
-            .await?;
+    // The run's own artifacts (a kubeconfig, saved objects) are never part of the served tree.
+    let exclude: Vec<String> = std::fs::canonicalize(&req.artifacts)
+        .ok()
+        .zip(std::fs::canonicalize(&req.plan.repo).ok())
+        .and_then(|(a, r)| a.strip_prefix(&r).ok().map(|p| p.display().to_string()))
+        .filter(|p| !p.is_empty())
+        .into_iter()
+        .collect();
+    let git = super::git::start(&req.plan.repo, &root, &branch, bind, &exclude, &|url| {
+        rewrites(req, model, url, &branch, &rewritten)
+    })
+    .await?;
     let url = git.url(host);
     progress(&format!(
         "serving the working tree on {url} (branch {branch}, commit {})",
@@ -94,14 +149,20 @@ pub async fn fetch(req: &E2eRequest, served: &Served) -> Result<(RepoModel, crat
     let dir = served.fetch_dir.as_path();
     let _ = std::fs::remove_dir_all(dir);
     let d = dir.display().to_string();
-    let cmd = Cmd::new("git", &["clone", "--quiet", "--depth", "1", "--branch", &served.branch, &served.url, &d]);
+    // Straight to the local server, whatever proxy the environment names.
+    let cmd = Cmd::new(
+        "git",
+        &["-c", "http.proxy=", "clone", "--quiet", "--depth", "1", "--branch", &served.branch, &served.url, &d],
+    );
     // The server answers on this runtime: the clone must not block it.
-    tokio::task::spawn_blocking(move || cmd.output())
+    let cloned = tokio::task::spawn_blocking(move || cmd.output())
         .await
-        .map_err(|e| Error::new(ErrorKind::Io, format!("git clone: {e}")))?
-        .map_err(|e| e.context("source-controller (simulated) fetching the served tree".to_string()))?;
-    let fetched = crate::commands::PlanRequest { repo: dir.to_path_buf(), ..req.plan.clone() };
-    let loaded = crate::commands::load(&fetched);
+        .map_err(|e| Error::new(ErrorKind::Io, format!("git clone: {e}")))
+        .and_then(|r| r.map_err(|e| e.context("source-controller (simulated) fetching the served tree".to_string())));
+    let loaded = cloned.and_then(|_| {
+        crate::commands::load(&crate::commands::PlanRequest { repo: dir.to_path_buf(), ..req.plan.clone() })
+    });
+    // The copy holds the whole tree (secrets too): it goes whatever happened.
     let _ = std::fs::remove_dir_all(dir);
     loaded
 }
@@ -147,6 +208,10 @@ pub fn unfetchable(model: &RepoModel, url: &str) -> Vec<(String, String, String,
 /// holds the served commit. `None` when it does.
 pub async fn source_check(client: &kube::Client, model: &RepoModel, served: &Served) -> Option<Violation> {
     let s = &model.self_source;
+    // An entry that syncs from an OCIRepository (or a Bucket) is not served by git.
+    if s.kind != "GitRepository" {
+        return None;
+    }
     let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
         client.clone(),
         &s.namespace,

@@ -145,10 +145,23 @@ impl<'a> Simulator<'a> {
             o["status"] = json!({"observedGeneration": if self.hs[j].ready.first.is_some() { 1 } else { -1 }, "conditions": conds, "installFailures": self.hs[j].failures});
             out.push(o);
         }
-        // The entry's own source (bootstrap created it).
-        if self.find_s(&self.model.self_source).is_none() {
+        // The entry's own source as the bootstrap created it, until (if ever) the tree
+        // applies its own version of it.
+        let self_idx = self.find_s(&self.model.self_source);
+        let applied_by_tree = self_idx.is_some_and(|_| {
+            (0..self.ks.len()).any(|i| {
+                self.ks[i].applied_at.is_some()
+                    && self.model.kustomizations[i].objects.iter().any(|o| {
+                        o.group() == crate::flux::SOURCE_GROUP
+                            && o.kind() == self.model.self_source.kind
+                            && o.name() == self.model.self_source.name
+                            && crate::flux::namespace_of(o) == self.model.self_source.namespace
+                    })
+            })
+        });
+        if !applied_by_tree {
             let s = &self.model.self_source;
-            let ready = self.sources.last().and_then(|x| x.ready_at);
+            let ready = self_idx.or(self.sources.len().checked_sub(1)).and_then(|x| self.sources[x].ready_at);
             let cond = ready.map(|_| Cond {
                 status: "True",
                 reason: "Succeeded".into(),
