@@ -5,38 +5,12 @@
 mod common;
 
 use common::repo::*;
-use harness::commands::{PlanRequest, RendererChoice};
 use harness::e2e::assert::{self, Observation};
 use harness::e2e::plan::ProviderKind;
 use harness::e2e::run::{self, E2eRequest, Provider};
-use harness::model::Entry;
 use std::path::{Path, PathBuf};
 
-fn request(repo: PathBuf, cluster: &str, provider: Provider, artifacts: &Path) -> E2eRequest {
-    E2eRequest {
-        plan: PlanRequest {
-            repo,
-            entry: Some(Entry::Cluster(cluster.into())),
-            sources: vec![],
-            renderer: RendererChoice::Native,
-        },
-        provider,
-        context: None,
-        keep: false,
-        // Generous: a passing run ends when all is Ready; this only bounds a failing one
-        // on a loaded machine (at 600x, 7,200 virtual seconds are 12 real ones).
-        timeout_seconds: 7200.0,
-        age_key: None,
-        artifacts: artifacts.to_path_buf(),
-        speed: 600.0,
-        seed: 1,
-        layers_snapshot: None,
-        run_id: "test".into(),
-        allow_retries: false,
-        install_cni: false,
-        install_flux: false,
-    }
-}
+use common::e2e_request as request;
 
 fn quiet(_: &str) {}
 

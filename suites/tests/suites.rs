@@ -5,37 +5,15 @@
 
 mod common;
 
-use harness::commands::{PlanRequest, RendererChoice};
-use harness::e2e::run::{E2eRequest, Provider};
+use harness::e2e::run::Provider;
 use harness::e2e::suites::{SuiteRequest, run as run_suites};
-use harness::model::Entry;
 use harness::suite::report::SuiteReport;
 use harness::suite::{Status, SuiteName};
 use std::path::{Path, PathBuf};
 
 fn request(repo: PathBuf, suites: &[SuiteName], artifacts: &Path) -> SuiteRequest {
     SuiteRequest {
-        e2e: E2eRequest {
-            plan: PlanRequest {
-                repo,
-                entry: Some(Entry::Cluster("staging".into())),
-                sources: vec![],
-                renderer: RendererChoice::Native,
-            },
-            provider: Provider::Sim,
-            context: None,
-            keep: false,
-            timeout_seconds: 7200.0,
-            age_key: None,
-            artifacts: artifacts.to_path_buf(),
-            speed: 600.0,
-            seed: 1,
-            layers_snapshot: None,
-            run_id: "test".into(),
-            allow_retries: false,
-            install_cni: false,
-            install_flux: false,
-        },
+        e2e: common::e2e_request(repo, "staging", Provider::Sim, artifacts),
         suites: suites.to_vec(),
         snapshots: None,
         update_snapshots: false,

@@ -1,25 +1,13 @@
 //! `cargo xtask diff` as a reviewer runs it: a git repo built from the netcorp example in a
 //! temp dir, changed the way pull requests change it.
 
+use common::copy_dir as copy;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn netcorp() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("examples/netcorp-infra")
-}
-
-fn copy(from: &Path, to: &Path) {
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        if e.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&dst).unwrap();
-            copy(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).unwrap();
-        }
-    }
+    common::example("netcorp-infra")
 }
 
 fn git(dir: &Path, args: &[&str]) {

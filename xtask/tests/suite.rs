@@ -3,25 +3,8 @@
 
 mod common;
 
-use common::xtask;
-use std::path::{Path, PathBuf};
-
-fn copy(from: &Path, to: &Path) {
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-            copy(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
-fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("examples").join(name)
-}
+use common::{copy_dir as copy, example, xtask};
+use std::path::Path;
 
 fn suite(repo: &Path, art: &Path, extra: &[&str]) -> common::Run {
     let mut args =

@@ -36,3 +36,36 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// An e2e request as the CLI builds it, with a generous timeout: a passing run ends when all
+/// is Ready; the timeout only bounds a failing one on a loaded machine.
+pub fn e2e_request(
+    repo: PathBuf,
+    cluster: &str,
+    provider: harness::e2e::run::Provider,
+    artifacts: &Path,
+) -> harness::e2e::run::E2eRequest {
+    harness::e2e::run::E2eRequest {
+        plan: harness::commands::PlanRequest {
+            repo,
+            entry: Some(harness::model::Entry::Cluster(cluster.into())),
+            sources: vec![],
+            renderer: harness::commands::RendererChoice::Native,
+        },
+        provider,
+        context: None,
+        keep: false,
+        // Generous: a passing run ends when all is Ready; this only bounds a failing one
+        // on a loaded machine (at 600x, 7,200 virtual seconds are 12 real ones).
+        timeout_seconds: 7200.0,
+        age_key: None,
+        artifacts: artifacts.to_path_buf(),
+        speed: 600.0,
+        seed: 1,
+        layers_snapshot: None,
+        run_id: "test".into(),
+        allow_retries: false,
+        install_cni: false,
+        install_flux: false,
+    }
+}

@@ -1,4 +1,5 @@
 //! Running the `cargo xtask` binary as a user does, shared by the CLI tests.
+#![allow(dead_code)]
 
 use std::process::Command;
 
@@ -22,4 +23,23 @@ where
     };
     assert!(!r.stderr.contains("panicked"), "the CLI panicked:\n{}", r.stderr);
     r
+}
+
+/// A bundled example repo.
+pub fn example(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("examples").join(name)
+}
+
+/// Copies a directory tree (files and directories only).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+            copy_dir(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
 }
