@@ -199,7 +199,7 @@ async fn the_html_timeline_renders_in_headless_chromium() {
     let art = common::project_root().join("target/test-artifacts/timeline");
     std::fs::create_dir_all(&art).unwrap();
     let mut report = run(&request(common::example("netcorp-infra"), &[SuiteName::BootstrapOrder], &art)).await;
-    harness::e2e::suites::write_artifacts(&mut report, &art, "flux-system").unwrap();
+    harness::e2e::suites::write_artifacts(&mut report, &art).unwrap();
     let html = art.join("timeline.html");
     let e2e = report.e2e.as_ref().unwrap();
     let want = e2e.kustomizations.len() + e2e.helm_releases.len();

@@ -348,9 +348,7 @@ fn run(cli: Cli) -> Result<ExitCode, harness::Error> {
                 Ok(r) => r?,
                 Err(code) => return Ok(ExitCode::from(code)),
             };
-            let (model, _) = harness::commands::load(&req.e2e.plan)?;
-            let entry_ns = model.kustomizations[model.entry].spec.namespace.clone();
-            harness::e2e::suites::write_artifacts(&mut report, &artifacts, &entry_ns)?;
+            harness::e2e::suites::write_artifacts(&mut report, &artifacts)?;
             if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
                 use std::io::Write;
                 let appended = std::fs::OpenOptions::new()

@@ -159,6 +159,7 @@ pub async fn run(req: &SuiteRequest, progress: Progress<'_>) -> Result<SuiteRepo
         provider: req.e2e.provider.name().into(),
         repo: req.e2e.plan.repo.display().to_string(),
         entry: model.entry_path.clone(),
+        entry_namespace: model.kustomizations[model.entry].spec.namespace.clone(),
         passed,
         suites: results,
         e2e,
@@ -183,7 +184,7 @@ pub fn failed_in(report_json: &Path) -> Result<BTreeMap<SuiteName, Vec<String>>>
 
 /// Writes suite-report.json, suite-junit.xml, suite-summary.md and timeline.html into
 /// `dir`, and lists them in the report. The e2e report behind them carries no secret value.
-pub fn write_artifacts(report: &mut SuiteReport, dir: &Path, entry_ns: &str) -> Result<()> {
+pub fn write_artifacts(report: &mut SuiteReport, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let mut names = vec!["suite-report.json", "suite-junit.xml", "suite-summary.md"];
     if report.e2e.is_some() {
@@ -199,7 +200,7 @@ pub fn write_artifacts(report: &mut SuiteReport, dir: &Path, entry_ns: &str) -> 
                 Some(e) => crate::suite::html::timeline(
                     e,
                     &format!("Bootstrap of {} ({})", report.entry, report.provider),
-                    entry_ns,
+                    &report.entry_namespace,
                 ),
                 None => continue,
             },

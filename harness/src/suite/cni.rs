@@ -105,24 +105,30 @@ pub fn run(model: &RepoModel, graph: &Graph, cfg: &RepoConfig, sim: &SimConfig) 
     ));
     let mut s = Simulator::new(model, graph, &cat, cfg, sim.clone())?;
     s.run();
-    let after = s.nodes_cni();
-    rows(&mut table, "after bootstrap", &after);
-    checks.push(Check::from_problems(
+    let mut nodes_check = |id: &str, when: &str, title: &str, s: &Simulator, ok: &dyn Fn(&[NodeCni]) -> String| {
+        let nodes = s.nodes_cni();
+        rows(&mut table, when, &nodes);
+        checks.push(Check::from_problems(id, title, &check_nodes(&nodes), ok(&nodes)));
+    };
+    let chain =
+        |n: &[NodeCni]| format!("{} nodes: {}", n.len(), n.first().map(|x| x.chain.join(" → ")).unwrap_or_default());
+    nodes_check(
         "chained-after-bootstrap",
+        "after bootstrap",
         "every node chains linkerd-cni last after the bootstrap",
-        &check_nodes(&after),
-        format!("{} nodes: {}", after.len(), after.first().map(|n| n.chain.join(" → ")).unwrap_or_default()),
-    ));
+        &s,
+        &chain,
+    );
     let now = s.now_ms();
     s.cilium_restart(now);
-    let restarted = s.nodes_cni();
-    rows(&mut table, "after Cilium restart", &restarted);
-    checks.push(Check::from_problems(
+    let again = |n: &[NodeCni]| format!("{} nodes: linkerd-cni appended itself again", n.len());
+    nodes_check(
         "chained-after-restart",
+        "after Cilium restart",
         "still chained after the Cilium agents restart",
-        &check_nodes(&restarted),
-        format!("{} nodes: linkerd-cni appended itself again", restarted.len()),
-    ));
+        &s,
+        &again,
+    );
     let snapshot = table.rows.iter().map(|r| format!("{}  {}  [{}]  {}\n", r[0], r[1], r[2], r[3])).collect();
     Ok(SuiteResult { suite: SuiteName::CniChaining, checks, table, snapshot: Some(snapshot) })
 }

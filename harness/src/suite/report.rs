@@ -15,6 +15,9 @@ pub struct SuiteReport {
     pub repo: String,
     /// What Flux syncs (`clusters/staging`).
     pub entry: String,
+    /// The entry Kustomization's namespace (rows name its Kustomizations by name alone).
+    #[serde(default)]
+    pub entry_namespace: String,
     pub passed: bool,
     pub suites: Vec<SuiteResult>,
     /// The bootstrap run behind `bootstrap-order` (and the HTML timeline).

@@ -61,11 +61,10 @@ pub fn run(model: &RepoModel, graph: &Graph, cfg: &RepoConfig, sim: &SimConfig) 
     let hooks = hooks(model, &cat);
     let mut table = Table::new(&["webhook", "HelmRelease", "failurePolicy", "intercepts", "pods down", "outcome"]);
     let mut checks = vec![];
-    let baseline = {
-        let mut s = Simulator::new(model, graph, &cat, cfg, sim.clone())?;
-        s.run();
-        s.report()
-    };
+    // Kept: what a webhook's configuration implies (`self_blocks`) is read from it.
+    let mut undisturbed = Simulator::new(model, graph, &cat, cfg, sim.clone())?;
+    undisturbed.run();
+    let baseline = undisturbed.report();
     if hooks.is_empty() {
         checks.push(Check::new(
             "webhooks",
@@ -134,10 +133,7 @@ pub fn run(model: &RepoModel, graph: &Graph, cfg: &RepoConfig, sim: &SimConfig) 
         let from = (ready + end.saturating_sub(ready) / 2).max(ready + 1000) / 1000 * 1000;
         let to = from + DOWN_MS;
         let ns = h.raw.pointer("/spec/targetNamespace").and_then(|v| v.as_str()).unwrap_or(&h.namespace).to_string();
-        let self_blocks = {
-            let probe = Simulator::new(model, graph, &cat, cfg, sim.clone())?;
-            probe.self_blocks(w.hr, &w.name)
-        };
+        let self_blocks = undisturbed.self_blocks(w.hr, &w.name);
         let static_deadlock = || {
             format!(
                 "deadlock: webhook {} (failurePolicy Fail) intercepts Pods in its own namespace {ns}, which it does not exempt: whenever its pods are replaced (restart, node loss, upgrade), the replacements go through the webhook itself, which has no endpoint, so they are refused and it never serves again",
