@@ -20,6 +20,13 @@ fn find(names: &[&str]) -> Option<PathBuf> {
 
 fn main() {
     println!("cargo::rerun-if-env-changed=PATH");
+    // A tool installed after the first build (apt, a download into ~/.local/bin) changes
+    // its directory: look again then, or its tests would stay skipped.
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path).filter(|d| d.is_dir()) {
+            println!("cargo::rerun-if-changed={}", dir.display());
+        }
+    }
     for (cfg, names) in [
         ("have_kubectl", &["kubectl"][..]),
         ("have_git", &["git"][..]),
