@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 pub struct DiskFiles {
     root: PathBuf,
     canonical_root: PathBuf,
+    /// Directory listings already read: a load lists the repo several times (the cluster
+    /// search, the bootstrap helmfile scan, every build), and one load should see one tree.
+    listed: std::sync::Mutex<std::collections::HashMap<String, Vec<(String, EntryKind)>>>,
 }
 
 impl DiskFiles {
@@ -23,7 +26,7 @@ impl DiskFiles {
         let canonical_root = root
             .canonicalize()
             .map_err(|e| Error::in_file(ErrorKind::Io, &shown, format!("cannot resolve repository path: {e}")))?;
-        Ok(DiskFiles { root: root.to_path_buf(), canonical_root })
+        Ok(DiskFiles { root: root.to_path_buf(), canonical_root, listed: Default::default() })
     }
 
     pub fn root(&self) -> &Path {
@@ -32,6 +35,21 @@ impl DiskFiles {
 
     fn full(&self, path: &str) -> PathBuf {
         if path.is_empty() { self.root.clone() } else { self.root.join(path) }
+    }
+
+    fn list_uncached(&self, path: &str) -> Result<Vec<(String, EntryKind)>> {
+        self.check_inside(path)?;
+        let rd = std::fs::read_dir(self.full(path)).map_err(|e| io_error(path, &e))?;
+        let mut out = vec![];
+        for entry in rd {
+            let entry = entry.map_err(|e| io_error(path, &e))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            let child = if path.is_empty() { name.clone() } else { format!("{path}/{name}") };
+            let meta = std::fs::metadata(entry.path()).map_err(|e| io_error(&child, &e))?;
+            out.push((name, if meta.is_dir() { EntryKind::Dir } else { EntryKind::File }));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     fn check_inside(&self, path: &str) -> Result<PathBuf> {
@@ -102,18 +120,13 @@ impl Files for DiskFiles {
     }
 
     fn list(&self, path: &str) -> Result<Vec<(String, EntryKind)>> {
-        self.check_inside(path)?;
-        let rd = std::fs::read_dir(self.full(path)).map_err(|e| io_error(path, &e))?;
-        let mut out = vec![];
-        for entry in rd {
-            let entry = entry.map_err(|e| io_error(path, &e))?;
-            let name = entry.file_name().to_string_lossy().to_string();
-            let child = if path.is_empty() { name.clone() } else { format!("{path}/{name}") };
-            let meta = std::fs::metadata(entry.path()).map_err(|e| io_error(&child, &e))?;
-            out.push((name, if meta.is_dir() { EntryKind::Dir } else { EntryKind::File }));
+        let listed = || self.listed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = listed().get(path) {
+            return Ok(v.clone());
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        let v = self.list_uncached(path)?;
+        listed().insert(path.to_string(), v.clone());
+        Ok(v)
     }
 
     fn disk_root(&self) -> Option<&Path> {

@@ -39,7 +39,7 @@ fn pure_logic_does_no_io_and_starts_no_process() {
         "labels",
         "kustomize/",
         "flux/",
-        "model",
+        "model/",
         "graph",
         "plan",
         "schema/",
@@ -109,8 +109,8 @@ fn the_code_map_names_every_module() {
 #[test]
 fn no_module_is_much_over_six_hundred_lines() {
     const LIMIT: usize = 650;
-    const NOT_YET_SPLIT: [(&str, usize); 4] =
-        [("kustomize/mod.rs", 1270), ("model.rs", 1280), ("apiserver/http.rs", 700), ("e2e/run.rs", 740)];
+    const NOT_YET_SPLIT: [(&str, usize); 3] =
+        [("kustomize/mod.rs", 1270), ("apiserver/http.rs", 700), ("e2e/run.rs", 740)];
     for (file, text) in harness_sources() {
         let lines = text.lines().count();
         let limit = NOT_YET_SPLIT.iter().find(|(f, _)| *f == file).map(|(_, l)| *l).unwrap_or(LIMIT);
