@@ -1,11 +1,11 @@
 //! What the `cargo xtask` verbs do, as library functions: the binary only parses flags.
 
-use crate::catalogue::Catalogue;
 use crate::config::{self, RepoConfig};
 use crate::disk::DiskFiles;
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::{EntryKind, Files};
 use crate::kustomize::{self, FluxOverlay, KUSTOMIZATION_FILES};
+use crate::loaded::Loaded;
 use crate::model::{self, Entry, LoadOptions, MappedSource, NativeRenderer, Renderer};
 use crate::plan::Plan;
 use std::path::PathBuf;
@@ -53,24 +53,21 @@ impl Renderer for KubectlRenderer {
 
 /// Loads a repo and computes its plan. Errors are load errors (exit code 2).
 pub fn plan(req: &PlanRequest) -> Result<Plan> {
-    let (model, config) = load(req)?;
-    Ok(analyse(&model, &config))
+    Ok(analyse(&load(req)?))
 }
 
 /// Simulates the bootstrap of a repo. Errors: the repo does not load, or a bad fault.
 pub fn simulate(req: &PlanRequest, sim: crate::sim::SimConfig) -> Result<crate::sim::report::SimReport> {
-    let (model, config) = load(req)?;
-    let (graph, _) = crate::graph::analyse(&model);
-    crate::sim::simulate(&model, &graph, &config, sim)
+    crate::sim::simulate(&load(req)?, sim)
 }
 
-/// Loads the repo model and the repo's config.
-pub fn load(req: &PlanRequest) -> Result<(model::RepoModel, RepoConfig)> {
+/// Loads the repo: model, config, catalogue and graph, once.
+pub fn load(req: &PlanRequest) -> Result<Loaded> {
     load_files(&DiskFiles::open(&req.repo)?, req)
 }
 
 /// [`load`] of a tree given as files (`req.repo` is not read).
-pub fn load_files(files: &dyn Files, req: &PlanRequest) -> Result<(model::RepoModel, RepoConfig)> {
+pub fn load_files(files: &dyn Files, req: &PlanRequest) -> Result<Loaded> {
     let mapped: Vec<(String, DiskFiles)> = req
         .sources
         .iter()
@@ -105,8 +102,7 @@ pub fn load_files(files: &dyn Files, req: &PlanRequest) -> Result<(model::RepoMo
     let mut model = model::load(files, &opts, renderer)?;
     let mut config = load_config(files)?;
     // CRDs a bootstrap helmfile installs exist before Flux runs.
-    let mut catalogue = Catalogue::builtin();
-    catalogue.extend(config.catalogue.clone());
+    let catalogue = Loaded::catalogue_of(&config);
     let chart_of = |name: &str, ns: Option<&str>| {
         model
             .helm_releases
@@ -162,7 +158,7 @@ pub fn load_files(files: &dyn Files, req: &PlanRequest) -> Result<(model::RepoMo
         ));
         config.preinstalled_crds.extend(h.groups);
     }
-    Ok((model, config))
+    Ok(Loaded::from_parts(model, config, catalogue))
 }
 
 /// The repo's `.flux-harness.yaml`, or the defaults.
@@ -175,26 +171,22 @@ pub fn load_config(files: &dyn Files) -> Result<RepoConfig> {
 
 /// Graph, rules, the simulation's failures and the repo config's overrides over a loaded
 /// model.
-pub fn analyse(model: &model::RepoModel, config: &RepoConfig) -> Plan {
-    analyse_and_simulate(model, config).0
+pub fn analyse(loaded: &Loaded) -> Plan {
+    analyse_and_simulate(loaded).0
 }
 
 /// [`analyse`], and the simulation it ran (`None` when the simulator refused the repo).
-pub fn analyse_and_simulate(
-    model: &model::RepoModel,
-    config: &RepoConfig,
-) -> (Plan, Option<crate::sim::report::SimReport>) {
-    let mut catalogue = Catalogue::builtin();
-    catalogue.extend(config.catalogue.clone());
-    let (graph, mut findings) = crate::graph::analyse(model);
+pub fn analyse_and_simulate(loaded: &Loaded) -> (Plan, Option<crate::sim::report::SimReport>) {
+    let Loaded { model, config, catalogue, graph, graph_findings } = loaded;
+    let mut findings = graph_findings.clone();
     findings.extend(model.findings.iter().cloned());
-    findings.extend(crate::rules::check(model, &graph, &catalogue, config));
-    let report = crate::sim::simulate(model, &graph, config, crate::sim::SimConfig::default()).ok();
+    findings.extend(crate::rules::check(model, graph, catalogue, config));
+    let report = crate::sim::simulate(loaded, crate::sim::SimConfig::default()).ok();
     if let Some(report) = &report {
-        let predicted = crate::rules::predicted::findings(model, &graph, report, &findings);
+        let predicted = crate::rules::predicted::findings(model, graph, report, &findings);
         findings.extend(predicted);
     }
-    (Plan::build(model, &graph, config.apply(findings)), report)
+    (Plan::build(model, graph, config.apply(findings)), report)
 }
 
 #[derive(Debug, Clone)]
@@ -238,8 +230,8 @@ pub fn diff(req: &DiffRequest) -> Result<crate::diff::BootstrapDiff> {
             }
             None => (crate::diff::SideInfo { revision: "working tree".into(), commit: None }, load(&r)?),
         };
-        let (plan, sim) = analyse_and_simulate(&loaded.0, &loaded.1);
-        Ok((info, loaded.0, plan, sim))
+        let (plan, sim) = analyse_and_simulate(&loaded);
+        Ok((info, loaded, plan, sim))
     };
     let named = |which: &str, r: &Revision| {
         format!("the {which} side, {} ({}), does not load", r.rev, &r.commit[..12.min(r.commit.len())])
@@ -249,7 +241,7 @@ pub fn diff(req: &DiffRequest) -> Result<crate::diff::BootstrapDiff> {
         Some(h) => e.context(named("head", h)),
         None => e.context("the head side, the working tree, does not load"),
     })?;
-    let b = crate::diff::Side { info: base.0, model: &base.1, plan: &base.2, sim: base.3.as_ref() };
-    let h = crate::diff::Side { info: head.0, model: &head.1, plan: &head.2, sim: head.3.as_ref() };
+    let b = crate::diff::Side { info: base.0, model: &base.1.model, plan: &base.2, sim: base.3.as_ref() };
+    let h = crate::diff::Side { info: head.0, model: &head.1.model, plan: &head.2, sim: head.3.as_ref() };
     Ok(crate::diff::compare(&b, &h, crate::diff::Options { fields: req.fields }))
 }

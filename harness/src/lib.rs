@@ -24,6 +24,7 @@ pub mod helmfile;
 pub mod junit;
 pub mod kustomize;
 pub mod labels;
+pub mod loaded;
 pub mod model;
 pub mod net;
 pub mod object;

@@ -33,8 +33,9 @@ fn code(text: &str) -> String {
 
 #[test]
 fn pure_logic_does_no_io_and_starts_no_process() {
-    const PURE: [&str; 17] = [
+    const PURE: [&str; 18] = [
         "yaml",
+        "loaded",
         "object",
         "labels",
         "kustomize/",
@@ -117,6 +118,22 @@ fn no_module_is_much_over_six_hundred_lines() {
         assert!(lines <= limit, "harness/src/{file} has {lines} lines (limit {limit}): split it by concern");
         if file.starts_with("sim/") || file.starts_with("suite/") {
             assert!(lines <= 600, "the simulator and the suites keep every module under 600 lines: {file} has {lines}");
+        }
+    }
+}
+
+/// The repo is loaded once per verb: the graph and the catalogue are built by
+/// `loaded::Loaded` alone, so the rules, the simulator, the simulated cluster and the e2e
+/// runner cannot each rebuild (and disagree about) their own.
+#[test]
+fn graph_and_catalogue_are_built_only_by_loaded() {
+    for (file, text) in harness_sources() {
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        if file == "loaded.rs" {
+            continue;
+        }
+        for built in ["graph::analyse(", "Catalogue::builtin()"] {
+            assert!(!code.contains(built), "harness/src/{file} calls {built}: take it from loaded::Loaded");
         }
     }
 }

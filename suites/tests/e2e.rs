@@ -302,7 +302,7 @@ async fn a_crd_ordering_mistake_fails_the_sim_run_with_flux_s_message() {
 fn dry_plan(kind: ProviderKind) -> String {
     let tmp = Path::new("/artifacts");
     let req = request(common::example("netcorp-infra"), "staging", Provider::Real(kind), tmp);
-    let (model, _) = harness::commands::load(&req.plan).unwrap();
+    let model = harness::commands::load(&req.plan).unwrap().model;
     let steps = run::real_plan(&req, kind, &model, "http://172.18.0.1:8080/repo.git").unwrap();
     // Paths of this checkout vary: redact them.
     let root = common::project_root().display().to_string();
@@ -323,7 +323,7 @@ fn dry_run_plan_for_k3d() {
 fn an_existing_cluster_must_be_named() {
     let tmp = tempfile::tempdir().unwrap();
     let req = request(common::example("netcorp-infra"), "staging", Provider::Real(ProviderKind::Existing), tmp.path());
-    let (model, _) = harness::commands::load(&req.plan).unwrap();
+    let model = harness::commands::load(&req.plan).unwrap().model;
     let e = run::real_plan(&req, ProviderKind::Existing, &model, "http://x/repo.git").unwrap_err();
     assert!(e.message.contains("needs --context"), "{e}");
     let named = E2eRequest { context: Some("staging-admin".into()), ..req };
@@ -362,7 +362,7 @@ fn an_existing_cluster_gets_only_what_was_asked_and_its_sync_back() {
     let mut req =
         request(common::example("netcorp-infra"), "staging", Provider::Real(ProviderKind::Existing), art.path());
     req.context = Some("prod".into());
-    let (model, _) = harness::commands::load(&req.plan).unwrap();
+    let model = harness::commands::load(&req.plan).unwrap().model;
     let steps = run::real_plan(&req, ProviderKind::Existing, &model, "http://10.0.0.1:8080/repo.git").unwrap();
     let plan = harness::e2e::plan::render(&steps);
     assert!(!plan.contains("helm upgrade") && !plan.contains("flux install"), "nothing installed unasked:\n{plan}");
@@ -426,7 +426,7 @@ fn the_kind_plan_runs_in_order_and_cleans_up() {
     let log = fakes(bin.path(), None);
     let art = tempfile::tempdir().unwrap();
     let req = request(common::example("netcorp-infra"), "staging", Provider::Real(ProviderKind::Kind), art.path());
-    let (model, _) = harness::commands::load(&req.plan).unwrap();
+    let model = harness::commands::load(&req.plan).unwrap().model;
     let steps = run::real_plan(&req, ProviderKind::Kind, &model, "http://172.18.0.1:8080/repo.git").unwrap();
     with_path(bin.path(), || run::execute(&steps, false)).unwrap();
     let calls: Vec<String> = std::fs::read_to_string(&log)
@@ -464,7 +464,7 @@ fn a_failing_step_still_deletes_the_cluster_and_keep_keeps_it() {
     let log = fakes(bin.path(), Some("helm"));
     let art = tempfile::tempdir().unwrap();
     let req = request(common::example("netcorp-infra"), "staging", Provider::Real(ProviderKind::Kind), art.path());
-    let (model, _) = harness::commands::load(&req.plan).unwrap();
+    let model = harness::commands::load(&req.plan).unwrap().model;
     let steps = run::real_plan(&req, ProviderKind::Kind, &model, "http://172.18.0.1:8080/repo.git").unwrap();
     let err = with_path(bin.path(), || run::execute(&steps, false)).unwrap_err();
     assert!(
@@ -542,7 +542,7 @@ async fn the_served_gotk_sync_points_at_the_harness_and_the_user_tree_is_untouch
     }
     let example = common::example("netcorp-infra");
     let req = request(example.clone(), "staging", Provider::Real(ProviderKind::Kind), Path::new("/unused"));
-    let (model, _) = harness::commands::load(&req.plan).unwrap();
+    let model = harness::commands::load(&req.plan).unwrap().model;
     let gotk = "clusters/staging/flux-system/gotk-sync.yaml";
     let before = std::fs::read_to_string(example.join(gotk)).unwrap();
     let root = tempfile::tempdir().unwrap();
@@ -693,13 +693,13 @@ async fn missing_programs_are_named_before_anything_runs() {
 fn a_repo_without_a_cni_keeps_the_provider_s_default_one() {
     for kind in [ProviderKind::Kind, ProviderKind::K3d] {
         let envs = request(common::example("envs-infra"), "staging", Provider::Real(kind), Path::new("/artifacts"));
-        let (model, _) = harness::commands::load(&envs.plan).unwrap();
+        let model = harness::commands::load(&envs.plan).unwrap().model;
         let plan = harness::e2e::plan::render(&run::real_plan(&envs, kind, &model, "http://x/repo.git").unwrap());
         assert!(plan.contains("default-cni.yaml") && plan.contains("the repo brings no CNI"), "{plan}");
         assert!(!plan.contains("helm upgrade --install cilium"), "{plan}");
         let netcorp =
             request(common::example("netcorp-infra"), "staging", Provider::Real(kind), Path::new("/artifacts"));
-        let (model, _) = harness::commands::load(&netcorp.plan).unwrap();
+        let model = harness::commands::load(&netcorp.plan).unwrap().model;
         let plan = harness::e2e::plan::render(&run::real_plan(&netcorp, kind, &model, "http://x/repo.git").unwrap());
         assert!(!plan.contains("default-cni.yaml") && plan.contains("helm upgrade --install cilium"), "{plan}");
     }
@@ -784,7 +784,7 @@ fn on_an_existing_cluster_the_served_tree_does_not_prune() {
     let art = tempfile::tempdir().unwrap();
     let mut req = request(common::example("envs-infra"), "staging", Provider::Real(ProviderKind::Existing), art.path());
     req.context = Some("prod".into());
-    let (model, _) = harness::commands::load(&req.plan).unwrap();
+    let model = harness::commands::load(&req.plan).unwrap().model;
     let out = std::cell::RefCell::new(vec![]);
     let files = harness::e2e::served::rewrites(&req, &model, "http://x/repo.git", "b", &out);
     let infra =

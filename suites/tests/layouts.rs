@@ -22,7 +22,7 @@ fn plan_of(name: &str, cluster: &str) -> Plan {
 }
 
 fn model_of(name: &str, cluster: &str) -> RepoModel {
-    load(&req(name, Entry::Cluster(cluster.into()))).unwrap_or_else(|e| panic!("{name}: {e}")).0
+    load(&req(name, Entry::Cluster(cluster.into()))).unwrap_or_else(|e| panic!("{name}: {e}")).model
 }
 
 fn rules(p: &Plan) -> Vec<String> {
@@ -309,7 +309,7 @@ fn home_ops_patterns_come_out_clean_in_plan_and_simulate() {
             .iter()
             .any(|f| f.rule == "bootstrap-object" && f.message.contains("bootstrap/secrets/tunnel.yaml:3"))
     );
-    let m = load(&r).unwrap().0;
+    let m = load(&r).unwrap().model;
     let certs = m.kustomizations.iter().find(|k| k.spec.name == "certs").unwrap();
     assert_eq!(certs.objects[0].name(), "home-example.com-production", "${{SECRET_DOMAIN/./-}}");
     assert_eq!(certs.objects[0].value["spec"]["secretName"], "home-example-com-tls");

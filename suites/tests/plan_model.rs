@@ -323,8 +323,7 @@ fn shaped(n: usize, shape: harness::generate::Shape) -> Plan {
         sources: vec![],
         renderer: harness::commands::RendererChoice::Native,
     };
-    let (m, c) = harness::commands::load_files(&files, &req).unwrap();
-    harness::commands::analyse(&m, &c)
+    harness::commands::analyse(&harness::commands::load_files(&files, &req).unwrap())
 }
 
 #[test]

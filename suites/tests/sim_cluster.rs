@@ -29,8 +29,7 @@ fn two_layers() -> Repo {
 }
 
 async fn start(repo: Repo, sim: SimConfig, speed: f64) -> SimCluster {
-    let (model, config) = repo.load();
-    driver::start(model, config, sim, speed, 0).await.expect("the simulated cluster starts")
+    driver::start(repo.loaded(), sim, speed, 0).await.expect("the simulated cluster starts")
 }
 
 async fn client(c: &SimCluster) -> Client {

@@ -236,10 +236,9 @@ fn scale_bench(targets: &mut Targets) -> ExitCode {
                 .min()
                 .unwrap();
             let peak = peak_rss_mib().unwrap_or(0.0);
-            let (model, config) = harness::commands::load(&req).unwrap();
-            let (graph, _) = harness::graph::analyse(&model);
+            let loaded = harness::commands::load(&req).unwrap();
             let t = Instant::now();
-            let _ = harness::sim::simulate(&model, &graph, &config, harness::sim::SimConfig::default()).unwrap();
+            let _ = harness::sim::simulate(&loaded, harness::sim::SimConfig::default()).unwrap();
             let sim_t = t.elapsed();
             println!(
                 "{:>8} {n:>6} {:>11.0} {peak:>14.0} {:>15.0} {:>13.0}",
@@ -334,13 +333,12 @@ fn e2e_bench(targets: &mut Targets) -> ExitCode {
 fn simulate_bench(targets: &mut Targets) -> ExitCode {
     let root = project_root();
     let time_sim = |repo: &Path, cluster: &str, runs: usize| -> (Duration, harness::sim::report::SimReport) {
-        let (model, config) = harness::commands::load(&request(repo, cluster)).unwrap();
-        let (graph, _) = harness::graph::analyse(&model);
+        let loaded = harness::commands::load(&request(repo, cluster)).unwrap();
         let mut last = None;
         let times = (0..runs)
             .map(|_| {
                 let t = Instant::now();
-                let r = harness::sim::simulate(&model, &graph, &config, harness::sim::SimConfig::default()).unwrap();
+                let r = harness::sim::simulate(&loaded, harness::sim::SimConfig::default()).unwrap();
                 let e = t.elapsed();
                 last = Some(r);
                 e
@@ -501,10 +499,10 @@ fn sim_cluster_bench(targets: &mut Targets) -> ExitCode {
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::{Api, ListParams, WatchEvent, WatchParams};
     let root = project_root();
-    let (model, config) = harness::commands::load(&request(&root.join("examples/netcorp-infra"), "staging")).unwrap();
+    let loaded = harness::commands::load(&request(&root.join("examples/netcorp-infra"), "staging")).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async move {
-        let cluster = harness::apiserver::driver::start(model, config, harness::sim::SimConfig::default(), 6000.0, 0).await.unwrap();
+        let cluster = harness::apiserver::driver::start(loaded, harness::sim::SimConfig::default(), 6000.0, 0).await.unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let dir = std::env::temp_dir().join(format!("harness-bench-kc-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -95,7 +95,7 @@ pub fn dry_run(req: &E2eRequest) -> Result<ExitCode, harness::Error> {
             req.speed
         ),
         Provider::Real(kind) => {
-            let (model, _) = harness::commands::load(&req.plan)?;
+            let model = harness::commands::load(&req.plan)?.model;
             let steps = harness::e2e::run::real_plan(req, kind, &model, "http://GIT-SERVER:PORT/repo.git")?;
             print!("{}", harness::e2e::plan::render(&steps));
         }

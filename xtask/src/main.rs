@@ -371,11 +371,11 @@ fn run(cli: Cli) -> Result<ExitCode, harness::Error> {
         Command::SimCluster { repo, sim, speed, port, kubeconfig } => {
             let req = request(&repo).map_err(usage)?;
             let cfg = sim.config()?;
-            let (model, config) = harness::commands::load(&req)?;
+            let loaded = harness::commands::load(&req)?;
             let rt = tokio::runtime::Runtime::new()
                 .map_err(|e| harness::Error::new(harness::ErrorKind::Io, format!("tokio runtime: {e}")))?;
             rt.block_on(async move {
-                let cluster = harness::apiserver::driver::start(model, config, cfg, speed, port).await?;
+                let cluster = harness::apiserver::driver::start(loaded, cfg, speed, port).await?;
                 if let Some(dir) = kubeconfig.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
                 }

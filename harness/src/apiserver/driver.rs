@@ -2,10 +2,8 @@
 //! mirrors its cluster into the served store, so clients see real watch events.
 
 use super::{ServerHandle, Shared};
-use crate::config::RepoConfig;
 use crate::error::Result;
-use crate::graph::Graph;
-use crate::model::RepoModel;
+use crate::loaded::Loaded;
 use crate::sim::{SimConfig, Simulator};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -17,9 +15,15 @@ pub struct SimCluster {
     task: tokio::task::JoinHandle<()>,
     go: Arc<tokio::sync::Notify>,
     anchor_ms: u64,
+    loaded: &'static Loaded,
 }
 
 impl SimCluster {
+    /// The repo the cluster bootstraps, as the simulator holds it.
+    pub fn loaded(&self) -> &'static Loaded {
+        self.loaded
+    }
+
     /// The simulator's report so far.
     pub fn report(&self) -> crate::sim::report::SimReport {
         self.sim.lock().unwrap().report()
@@ -104,26 +108,16 @@ fn involved_uid(shared: &Shared, event: &Value) -> Option<Value> {
 
 /// Starts the API server and the simulation behind it. The model and graph live as long
 /// as the process (they are leaked: a server runs until the process ends).
-pub async fn start(model: RepoModel, config: RepoConfig, sim: SimConfig, speed: f64, port: u16) -> Result<SimCluster> {
-    start_paused(model, config, sim, speed, port, false).await
+pub async fn start(loaded: Loaded, sim: SimConfig, speed: f64, port: u16) -> Result<SimCluster> {
+    start_paused(loaded, sim, speed, port, false).await
 }
 
 /// `paused`: virtual time stands still until [`SimCluster::resume`], so a client can set
 /// up its watches and see the bootstrap from its first second.
-pub async fn start_paused(
-    model: RepoModel,
-    config: RepoConfig,
-    sim: SimConfig,
-    speed: f64,
-    port: u16,
-    paused: bool,
-) -> Result<SimCluster> {
-    let model: &'static RepoModel = Box::leak(Box::new(model));
-    let (graph, _) = crate::graph::analyse(model);
-    let graph: &'static Graph = Box::leak(Box::new(graph));
-    let mut cat = crate::catalogue::Catalogue::builtin();
-    cat.extend(config.catalogue.clone());
-    let simulator = Arc::new(Mutex::new(Simulator::new(model, graph, &cat, &config, sim)?));
+pub async fn start_paused(loaded: Loaded, sim: SimConfig, speed: f64, port: u16, paused: bool) -> Result<SimCluster> {
+    // The simulator borrows the repo for as long as the cluster serves it.
+    let loaded: &'static Loaded = Box::leak(Box::new(loaded));
+    let simulator = Arc::new(Mutex::new(Simulator::of(loaded, sim)?));
     let server = super::start(port).await?;
     let shared = server.shared.clone();
     {
@@ -168,5 +162,5 @@ pub async fn start_paused(
             sync(&shared, objects, &mut last);
         }
     });
-    Ok(SimCluster { server, sim: simulator, task, go, anchor_ms: start_wall })
+    Ok(SimCluster { server, sim: simulator, task, go, anchor_ms: start_wall, loaded })
 }

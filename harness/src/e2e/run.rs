@@ -11,6 +11,7 @@ use super::provider::{ClusterProvider, Existing, K3d, Kind};
 use super::report::{E2eReport, Predicted};
 use crate::commands::PlanRequest;
 use crate::error::{Error, ErrorKind, Result};
+use crate::loaded::Loaded;
 use crate::model::RepoModel;
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
@@ -269,14 +270,12 @@ fn load_snapshot(path: &Option<PathBuf>) -> Result<Option<Vec<Vec<String>>>> {
 }
 
 fn predicted(
-    model: &RepoModel,
-    config: &crate::config::RepoConfig,
+    loaded: &Loaded,
     sim: crate::sim::SimConfig,
     rows: &[assert::KRow],
     hr_rows: &[assert::KRow],
 ) -> Vec<Predicted> {
-    let (graph, _) = crate::graph::analyse(model);
-    let Ok(p) = crate::sim::simulate(model, &graph, config, sim) else { return vec![] };
+    let Ok(p) = crate::sim::simulate(loaded, sim) else { return vec![] };
     let at =
         |kind: &str, name: &str| p.ready_order.iter().find(|x| x.kind == kind && x.name == name).map(|x| x.at_seconds);
     let ks = rows.iter().map(|r| Predicted {
@@ -298,9 +297,13 @@ fn predicted(
 /// `plan` runs first: its error findings head the report, since they are most often the
 /// cause of what the cluster then shows.
 pub async fn run(req: &E2eRequest, progress: Progress<'_>) -> Result<E2eReport> {
-    let (model, config) = crate::commands::load(&req.plan)?;
+    run_loaded(req, &crate::commands::load(&req.plan)?, progress).await
+}
+
+/// [`run`] of a repo already loaded (from `req.plan`).
+pub async fn run_loaded(req: &E2eRequest, loaded: &Loaded, progress: Progress<'_>) -> Result<E2eReport> {
     let expected = load_snapshot(&req.layers_snapshot)?;
-    let preflight: Vec<crate::findings::Finding> = crate::commands::analyse(&model, &config)
+    let preflight: Vec<crate::findings::Finding> = crate::commands::analyse(loaded)
         .findings
         .into_iter()
         .filter(|f| f.severity == crate::findings::Severity::Error)
@@ -312,8 +315,8 @@ pub async fn run(req: &E2eRequest, progress: Progress<'_>) -> Result<E2eReport> 
         ));
     }
     let mut report = match req.provider {
-        Provider::Sim => run_sim(req, model, expected, progress).await,
-        Provider::Real(kind) => run_real(req, kind, model, config, expected, progress).await,
+        Provider::Sim => run_sim(req, &loaded.model, expected, progress).await,
+        Provider::Real(kind) => run_real(req, kind, loaded, expected, progress).await,
     }?;
     report.preflight = preflight;
     Ok(report)
@@ -329,28 +332,29 @@ fn expectations<'a>(
 
 async fn run_sim(
     req: &E2eRequest,
-    tree: RepoModel,
+    tree: &RepoModel,
     expected: Option<Vec<Vec<String>>>,
     progress: Progress<'_>,
 ) -> Result<E2eReport> {
     // The path a real cluster takes: the working tree served by the harness's git server,
     // fetched back over HTTP, and the model built from what was fetched.
     let served =
-        super::served::serve(req, &tree, "127.0.0.1:0".parse().expect("an address"), "127.0.0.1", progress).await?;
+        super::served::serve(req, tree, "127.0.0.1:0".parse().expect("an address"), "127.0.0.1", progress).await?;
     progress("source-controller (simulated): fetching the served branch");
-    let (model, config) = super::served::fetch(req, &served).await?;
+    let fetched = super::served::fetch(req, &served).await?;
     // As on a real cluster, the CNI runs before Flux starts.
     let sim = crate::sim::SimConfig {
         cni_preinstalled: true,
         seed: req.seed,
         revision: served.revision(),
         self_url: served.url.clone(),
-        unfetchable: super::served::unfetchable(&model, &served.url),
+        unfetchable: super::served::unfetchable(&fetched.model, &served.url),
         ..Default::default()
     };
     progress("starting the simulated cluster (HTTPS on 127.0.0.1)");
-    let cluster =
-        crate::apiserver::driver::start_paused(model.clone(), config.clone(), sim.clone(), req.speed, 0, true).await?;
+    let cluster = crate::apiserver::driver::start_paused(fetched, sim.clone(), req.speed, 0, true).await?;
+    let loaded = cluster.loaded();
+    let (model, graph) = (&loaded.model, &loaded.graph);
     let kc = kube::config::Kubeconfig::from_yaml(&cluster.server.kubeconfig()).map_err(kube_error)?;
     let client = kube::Client::try_from(
         kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.map_err(kube_error)?,
@@ -361,13 +365,12 @@ async fn run_sim(
     let real_deadline = Duration::from_secs_f64(req.timeout_seconds / speed) + Duration::from_millis(500);
     let fallback = move |d: Duration| d.as_secs_f64() * speed;
     let clock = Clock { anchor_ms: cluster.anchor_ms() as i64, fallback: &fallback };
-    let obs = watch(client.clone(), &model, real_deadline, &clock, &|| cluster.resume()).await;
-    let (graph, _) = crate::graph::analyse(&model);
+    let obs = watch(client.clone(), model, real_deadline, &clock, &|| cluster.resume()).await;
     let sim_report = cluster.report();
     let deadlock = sim_report.deadlock.as_ref().map(|d| format!("deadlock: {}", d.explanation));
     let (rows, mut violations, warnings) =
-        assert::check(&model, &graph, &obs, &expectations(req, expected.as_ref(), deadlock));
-    if let Some(v) = super::served::source_check(&client, &model, &served).await {
+        assert::check(model, graph, &obs, &expectations(req, expected.as_ref(), deadlock));
+    if let Some(v) = super::served::source_check(&client, model, &served).await {
         violations.insert(0, v);
     }
     let passed = violations.is_empty();
@@ -381,12 +384,12 @@ async fn run_sim(
             .collect::<String>()
             + &sim_report.deadlock.map(|d| format!("DEADLOCK: {}\n", d.explanation)).unwrap_or_default();
         let notes = "the sim provider has no controller logs, events or node CNI configs: status.json, stuck.txt and timeline.json come from the simulated cluster\n".to_string();
-        diagnostics(&req.artifacts, &client, &model, &obs, &chains, &[("README.txt", notes)]).await?;
+        diagnostics(&req.artifacts, &client, model, &obs, &chains, &[("README.txt", notes)]).await?;
         artifacts = Some(req.artifacts.display().to_string());
     }
     drop(cluster);
-    let hr_rows = assert::helm_rows(&model, &graph, &obs);
-    let predicted_vs_observed = predicted(&model, &config, sim, &rows, &hr_rows);
+    let hr_rows = assert::helm_rows(model, graph, &obs);
+    let predicted_vs_observed = predicted(loaded, sim, &rows, &hr_rows);
     Ok(E2eReport {
         provider: "sim".into(),
         passed,
@@ -519,17 +522,17 @@ fn gateway(provider: &dyn ClusterProvider) -> Result<String> {
 async fn run_real(
     req: &E2eRequest,
     kind: ProviderKind,
-    model: RepoModel,
-    config: crate::config::RepoConfig,
+    loaded: &Loaded,
     expected: Option<Vec<Vec<String>>>,
     progress: Progress<'_>,
 ) -> Result<E2eReport> {
-    let prov = provider(req, kind, &model)?;
+    let (model, graph) = (&loaded.model, &loaded.graph);
+    let prov = provider(req, kind, model)?;
     std::fs::create_dir_all(&req.artifacts)
         .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", req.artifacts.display())))?;
     // The entry needs the git server's URL, which needs the cluster's network: run the
     // plan up to the entry, start the server, then apply the entry.
-    let draft = real_plan(req, kind, &model, "http://GIT-SERVER/repo.git")?;
+    let draft = real_plan(req, kind, model, "http://GIT-SERVER/repo.git")?;
     preflight(prov.as_ref(), &draft)?;
     let entry_steps = 2;
     // The guard knows every cleanup command before the first command runs.
@@ -539,8 +542,8 @@ async fn run_real(
     }
     let host = gateway(prov.as_ref())?;
     let bind = format!("{host}:0").parse().map_err(|e| Error::new(ErrorKind::Usage, format!("{host}: {e}")))?;
-    let served = super::served::serve(req, &model, bind, &host, progress).await?;
-    let plan = real_plan(req, kind, &model, &served.url)?;
+    let served = super::served::serve(req, model, bind, &host, progress).await?;
+    let plan = real_plan(req, kind, model, &served.url)?;
     let entry_applied_ms = wall_ms();
     for s in &plan[plan.len() - entry_steps..] {
         execute_step_async(s, &mut guard, progress).await?;
@@ -562,11 +565,10 @@ async fn run_real(
     progress("watching Kustomizations and HelmReleases");
     // Times count from when the entry was applied.
     let clock = Clock { anchor_ms: entry_applied_ms, fallback: &|d: Duration| d.as_secs_f64() };
-    let obs = watch(client.clone(), &model, Duration::from_secs_f64(req.timeout_seconds), &clock, &|| {}).await;
-    let (graph, _) = crate::graph::analyse(&model);
+    let obs = watch(client.clone(), model, Duration::from_secs_f64(req.timeout_seconds), &clock, &|| {}).await;
     let (rows, mut violations, warnings) =
-        assert::check(&model, &graph, &obs, &expectations(req, expected.as_ref(), None));
-    if let Some(v) = super::served::source_check(&client, &model, &served).await {
+        assert::check(model, graph, &obs, &expectations(req, expected.as_ref(), None));
+    if let Some(v) = super::served::source_check(&client, model, &served).await {
         violations.insert(0, v);
     }
     let passed = violations.is_empty();
@@ -608,7 +610,7 @@ async fn run_real(
         }
         let extra: Vec<(&str, String)> = extra.iter().map(|(f, c)| (f.as_str(), c.clone())).collect();
         let chains = violations.iter().map(|v| format!("[{}] {}\n", v.kind, v.message)).collect::<String>();
-        diagnostics(&req.artifacts, &client, &model, &obs, &chains, &extra).await?;
+        diagnostics(&req.artifacts, &client, model, &obs, &chains, &extra).await?;
         artifacts = Some(req.artifacts.display().to_string());
     }
     if req.keep && !prov.delete().is_empty() {
@@ -628,8 +630,8 @@ async fn run_real(
     guard.run();
     let duration = obs.iter().map(|o| o.at_seconds).fold(0.0, f64::max);
     let sim = crate::sim::SimConfig { cni_preinstalled: true, seed: req.seed, ..Default::default() };
-    let hr_rows = assert::helm_rows(&model, &graph, &obs);
-    let predicted_vs_observed = predicted(&model, &config, sim, &rows, &hr_rows);
+    let hr_rows = assert::helm_rows(model, graph, &obs);
+    let predicted_vs_observed = predicted(loaded, sim, &rows, &hr_rows);
     Ok(E2eReport {
         provider: Provider::Real(kind).name().into(),
         passed,

@@ -145,7 +145,7 @@ pub async fn serve(
 
 /// Fetches the served branch as source-controller does (over HTTP, a shallow clone) into
 /// `dir`, and returns the model built from what was fetched.
-pub async fn fetch(req: &E2eRequest, served: &Served) -> Result<(RepoModel, crate::config::RepoConfig)> {
+pub async fn fetch(req: &E2eRequest, served: &Served) -> Result<crate::loaded::Loaded> {
     let dir = served.fetch_dir.as_path();
     let _ = std::fs::remove_dir_all(dir);
     let d = dir.display().to_string();

@@ -111,8 +111,8 @@ fn simulated_only(result: &mut SuiteResult, provider: Provider, what: &str) {
 }
 
 pub async fn run(req: &SuiteRequest, progress: Progress<'_>) -> Result<SuiteReport> {
-    let (model, config) = crate::commands::load(&req.e2e.plan)?;
-    let (graph, _) = crate::graph::analyse(&model);
+    let loaded = crate::commands::load(&req.e2e.plan)?;
+    let (model, graph, config) = (&loaded.model, &loaded.graph, &loaded.config);
     let mut wanted: Vec<SuiteName> = if req.suites.is_empty() { SuiteName::ALL.to_vec() } else { req.suites.clone() };
     if let Some(only) = &req.only {
         wanted.retain(|s| only.contains_key(s));
@@ -125,25 +125,25 @@ pub async fn run(req: &SuiteRequest, progress: Progress<'_>) -> Result<SuiteRepo
         progress(&format!("suite {}", suite.id()));
         let mut result = match suite {
             SuiteName::BootstrapOrder => {
-                let report = super::run::run(&req.e2e, progress).await?;
+                let report = super::run::run_loaded(&req.e2e, &loaded, progress).await?;
                 // The same commit, loaded again: what a second bootstrap would apply.
-                let (second, _) = crate::commands::load(&req.e2e.plan)?;
-                let r = crate::suite::order::run(&model, &graph, &report, Some(&second));
+                let second = crate::commands::load(&req.e2e.plan)?;
+                let r = crate::suite::order::run(model, graph, &report, Some(&second.model));
                 e2e = Some(report);
                 r
             }
             SuiteName::WebhookBootstrap => {
-                let mut r = crate::suite::webhook::run(&model, &graph, &config, &sim)?;
+                let mut r = crate::suite::webhook::run(&loaded, &sim)?;
                 simulated_only(&mut r, req.e2e.provider, "take the webhooks' pods down");
                 r
             }
             SuiteName::CniChaining => {
-                let mut r = crate::suite::cni::run(&model, &graph, &config, &sim)?;
+                let mut r = crate::suite::cni::run(&loaded, &sim)?;
                 simulated_only(&mut r, req.e2e.provider, "read /etc/cni/net.d from the nodes");
                 r
             }
             SuiteName::NamespaceIsolation => {
-                let mut r = crate::suite::isolation::run(&model, &config.isolation);
+                let mut r = crate::suite::isolation::run(model, &config.isolation);
                 simulated_only(&mut r, req.e2e.provider, "probe the matrix with pods");
                 r
             }

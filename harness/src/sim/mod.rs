@@ -556,10 +556,8 @@ enum Status {
 }
 
 /// Simulates a loaded repo with the built-in catalogue extended by the repo config.
-pub fn simulate(model: &RepoModel, graph: &Graph, config: &RepoConfig, sim: SimConfig) -> Result<report::SimReport> {
-    let mut cat = Catalogue::builtin();
-    cat.extend(config.catalogue.clone());
-    let mut s = Simulator::new(model, graph, &cat, config, sim)?;
+pub fn simulate(loaded: &crate::loaded::Loaded, sim: SimConfig) -> Result<report::SimReport> {
+    let mut s = Simulator::of(loaded, sim)?;
     s.run();
     Ok(s.report())
 }

@@ -4,7 +4,12 @@
 use super::*;
 
 impl<'a> Simulator<'a> {
-    pub fn new(
+    /// A simulator of a loaded repo, before its first event.
+    pub fn of(loaded: &'a crate::loaded::Loaded, sim: SimConfig) -> Result<Self> {
+        Self::new(&loaded.model, &loaded.graph, &loaded.catalogue, &loaded.config, sim)
+    }
+
+    fn new(
         model: &'a RepoModel,
         graph: &'a Graph,
         cat: &Catalogue,

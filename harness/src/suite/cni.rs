@@ -5,11 +5,9 @@
 //! the same checks read what the nodes hold ([`check_nodes`] over [`NodeCni`]). Pure.
 
 use super::{Check, Status, SuiteName, SuiteResult, Table};
-use crate::catalogue::{Catalogue, CniRole};
-use crate::config::RepoConfig;
+use crate::catalogue::CniRole;
 use crate::error::Result;
-use crate::graph::Graph;
-use crate::model::RepoModel;
+use crate::loaded::Loaded;
 use crate::sim::nodes::NodeCni;
 use crate::sim::{SimConfig, Simulator};
 
@@ -64,9 +62,8 @@ fn rows(table: &mut Table, when: &str, nodes: &[NodeCni]) {
     }
 }
 
-pub fn run(model: &RepoModel, graph: &Graph, cfg: &RepoConfig, sim: &SimConfig) -> Result<SuiteResult> {
-    let mut cat = Catalogue::builtin();
-    cat.extend(cfg.catalogue.clone());
+pub fn run(loaded: &Loaded, sim: &SimConfig) -> Result<SuiteResult> {
+    let (model, cat) = (&loaded.model, &loaded.catalogue);
     let role = |r: CniRole| {
         model
             .helm_releases
@@ -85,7 +82,7 @@ pub fn run(model: &RepoModel, graph: &Graph, cfg: &RepoConfig, sim: &SimConfig) 
     };
     let mut checks = vec![];
     // The rule that reads the values: an exclusive primary is an error before any node.
-    let findings = crate::rules::check(model, graph, &cat, cfg);
+    let findings = crate::rules::check(model, &loaded.graph, cat, &loaded.config);
     let exclusive: Vec<String> = findings
         .iter()
         .filter(|f| f.rule == "cni-exclusive" || f.rule == "cni-order")
@@ -103,7 +100,7 @@ pub fn run(model: &RepoModel, graph: &Graph, cfg: &RepoConfig, sim: &SimConfig) 
             chained.spec.name
         ),
     ));
-    let mut s = Simulator::new(model, graph, &cat, cfg, sim.clone())?;
+    let mut s = Simulator::of(loaded, sim.clone())?;
     s.run();
     let mut nodes_check = |id: &str, when: &str, title: &str, s: &Simulator, ok: &dyn Fn(&[NodeCni]) -> String| {
         let nodes = s.nodes_cni();

@@ -7,9 +7,8 @@
 
 use super::{Check, Status, SuiteName, SuiteResult, Table};
 use crate::catalogue::{Catalogue, FailurePolicy};
-use crate::config::RepoConfig;
 use crate::error::Result;
-use crate::graph::Graph;
+use crate::loaded::Loaded;
 use crate::model::RepoModel;
 use crate::sim::fault::{Fault, format_duration};
 use crate::sim::report::SimReport;
@@ -55,14 +54,13 @@ fn outcome(r: &SimReport) -> std::result::Result<String, String> {
     Ok(format!("converged at {:.0}s", r.total_seconds))
 }
 
-pub fn run(model: &RepoModel, graph: &Graph, cfg: &RepoConfig, sim: &SimConfig) -> Result<SuiteResult> {
-    let mut cat = Catalogue::builtin();
-    cat.extend(cfg.catalogue.clone());
-    let hooks = hooks(model, &cat);
+pub fn run(loaded: &Loaded, sim: &SimConfig) -> Result<SuiteResult> {
+    let (model, cat) = (&loaded.model, &loaded.catalogue);
+    let hooks = hooks(model, cat);
     let mut table = Table::new(&["webhook", "HelmRelease", "failurePolicy", "intercepts", "pods down", "outcome"]);
     let mut checks = vec![];
     // Kept: what a webhook's configuration implies (`self_blocks`) is read from it.
-    let mut undisturbed = Simulator::new(model, graph, &cat, cfg, sim.clone())?;
+    let mut undisturbed = Simulator::of(loaded, sim.clone())?;
     undisturbed.run();
     let baseline = undisturbed.report();
     if hooks.is_empty() {
@@ -160,7 +158,7 @@ pub fn run(model: &RepoModel, graph: &Graph, cfg: &RepoConfig, sim: &SimConfig) 
         }
         let mut faulted = sim.clone();
         faulted.faults.push(Fault::WebhookDown { name: w.name.clone(), from, to });
-        let mut s = Simulator::new(model, graph, &cat, cfg, faulted)?;
+        let mut s = Simulator::of(loaded, faulted)?;
         s.run();
         let r = s.report();
         let window = format!("{}-{}", format_duration(from), format_duration(to));

@@ -70,15 +70,18 @@ impl Repo {
         (m, cfg)
     }
 
-    pub fn plan(self) -> Plan {
+    /// The repo loaded once, as `plan`, `simulate` and the simulated cluster take it.
+    pub fn loaded(self) -> harness::loaded::Loaded {
         let (m, cfg) = self.load();
-        harness::commands::analyse(&m, &cfg)
+        harness::loaded::Loaded::new(m, cfg)
+    }
+
+    pub fn plan(self) -> Plan {
+        harness::commands::analyse(&self.loaded())
     }
 
     pub fn simulate(self, sim: harness::sim::SimConfig) -> harness::Result<harness::sim::report::SimReport> {
-        let (m, cfg) = self.load();
-        let (g, _) = harness::graph::analyse(&m);
-        harness::sim::simulate(&m, &g, &cfg, sim)
+        harness::sim::simulate(&self.loaded(), sim)
     }
 }
 
