@@ -170,3 +170,21 @@ pub fn is_builtin_group(group: &str) -> bool {
 pub fn is_builtin_kind(group: &str, kind: &str) -> bool {
     crate::builtin::find(group, kind).is_some()
 }
+
+/// Helm's values merge: maps merge key by key, anything else is replaced.
+pub fn deep_merge(into: &mut serde_json::Value, from: &serde_json::Value) {
+    match (into.as_object_mut(), from.as_object()) {
+        (Some(a), Some(b)) => {
+            for (k, v) in b {
+                match a.get_mut(k) {
+                    Some(x) if x.is_object() && v.is_object() => deep_merge(x, v),
+                    _ => {
+                        a.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        _ if !from.is_null() => *into = from.clone(),
+        _ => {}
+    }
+}

@@ -245,6 +245,17 @@ impl Kustomization {
         Ref { kind: "Kustomization".into(), namespace: self.namespace.clone(), name: self.name.clone() }
     }
 
+    /// `spec.kubeConfig`: the Secret or ConfigMap (in the Kustomization's namespace) that
+    /// names the cluster it applies to, as `(kind, name)`; `None` for this cluster.
+    pub fn kube_config(&self) -> Option<(&'static str, String)> {
+        let kc = self.raw.pointer("/spec/kubeConfig")?;
+        let name = |p: &str| kc.pointer(p).and_then(Value::as_str).map(str::to_string);
+        name("/secretRef/name")
+            .map(|n| ("Secret", n))
+            .or_else(|| name("/configMapRef/name").map(|n| ("ConfigMap", n)))
+            .or_else(|| Some(("Secret", String::new())))
+    }
+
     /// Is the object with this `(ns, name)` covered by `substitute: disabled`?
     pub fn substitution_enabled(obj: &Object) -> bool {
         const KEY: &str = "kustomize.toolkit.fluxcd.io/substitute";

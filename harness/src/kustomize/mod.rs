@@ -318,6 +318,11 @@ impl Builder<'_> {
                 ));
             }
         };
+        // kustomize compares what it read with an empty Kustomization: type meta alone, or
+        // fields left null (`resources:` with nothing under it), is "empty" and refused.
+        if v.iter().all(|(key, val)| val.is_null() || key == "apiVersion" || key == "kind") {
+            return Err(Error::at(ErrorKind::Render, &Loc::new(&file, doc.line), "kustomization.yaml is empty"));
+        }
         let k = Kust { file, dir: dir.to_string(), text, v };
         for field in k.v.keys() {
             if NOT_YET.contains(&field.as_str()) {

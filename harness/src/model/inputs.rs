@@ -3,6 +3,7 @@
 //! outside Flux) and HelmRelease `valuesFrom`, merged as the controllers merge them.
 
 use super::*;
+use crate::object::deep_merge;
 
 /// The variables a ConfigMap or Secret provides. Secret `data` is base64; values that are
 /// SOPS ciphertext are kept as they are (never decrypted, never printed).
@@ -26,24 +27,6 @@ pub(super) fn var_values(o: &Object) -> Vec<(String, String)> {
     }
     out.retain(|(_, v)| !v.starts_with("ENC["));
     out
-}
-
-/// Helm's values merge: maps merge key by key, anything else is replaced.
-pub(super) fn deep_merge(into: &mut serde_json::Value, from: &serde_json::Value) {
-    match (into.as_object_mut(), from.as_object()) {
-        (Some(a), Some(b)) => {
-            for (k, v) in b {
-                match a.get_mut(k) {
-                    Some(x) if x.is_object() && v.is_object() => deep_merge(x, v),
-                    _ => {
-                        a.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-        }
-        _ if !from.is_null() => *into = from.clone(),
-        _ => {}
-    }
 }
 
 /// Substitutes in every string of a value (keys are left alone).

@@ -173,6 +173,25 @@ impl Loader<'_> {
         }
         let mut objects = rendered.objects;
         self.substitute(&spec, &kid, &mut objects)?;
+        if let Some((kind, name)) = spec.kube_config() {
+            // Applied to another cluster: its namespaces, CRDs, charts and Flux objects are
+            // that cluster's, and nothing of this cluster's bootstrap waits on them. The
+            // build (and substitution) above still has to succeed, as in Flux.
+            self.model.findings.push(
+                Finding::new(
+                    "remote-target",
+                    Severity::Info,
+                    &spec.origin,
+                    format!(
+                        "Kustomization {kid} applies its {} object(s) to the cluster named by {kind} {}/{name} (spec.kubeConfig), not to this one: they are not part of this cluster's bootstrap and are not checked against it; {kid} needs that {kind} in this cluster before it can reconcile",
+                        objects.len(),
+                        spec.namespace
+                    ),
+                )
+                .for_kustomization(&kid),
+            );
+            return Ok(());
+        }
         let mut expanded = vec![];
         for o in &objects {
             match (o.group(), o.kind()) {

@@ -24,8 +24,26 @@ fn via_text(ctx: &Ctx, p: &Provider) -> String {
     }
 }
 
+/// Kustomizations that apply remote resources (URLs): what those provide is unknown offline.
+fn with_remote_resources(ctx: &Ctx) -> Vec<usize> {
+    let kids: BTreeSet<&str> = ctx
+        .model
+        .findings
+        .iter()
+        .filter(|f| f.rule == "remote-resource")
+        .filter_map(|f| f.kustomization.as_deref())
+        .collect();
+    (0..ctx.model.kustomizations.len())
+        .filter(|&j| {
+            let s = &ctx.model.kustomizations[j].spec;
+            kids.contains(format!("{}/{}", s.namespace, s.name).as_str())
+        })
+        .collect()
+}
+
 pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let mut reported: BTreeSet<(usize, String, String)> = BTreeSet::new();
+    let remote = with_remote_resources(ctx);
     // (provider K, dependent K, kind) pairs that need the provider to wait.
     let mut needs_wait: Vec<(usize, usize, String, usize)> = vec![];
     for (i, k) in ctx.rendered() {
@@ -39,6 +57,23 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             }
             let providers = ctx.providers(group, kind);
             if providers.is_empty() {
+                // A remote resource applied first may well be the CRD: unknown, not wrong.
+                if let Some(&r) = remote.iter().find(|&&r| r == i || ctx.before(i, r)) {
+                    if reported.insert((i, group.into(), kind.into())) {
+                        out.push(ctx.finding(
+                            "unknown-kind",
+                            Severity::Info,
+                            &o.origin,
+                            Some(i),
+                            format!(
+                                "{} is a {kind} ({group}): no CRD in the repository provides it, but Kustomization {}, applied before it, applies remote resources, which may; what they hold is not known offline, so its ordering is not checked",
+                                o.display_id(),
+                                ctx.name(r)
+                            ),
+                        ));
+                    }
+                    continue;
+                }
                 if reported.insert((i, group.into(), kind.into())) {
                     let hint = ctx
                         .cat
