@@ -137,3 +137,14 @@ fn graph_and_catalogue_are_built_only_by_loaded() {
         }
     }
 }
+
+/// Ordering is decided in one place: the rules ask `Ctx::standing` (who produces what this
+/// needs, and is it guaranteed first) instead of each combining `before` their own way.
+#[test]
+fn ordering_rules_ask_one_check() {
+    for (file, text) in harness_sources() {
+        if file.starts_with("rules/") && file != "rules/mod.rs" {
+            assert!(!text.contains("ctx.before("), "harness/src/{file} decides an ordering itself: use ctx.standing");
+        }
+    }
+}

@@ -55,7 +55,7 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         let h = &ctx.model.helm_releases[c];
         for &(p, _) in &primaries {
             let pk = ctx.model.helm_releases[p].owner;
-            if pk != h.owner && !ctx.before(h.owner, pk) {
+            if !matches!(ctx.standing(h.owner, &[(pk, true)]), super::Standing::Met(_)) {
                 out.push(
                     ctx.finding(
                         "cni-order",

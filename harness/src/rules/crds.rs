@@ -4,7 +4,7 @@
 //! dependents must wait for them.
 //! `chart-unknown`: a chart the catalogue does not describe (info: the rules are blind to it).
 
-use super::{Ctx, Provider, Via};
+use super::{Ctx, Provider, Standing, Via};
 use crate::catalogue::RegisteredBy;
 use crate::findings::{Finding, Severity};
 use std::collections::BTreeSet;
@@ -58,7 +58,9 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             let providers = ctx.providers(group, kind);
             if providers.is_empty() {
                 // A remote resource applied first may well be the CRD: unknown, not wrong.
-                if let Some(&r) = remote.iter().find(|&&r| r == i || ctx.before(i, r)) {
+                let remote_first: Vec<(usize, bool)> = remote.iter().map(|&r| (r, true)).collect();
+                if let Standing::Met(j) = ctx.standing(i, &remote_first) {
+                    let r = remote[j];
                     if reported.insert((i, group.into(), kind.into())) {
                         out.push(ctx.finding(
                             "unknown-kind",
@@ -97,8 +99,10 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 }
                 continue;
             }
-            let ok = providers.iter().find(|p| (p.k == i && matches!(p.via, Via::Crd(_))) || ctx.before(i, p.k));
-            if let Some(p) = ok {
+            // A CRD rendered by the same Kustomization is applied (and waited for) first.
+            let producers: Vec<(usize, bool)> = providers.iter().map(|p| (p.k, matches!(p.via, Via::Crd(_)))).collect();
+            if let Standing::Met(j) = ctx.standing(i, &producers) {
+                let p = providers[j];
                 if p.k != i
                     && let Via::Chart { hr, .. } = p.via
                 {

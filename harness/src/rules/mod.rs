@@ -3,6 +3,14 @@
 //! (who provides which kind, who creates which namespace, who depends on whom) is built
 //! once in [`Ctx`]. Rule ids and docs: docs/rules.md.
 //!
+//! Every ordering rule is one check, [`Ctx::standing`]: for what an object needs (its
+//! namespace, its kind's CRD, its chart's source, a substitution or values input, the
+//! primary CNI, the monitoring CRDs), who produces it and whether that producer is
+//! guaranteed first (a dependency, an ancestor, or the same Kustomization where its staged
+//! apply brings it first). The rules differ only in what they ask about and how they word
+//! the answer; the simulator plays the same needs out, and `predicted` turns what it loses
+//! into errors.
+//!
 //! Pure: reads the model, the graph, the catalogue and the repo config.
 
 mod cni;
@@ -47,6 +55,20 @@ pub struct Provider {
     /// The Kustomization whose apply brings it.
     pub k: usize,
     pub via: Via,
+}
+
+/// Where one need of a Kustomization stands: something it applies needs another thing
+/// present first (its namespace, its kind's CRD, a chart's source, a substitution or
+/// values input). Every ordering rule asks [`Ctx::standing`] and words the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// The producer at this index of the list is guaranteed first (or, where allowed, is
+    /// the same Kustomization, whose staged apply brings it first).
+    Met(usize),
+    /// Produced only by Kustomizations nothing orders first: the first of them.
+    Unordered(usize),
+    /// Nothing in the repository produces it.
+    Missing,
 }
 
 pub struct Ctx<'a> {
@@ -121,6 +143,18 @@ impl<'a> Ctx<'a> {
     /// Kustomizations that are rendered (their objects are known).
     pub fn rendered(&self) -> impl Iterator<Item = (usize, &'a crate::model::KustomizationNode)> + '_ {
         self.model.kustomizations.iter().enumerate().filter(|(_, k)| !matches!(k.origin, Origin::NotRendered(_)))
+    }
+
+    /// The one ordering check: does Kustomization `k` find what it needs, given who
+    /// produces it? `producers` are (Kustomization, whether being `k` itself is enough).
+    pub fn standing(&self, k: usize, producers: &[(usize, bool)]) -> Standing {
+        if let Some(j) = producers.iter().position(|&(p, same)| (p == k && same) || (p != k && self.before(k, p))) {
+            return Standing::Met(j);
+        }
+        match producers.first() {
+            Some(&(p, _)) => Standing::Unordered(p),
+            None => Standing::Missing,
+        }
     }
 
     /// Is `p` applied before `k` starts: `k` itself excluded, a dependency (transitively)

@@ -33,7 +33,8 @@ fn watched(ctx: &Ctx, i: usize) -> Vec<usize> {
 }
 
 fn monitoring_before(ctx: &Ctx, k: usize) -> bool {
-    ctx.preinstalled(GROUP) || ctx.providers(GROUP, "ServiceMonitor").iter().any(|p| p.k == k || ctx.before(k, p.k))
+    let producers: Vec<(usize, bool)> = ctx.providers(GROUP, "ServiceMonitor").iter().map(|p| (p.k, true)).collect();
+    ctx.preinstalled(GROUP) || matches!(ctx.standing(k, &producers), super::Standing::Met(_))
 }
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
@@ -62,7 +63,10 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         let candidates = watched(ctx, i);
         // Ordered after any of them is taken as ordered after the one it watches.
         if let Some(&parent) = candidates.first()
-            && !candidates.iter().any(|&c| ctx.before(i, c))
+            && !matches!(
+                ctx.standing(i, &candidates.iter().map(|&c| (c, false)).collect::<Vec<_>>()),
+                super::Standing::Met(_)
+            )
         {
             out.push(
                 ctx.finding(

@@ -2,7 +2,7 @@
 //! Kustomization or one applied before it, or always exists.
 //! Rule 16 `pss-missing`: a Namespace without `pod-security.kubernetes.io/enforce`.
 
-use super::{ALWAYS_NAMESPACES, Ctx};
+use super::{ALWAYS_NAMESPACES, Ctx, Standing};
 use crate::findings::{Finding, Severity};
 use crate::object::is_known_cluster_scoped;
 use std::collections::BTreeSet;
@@ -39,13 +39,16 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             {
                 continue;
             }
-            let mut creators: Vec<usize> = ctx.namespaces.get(ns).into_iter().flatten().map(|(c, _)| *c).collect();
-            creators.extend(helm_created.iter().filter(|(n, _)| n == ns).map(|(_, c)| *c));
-            if creators.iter().any(|&c| c == i || ctx.before(i, c)) || !reported.insert((i, ns.to_string())) {
+            let mut creators: Vec<(usize, bool)> =
+                ctx.namespaces.get(ns).into_iter().flatten().map(|(c, _)| (*c, true)).collect();
+            creators.extend(helm_created.iter().filter(|(n, _)| n == ns).map(|(_, c)| (*c, true)));
+            let standing = ctx.standing(i, &creators);
+            if matches!(standing, Standing::Met(_)) || !reported.insert((i, ns.to_string())) {
                 continue;
             }
-            let f = match creators.first() {
-                None => ctx
+            let f = match standing {
+                Standing::Met(_) => continue,
+                Standing::Missing => ctx
                     .finding(
                         "namespace-missing",
                         Severity::Error,
@@ -58,7 +61,7 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         ),
                     )
                     .fix(format!("add a Namespace {ns} to {} or to a Kustomization it depends on", ctx.name(i))),
-                Some(&c) => ctx
+                Standing::Unordered(c) => ctx
                     .finding(
                         "namespace-missing",
                         Severity::Error,

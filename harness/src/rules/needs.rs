@@ -13,7 +13,7 @@
 //! `values-from-deadlock`: a HelmRelease reads values produced by a Kustomization that
 //! depends on the HelmRelease's own Kustomization, which waits for it.
 
-use super::Ctx;
+use super::{Ctx, Standing};
 use crate::findings::{Finding, Severity};
 
 /// The Kustomization that renders each ConfigMap and Secret, by (kind, namespace, name).
@@ -80,7 +80,7 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         }
         for f in spec.substitute_from.iter().filter(|f| !f.optional) {
             let Some(p) = producer(&f.kind, &spec.namespace, &f.name) else { continue };
-            if p == i || ctx.before(i, p) {
+            if let Standing::Met(_) = ctx.standing(i, &[(p, true)]) {
                 continue;
             }
             out.push(
@@ -106,7 +106,7 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 continue;
             }
             let Some(p) = producer(kind, &h.spec.namespace, name) else { continue };
-            if p == k || ctx.before(k, p) {
+            if let Standing::Met(_) = ctx.standing(k, &[(p, true)]) {
                 continue;
             }
             let hid = format!("{}/{}", h.spec.namespace, h.spec.name);

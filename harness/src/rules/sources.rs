@@ -3,7 +3,7 @@
 //! or one applied before it (`helm-source-order`); Kustomizations' own sources are checked
 //! by the model (`source-missing`).
 
-use super::Ctx;
+use super::{Ctx, Standing};
 use crate::findings::{Finding, Severity};
 
 pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
@@ -23,7 +23,7 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             ),
             Some(s) => {
                 let Some(owner) = ctx.model.sources[s].owner else { continue };
-                if owner == h.owner || ctx.before(h.owner, owner) {
+                if let Standing::Met(_) = ctx.standing(h.owner, &[(owner, true)]) {
                     continue;
                 }
                 out.push(
