@@ -30,6 +30,8 @@ fn main() {
     for (cfg, names) in [
         ("have_kubectl", &["kubectl"][..]),
         ("have_git", &["git"][..]),
+        ("have_sops", &["sops"][..]),
+        ("have_age", &["age-keygen"][..]),
         ("have_chromium", &["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"][..]),
     ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");

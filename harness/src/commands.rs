@@ -101,6 +101,13 @@ pub fn load_files(files: &dyn Files, req: &PlanRequest) -> Result<Loaded> {
     };
     let mut model = model::load(files, &opts, renderer)?;
     let mut config = load_config(files)?;
+    if let Some(path) = config.sops.age_key_file.clone() {
+        let text = files.read(&path).map_err(|e| e.context(format!("sops.ageKeyFile in {}", config::FILE)))?;
+        let keys = crate::sops::AgeKeys::parse(&text).map_err(|why| {
+            Error::in_file(ErrorKind::BadObject, &path, format!("sops.ageKeyFile in {}: {why}", config::FILE))
+        })?;
+        config.decryption = config::Decryption::Keys(keys);
+    }
     // CRDs a bootstrap helmfile installs exist before Flux runs.
     let catalogue = Loaded::catalogue_of(&config);
     let chart_of = |name: &str, ns: Option<&str>| {

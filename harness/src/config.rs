@@ -10,6 +10,8 @@
 //! isolation:            # the namespace-isolation suite (default: namespaces labelled
 //!   environments: [dev, staging, prod]   #   `environment: <their own name>`, not system)
 //!   namespaces: [system]                 # more rows of the matrix (flux-system, DNS always)
+//! sops:                 # the age key the cluster's decryption Secret holds (test keys only:
+//!   ageKeyFile: test-keys/age.agekey   #   a real key never belongs in a repository)
 //! suppress:             # each needs a reason
 //!   - rule: webhook-ordering
 //!     kustomization: flux-system/apps   # optional
@@ -38,6 +40,12 @@ pub struct RepoConfig {
     pub suppress: Vec<Suppression>,
     #[serde(default)]
     pub isolation: Isolation,
+    #[serde(default)]
+    pub sops: Sops,
+    /// What the cluster can decrypt with: from `sops.ageKeyFile`, or set by the e2e runner
+    /// (`--age-key`, or a cluster the harness made without a decryption Secret).
+    #[serde(skip)]
+    pub decryption: Decryption,
     /// A bootstrap helmfile installs the primary CNI before Flux (found, not configured).
     #[serde(skip)]
     pub cni_preinstalled: bool,
@@ -45,6 +53,27 @@ pub struct RepoConfig {
     /// adopts them, and their webhooks serve from the start.
     #[serde(skip)]
     pub preinstalled_releases: std::collections::BTreeSet<(String, String)>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Sops {
+    /// An age identity file, relative to the repo root.
+    pub age_key_file: Option<String>,
+}
+
+/// What the decryption Secret of a Kustomization with `spec.decryption` holds.
+#[derive(Debug, Clone, Default)]
+pub enum Decryption {
+    /// Not known: it is created out of band (as `flux bootstrap` users do), and assumed to
+    /// hold the right key. Nothing is decrypted.
+    #[default]
+    Assumed,
+    /// These identities: every SOPS-encrypted object is decrypted with them, as
+    /// kustomize-controller would, and one that cannot be is a failed build.
+    Keys(crate::sops::AgeKeys),
+    /// There is none (a cluster the harness created without a key): Flux fails to get it.
+    NoSecret,
 }
 
 /// The intent the namespace-isolation suite holds the repo's network policies to: deny

@@ -34,6 +34,7 @@ pub mod revision;
 pub mod rules;
 pub mod schema;
 pub mod sim;
+pub mod sops;
 pub mod suite;
 pub mod yaml;
 

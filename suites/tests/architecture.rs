@@ -33,8 +33,9 @@ fn code(text: &str) -> String {
 
 #[test]
 fn pure_logic_does_no_io_and_starts_no_process() {
-    const PURE: [&str; 18] = [
+    const PURE: [&str; 19] = [
         "yaml",
+        "sops",
         "loaded",
         "object",
         "labels",

@@ -5,5 +5,6 @@ pub mod plan;
 pub mod provider;
 pub mod report;
 pub mod run;
+pub mod secrets;
 pub mod served;
 pub mod suites;

@@ -284,11 +284,29 @@ pub fn build(p: &PlanInput) -> Vec<Step> {
         &["-n", "flux-system", "wait", "--for=condition=Available", "deployment", "--all", "--timeout=5m"],
     ));
     if let Some(key) = &p.age_key {
-        // The key goes from the file into the cluster; its value is never on a command line.
-        steps.push(kubectl(
-            "create the sops-age secret from --age-key",
-            &["-n", "flux-system", "create", "secret", "generic", "sops-age", &format!("--from-file=age.agekey={key}")],
-        ));
+        // One Secret per decryption secretRef the repo's Kustomizations name (sops-age when
+        // none does), in their namespace. The key goes from the file into the cluster; its
+        // value is never on a command line.
+        let mut secrets: Vec<(String, String)> = p
+            .model
+            .kustomizations
+            .iter()
+            .filter_map(|k| {
+                let name = k.spec.raw.pointer("/spec/decryption/secretRef/name")?.as_str()?;
+                Some((k.spec.namespace.clone(), name.to_string()))
+            })
+            .collect();
+        secrets.sort();
+        secrets.dedup();
+        if secrets.is_empty() {
+            secrets.push(("flux-system".into(), "sops-age".into()));
+        }
+        for (ns, name) in secrets {
+            steps.push(kubectl(
+                &format!("create the {ns}/{name} decryption secret from the age key"),
+                &["-n", &ns, "create", "secret", "generic", &name, &format!("--from-file=age.agekey={key}")],
+            ));
+        }
     }
     let sources = rewritten_sources(p.model, &p.git_url, &p.run_branch);
     let entry = &p.model.kustomizations[p.model.entry].spec;

@@ -297,7 +297,14 @@ fn predicted(
 /// `plan` runs first: its error findings head the report, since they are most often the
 /// cause of what the cluster then shows.
 pub async fn run(req: &E2eRequest, progress: Progress<'_>) -> Result<E2eReport> {
-    run_loaded(req, &crate::commands::load(&req.plan)?, progress).await
+    run_loaded(req, &load(req)?, progress).await
+}
+
+/// The repo as this run's cluster sees it: loaded once, with what it decrypts with.
+pub fn load(req: &E2eRequest) -> Result<Loaded> {
+    let mut loaded = crate::commands::load(&req.plan)?;
+    super::secrets::apply(req, &mut loaded.config)?;
+    Ok(loaded)
 }
 
 /// [`run`] of a repo already loaded (from `req.plan`).
@@ -341,7 +348,8 @@ async fn run_sim(
     let served =
         super::served::serve(req, tree, "127.0.0.1:0".parse().expect("an address"), "127.0.0.1", progress).await?;
     progress("source-controller (simulated): fetching the served branch");
-    let fetched = super::served::fetch(req, &served).await?;
+    let mut fetched = super::served::fetch(req, &served).await?;
+    super::secrets::apply(req, &mut fetched.config)?;
     // As on a real cluster, the CNI runs before Flux starts.
     let sim = crate::sim::SimConfig {
         cni_preinstalled: true,
@@ -452,7 +460,7 @@ pub fn real_plan(req: &E2eRequest, kind: ProviderKind, model: &RepoModel, git_ur
         gotk_components: gotk.map(|p| p.display().to_string()),
         git_url: git_url.to_string(),
         run_branch: format!("flux-harness/run-{}", req.run_id),
-        age_key: req.age_key.as_ref().map(|p| p.display().to_string()),
+        age_key: super::secrets::age_key_file(req)?.map(|p| p.display().to_string()),
         existing: kind == ProviderKind::Existing,
         install_cni: req.install_cni,
         install_flux: req.install_flux,

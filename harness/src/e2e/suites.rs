@@ -111,7 +111,7 @@ fn simulated_only(result: &mut SuiteResult, provider: Provider, what: &str) {
 }
 
 pub async fn run(req: &SuiteRequest, progress: Progress<'_>) -> Result<SuiteReport> {
-    let loaded = crate::commands::load(&req.e2e.plan)?;
+    let loaded = super::run::load(&req.e2e)?;
     let (model, graph, config) = (&loaded.model, &loaded.graph, &loaded.config);
     let mut wanted: Vec<SuiteName> = if req.suites.is_empty() { SuiteName::ALL.to_vec() } else { req.suites.clone() };
     if let Some(only) = &req.only {

@@ -93,6 +93,29 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 .fix(format!("add `decryption: {{provider: sops, secretRef: {{name: sops-age}}}}` to {}", ctx.name(i))),
             );
         }
+        if let Some((x, why)) = crate::sops::build_failure(k, &ctx.cfg.decryption) {
+            let (loc, what) = match x {
+                Some(x) => (&k.objects[x].origin, k.objects[x].display_id()),
+                None => (&k.spec.origin, format!("the decryption Secret of {}", ctx.name(i))),
+            };
+            let fix = match &ctx.cfg.decryption {
+                crate::config::Decryption::Keys(keys) => format!(
+                    "encrypt it for one of the keys given (recipients {}), or give the key it was encrypted for",
+                    keys.recipients().join(", ")
+                ),
+                _ => "give the age key with --age-key (the harness then creates the Secret), or create it in the cluster first".into(),
+            };
+            out.push(
+                ctx.finding(
+                    "sops-decrypt-failed",
+                    Severity::Error,
+                    loc,
+                    Some(i),
+                    format!("{what} cannot be decrypted: Kustomization {} fails its build with `{why}` and nothing that depends on it becomes Ready", ctx.name(i)),
+                )
+                .fix(fix),
+            );
+        }
         if !is_production(ctx, i) {
             continue;
         }

@@ -104,6 +104,11 @@ impl<'a> Simulator<'a> {
             self.fail_k(i, msg.clone(), retry);
             return;
         }
+        if let Some(msg) = &self.undecryptable[i] {
+            self.ks[i].block = Some(Block::Root(format!("Kustomization {kid} cannot decrypt its SOPS secrets")));
+            self.fail_k(i, msg.clone(), retry);
+            return;
+        }
         // Staged apply, each stage dry-run first.
         let objects = &self.model.kustomizations[i].objects;
         for stage in 0..3 {

@@ -232,6 +232,9 @@ pub struct Simulator<'a> {
     /// a chain of n costs O(n) events instead of O(n²).
     k_parked: Vec<Option<u64>>,
     h_parked: Vec<Option<u64>>,
+    /// Per Kustomization: why its build cannot decrypt (kustomize-controller's message),
+    /// computed once from the repo config's `Decryption`.
+    undecryptable: Vec<Option<String>>,
     /// Who names each Kustomization / HelmRelease in its dependsOn.
     k_dependents: Vec<Vec<usize>>,
     h_dependents: Vec<Vec<usize>>,

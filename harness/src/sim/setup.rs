@@ -93,6 +93,11 @@ impl<'a> Simulator<'a> {
             handled: 0,
             readiness_changed: true,
             k_parked: vec![None; model.kustomizations.len()],
+            undecryptable: model
+                .kustomizations
+                .iter()
+                .map(|k| crate::sops::build_failure(k, &cfg.decryption).map(|(_, m)| m))
+                .collect(),
             h_parked: vec![None; model.helm_releases.len()],
             k_dependents: vec![vec![]; model.kustomizations.len()],
             h_dependents: vec![vec![]; model.helm_releases.len()],
