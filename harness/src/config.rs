@@ -12,6 +12,13 @@
 //!   namespaces: [system]                 # more rows of the matrix (flux-system, DNS always)
 //! sops:                 # the age key the cluster's decryption Secret holds (test keys only:
 //!   ageKeyFile: test-keys/age.agekey   #   a real key never belongs in a repository)
+//! e2e:                  # what a test cluster cannot have, applied to the served tree of
+//!   substitute:         #   e2e runs only (never to plan, nor to the user's files)
+//!     NFS_SERVER: nfs.invalid        # postBuild variables, on Kustomizations with postBuild
+//!   skip:
+//!     - kustomization: nfs-provisioner   # name or namespace/name
+//!       reason: the NFS server is outside any test cluster
+//!       instead: test/e2e/nfs-client      # optional: a directory applied in its place
 //! suppress:             # each needs a reason
 //!   - rule: webhook-ordering
 //!     kustomization: flux-system/apps   # optional
@@ -42,6 +49,8 @@ pub struct RepoConfig {
     pub isolation: Isolation,
     #[serde(default)]
     pub sops: Sops,
+    #[serde(default)]
+    pub e2e: E2eProfile,
     /// What the cluster can decrypt with: from `sops.ageKeyFile`, or set by the e2e runner
     /// (`--age-key`, or a cluster the harness made without a decryption Secret).
     #[serde(skip)]
@@ -53,6 +62,24 @@ pub struct RepoConfig {
     /// adopts them, and their webhooks serve from the start.
     #[serde(skip)]
     pub preinstalled_releases: std::collections::BTreeSet<(String, String)>,
+}
+
+/// The e2e profile: substitutions and skipped Kustomizations for test clusters.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct E2eProfile {
+    #[serde(default)]
+    pub substitute: BTreeMap<String, String>,
+    #[serde(default)]
+    pub skip: Vec<Skip>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Skip {
+    pub kustomization: String,
+    pub reason: String,
+    pub instead: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -110,6 +137,15 @@ impl<'de> Deserialize<'de> for Severity {
 impl RepoConfig {
     pub fn parse(text: &str) -> Result<RepoConfig> {
         let c: RepoConfig = parse_typed(FILE, text)?;
+        for s in &c.e2e.skip {
+            if s.reason.trim().is_empty() {
+                return Err(Error::in_file(
+                    ErrorKind::BadObject,
+                    FILE,
+                    format!("e2e.skip of '{}' needs a reason", s.kustomization),
+                ));
+            }
+        }
         for s in &c.suppress {
             if s.reason.trim().is_empty() {
                 return Err(Error::in_file(

@@ -319,6 +319,46 @@ fn dry_run_plan_for_k3d() {
     insta::assert_snapshot!(dry_plan(ProviderKind::K3d));
 }
 
+/// The e2e profile (netcorp's NFS server) is part of every provider's served tree, and a
+/// profile that cannot apply stops the run with its reason instead of doing nothing.
+#[test]
+fn the_e2e_profile_rewrites_the_served_tree_and_refuses_what_does_not_apply() {
+    let art = tempfile::tempdir().unwrap();
+    for kind in [ProviderKind::Kind, ProviderKind::K3d] {
+        let req = request(common::example("netcorp-infra"), "staging", Provider::Real(kind), art.path());
+        let model = harness::commands::load(&req.plan).unwrap().model;
+        let rw = harness::e2e::served::planned_rewrites(&req, &model, "http://172.18.0.1:8080/repo.git").unwrap();
+        let infra = rw.iter().find(|r| r.path == "clusters/staging/infrastructure.yaml").unwrap();
+        assert!(infra.what.contains("nfs-provisioner skipped") && infra.what.contains("./test/e2e/nfs-client"));
+        assert!(infra.what.contains("NFS_SERVER=nfs.invalid") && infra.what.contains("longhorn-system"));
+        let docs = harness::yaml::parse_docs("x", &infra.content).unwrap();
+        let nfs = docs.iter().find(|d| d.value["metadata"]["name"] == "nfs-provisioner").unwrap();
+        assert_eq!(nfs.value["spec"]["path"], "./test/e2e/nfs-client");
+        let lh = docs.iter().find(|d| d.value["metadata"]["name"] == "longhorn-system").unwrap();
+        assert_eq!(lh.value["spec"]["postBuild"]["substitute"]["NFS_SERVER"], "nfs.invalid");
+        assert_eq!(lh.value["spec"]["postBuild"]["substituteFrom"][0]["name"], "cluster-config", "kept");
+        assert!(rw.iter().any(|r| r.path.ends_with("gotk-sync.yaml")), "the entry override too");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    common::copy_dir(&common::example("netcorp-infra"), tmp.path());
+    let cfg = tmp.path().join(".flux-harness.yaml");
+    let original = std::fs::read_to_string(&cfg).unwrap();
+    for (from, to, says) in [
+        ("kustomization: nfs-provisioner", "kustomization: nfs-provisoner", "does not define"),
+        ("instead: test/e2e/nfs-client", "instead: test/e2e/nfs", "not a directory"),
+    ] {
+        std::fs::write(&cfg, original.replace(from, to)).unwrap();
+        let req = request(tmp.path().to_path_buf(), "staging", Provider::Sim, art.path());
+        let model = harness::commands::load(&req.plan).unwrap().model;
+        let e = harness::e2e::served::planned_rewrites(&req, &model, "http://x/repo.git").unwrap_err();
+        assert!(e.message.contains(says), "{e}");
+    }
+    std::fs::write(&cfg, original.replace("reason: its NFS server", "reason: \"\"\n      # its NFS server")).unwrap();
+    let req = request(tmp.path().to_path_buf(), "staging", Provider::Sim, art.path());
+    let Err(e) = harness::commands::load(&req.plan) else { panic!("an e2e skip without a reason loads") };
+    assert!(e.message.contains("needs a reason"), "{e}");
+}
+
 #[test]
 fn an_existing_cluster_must_be_named() {
     let tmp = tempfile::tempdir().unwrap();
@@ -764,7 +804,11 @@ async fn without_the_rewrite_source_controller_fails_on_the_ssh_url() {
         .await
         .unwrap();
     assert!(!r.passed);
-    assert!(r.rewritten.is_empty());
+    assert!(
+        r.rewritten.iter().all(|w| w.what.starts_with("e2e profile")),
+        "only the profile: {:?}",
+        r.rewritten.iter().map(|w| &w.what).collect::<Vec<_>>()
+    );
     let v = &r.violations[0];
     assert_eq!(v.kind, "source", "the cause comes first: {:?}", r.violations);
     assert!(v.message.contains("spec.url is 'ssh://git@git.netcorp.example/platform/infra.git'"), "{}", v.message);
@@ -786,7 +830,7 @@ fn on_an_existing_cluster_the_served_tree_does_not_prune() {
     req.context = Some("prod".into());
     let model = harness::commands::load(&req.plan).unwrap().model;
     let out = std::cell::RefCell::new(vec![]);
-    let files = harness::e2e::served::rewrites(&req, &model, "http://x/repo.git", "b", &out);
+    let files = harness::e2e::served::rewrites(&req, &model, "http://x/repo.git", "b", &out).unwrap();
     let infra =
         files.iter().find(|(p, _)| p == "infrastructure/clusters/staging/apps.yaml").expect("the Kustomizations' file");
     assert!(!infra.1.contains("prune: true") && infra.1.contains("prune: false"));
@@ -794,7 +838,7 @@ fn on_an_existing_cluster_the_served_tree_does_not_prune() {
     assert!(gotk.1.contains("url: http://x/repo.git") && !gotk.1.contains("prune: true"), "{}", gotk.1);
     assert!(out.borrow().iter().any(|r| r.what.contains("prune: false on Kustomization")));
     let kind = E2eRequest { provider: Provider::Real(ProviderKind::Kind), ..req };
-    let files = harness::e2e::served::rewrites(&kind, &model, "http://x/repo.git", "b", &out);
+    let files = harness::e2e::served::rewrites(&kind, &model, "http://x/repo.git", "b", &out).unwrap();
     assert!(!files.iter().any(|(p, _)| p.ends_with("apps.yaml")), "kind serves the Kustomizations as they are");
     assert!(!out.borrow().iter().any(|r| r.what.contains("prune")));
 }

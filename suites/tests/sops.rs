@@ -167,6 +167,18 @@ async fn without_the_key_the_e2e_fails_on_cluster_secrets_and_passes_with_age_ke
     assert!(v.message.contains("secrets \"sops-age\" not found"), "{}", v.message);
     assert!(r.preflight.iter().any(|f| f.rule == "sops-decrypt-failed"), "the cause heads the report");
 
+    // Without the key, the ordering can still be proved on sim by assuming the Secret.
+    let assumed = harness::e2e::run::E2eRequest { assume_decryption: true, ..req.clone() };
+    let r = harness::e2e::run::run(&assumed, &|_| {}).await.unwrap();
+    assert!(r.passed, "{:?}", r.violations);
+    // A kind cluster cannot be given a Secret the harness does not have.
+    let kind = harness::e2e::run::E2eRequest {
+        provider: harness::e2e::run::Provider::Real(harness::e2e::plan::ProviderKind::Kind),
+        ..assumed
+    };
+    let e = harness::e2e::run::run(&kind, &|_| {}).await.unwrap_err();
+    assert!(e.message.contains("--assume-decryption") && e.message.contains("--age-key"), "{e}");
+
     let with_key = harness::e2e::run::E2eRequest { age_key: Some(outside), ..req };
     let r = harness::e2e::run::run(&with_key, &|_| {}).await.unwrap();
     assert!(r.passed, "{:?}", r.violations);

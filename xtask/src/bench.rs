@@ -293,6 +293,7 @@ fn e2e_bench(targets: &mut Targets) -> ExitCode {
         keep: false,
         timeout_seconds: 1800.0,
         age_key: None,
+        assume_decryption: false,
         artifacts: art.clone(),
         speed: 6000.0,
         seed: 1,

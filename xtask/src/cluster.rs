@@ -34,9 +34,14 @@ pub struct ClusterArgs {
     /// A failed reconcile that a retry mended is a warning, not a failure of the run.
     #[arg(long)]
     allow_retries: bool,
-    /// An age key for the sops-age secret.
+    /// The age key the cluster's decryption Secrets (sops-age) are made from; default: the
+    /// repo's test key (`sops.ageKeyFile` in .flux-harness.yaml), if it names one.
     #[arg(long)]
     age_key: Option<PathBuf>,
+    /// On sim: take the decryption Secrets as present and right without a key (nothing is
+    /// decrypted), to prove the ordering of a repo whose key you do not have.
+    #[arg(long, conflicts_with = "age_key")]
+    assume_decryption: bool,
     /// Virtual seconds per real second on sim.
     #[arg(long, default_value_t = 600.0)]
     speed: f64,
@@ -67,6 +72,7 @@ impl ClusterArgs {
             keep: self.keep,
             timeout_seconds: self.timeout,
             age_key: self.age_key.clone(),
+            assume_decryption: self.assume_decryption,
             artifacts: self.artifacts.clone(),
             speed: self.speed,
             seed: self.seed,
@@ -96,8 +102,16 @@ pub fn dry_run(req: &E2eRequest) -> Result<ExitCode, harness::Error> {
         ),
         Provider::Real(kind) => {
             let model = harness::commands::load(&req.plan)?.model;
-            let steps = harness::e2e::run::real_plan(req, kind, &model, "http://GIT-SERVER:PORT/repo.git")?;
+            let url = "http://GIT-SERVER:PORT/repo.git";
+            let steps = harness::e2e::run::real_plan(req, kind, &model, url)?;
             print!("{}", harness::e2e::plan::render(&steps));
+            let rewrites = harness::e2e::served::planned_rewrites(req, &model, url)?;
+            if !rewrites.is_empty() {
+                println!("\nthe served tree (the commit the cluster pulls; your files are not changed):");
+                for r in rewrites {
+                    println!("  {}: {}", r.path, r.what);
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

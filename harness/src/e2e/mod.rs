@@ -2,6 +2,7 @@ pub mod assert;
 mod execute;
 pub mod git;
 pub mod plan;
+pub mod profile;
 pub mod provider;
 pub mod report;
 pub mod run;

@@ -46,6 +46,9 @@ pub struct E2eRequest {
     /// Seconds (virtual seconds on the sim provider).
     pub timeout_seconds: f64,
     pub age_key: Option<PathBuf>,
+    /// On sim: the decryption Secrets are taken as present and right (no key, nothing
+    /// decrypted); refused on kind/k3d, which cannot be given a Secret the harness lacks.
+    pub assume_decryption: bool,
     pub artifacts: PathBuf,
     /// Virtual seconds per real second on the sim provider.
     pub speed: f64,

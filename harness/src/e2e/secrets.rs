@@ -24,6 +24,16 @@ pub fn age_key_file(req: &E2eRequest) -> Result<Option<PathBuf>> {
 /// Sets what the run's cluster decrypts with in the loaded repo's config, so that the
 /// preflight plan, the simulated cluster and the verdicts agree about it.
 pub fn apply(req: &E2eRequest, config: &mut RepoConfig) -> Result<()> {
+    if req.assume_decryption {
+        if matches!(req.provider, Provider::Real(ProviderKind::Kind | ProviderKind::K3d)) {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                "--assume-decryption is for sim (and existing clusters, which keep their own Secrets): a kind or k3d cluster gets only the Secrets the harness can make, so give the key with --age-key",
+            ));
+        }
+        config.decryption = Decryption::Assumed;
+        return Ok(());
+    }
     if let Some(p) = &req.age_key {
         let shown = p.display().to_string();
         let text = std::fs::read_to_string(p)

@@ -25,27 +25,30 @@ pub fn scratch(run_id: &str) -> PathBuf {
     std::env::temp_dir().join(format!("flux-harness-{run_id}-{}-{n}", std::process::id()))
 }
 
-/// The served snapshot's rewrites (see [`plan::served_rewrites`]), kept in `out` for the
-/// report; `HARNESS_NO_REWRITE=1` turns them off to show what the bootstrap would do without.
+/// The served snapshot's rewrites (see [`plan::served_rewrites`]) and the repo's e2e
+/// profile ([`super::profile`]), kept in `out` for the report; `HARNESS_NO_REWRITE=1` turns
+/// the source rewrites off to show what the bootstrap would do without them.
 pub fn rewrites(
     req: &E2eRequest,
     model: &RepoModel,
     url: &str,
     branch: &str,
     out: &std::cell::RefCell<Vec<Rewrite>>,
-) -> Vec<(String, String)> {
-    if std::env::var("HARNESS_NO_REWRITE").is_ok_and(|v| v == "1") {
-        return vec![];
-    }
+) -> Result<Vec<(String, String)>> {
     let root = req.plan.repo.clone();
-    let read = move |p: &str| std::fs::read_to_string(root.join(p)).ok();
-    let mut rw = plan::served_rewrites(model, &read, url, branch);
-    if req.provider == Provider::Real(ProviderKind::Existing) {
-        no_prune(model, &read, &mut rw);
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).ok();
+    let mut rw = vec![];
+    if !std::env::var("HARNESS_NO_REWRITE").is_ok_and(|v| v == "1") {
+        rw = plan::served_rewrites(model, &read, url, branch);
+        if req.provider == Provider::Real(ProviderKind::Existing) {
+            no_prune(model, &read, &mut rw);
+        }
     }
+    let config = crate::commands::load_config(&crate::disk::DiskFiles::open(&root)?)?;
+    super::profile::apply(model, &config.e2e, &read, &|d| root.join(d).is_dir(), &mut rw)?;
     let files = rw.iter().map(|r| (r.path.clone(), r.content.clone())).collect();
     *out.borrow_mut() = rw;
-    files
+    Ok(files)
 }
 
 /// On a cluster the harness did not create, no Kustomization of the served tree prunes:
@@ -90,6 +93,13 @@ fn no_prune(model: &RepoModel, read: &dyn Fn(&str) -> Option<String>, rw: &mut V
     }
 }
 
+/// What the served tree of a run would rewrite, for `--dry-run` (the server's URL unknown).
+pub fn planned_rewrites(req: &E2eRequest, model: &RepoModel, url: &str) -> Result<Vec<Rewrite>> {
+    let out = std::cell::RefCell::new(vec![]);
+    rewrites(req, model, url, &format!("flux-harness/run-{}", req.run_id), &out)?;
+    Ok(out.into_inner())
+}
+
 pub struct Served {
     pub git: GitServer,
     /// Where the fetched copy goes (next to the served repository).
@@ -127,8 +137,10 @@ pub async fn serve(
         .filter(|p| !p.is_empty())
         .into_iter()
         .collect();
+    // A profile that does not apply stops the run before anything is served.
+    rewrites(req, model, "http://check/repo.git", &branch, &rewritten)?;
     let git = super::git::start(&req.plan.repo, &root, &branch, bind, &exclude, &|url| {
-        rewrites(req, model, url, &branch, &rewritten)
+        rewrites(req, model, url, &branch, &rewritten).unwrap_or_default()
     })
     .await?;
     let url = git.url(host);

@@ -59,6 +59,7 @@ pub fn e2e_request(
         // on a loaded machine (at 600x, 7,200 virtual seconds are 12 real ones).
         timeout_seconds: 7200.0,
         age_key: None,
+        assume_decryption: false,
         artifacts: artifacts.to_path_buf(),
         speed: 600.0,
         seed: 1,
