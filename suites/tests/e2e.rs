@@ -861,3 +861,71 @@ fn the_served_tree_leaves_out_the_run_s_artifacts() {
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&served).unwrap().permissions().mode() & 0o777, 0o700);
 }
+
+/// A run killed without cleaning up leaves its cluster and its record; the next run deletes
+/// exactly the clusters dead runs recorded and did not keep, and nothing else.
+#[test]
+fn a_later_run_removes_only_the_clusters_dead_runs_recorded() {
+    use harness::e2e::leftovers::{self, Record};
+    let state = tempfile::tempdir().unwrap();
+    // SAFETY: set before any thread of this test reads the environment.
+    unsafe { std::env::set_var("HARNESS_STATE_DIR", state.path()) };
+    let dead = {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    };
+    let me = std::process::id();
+    for (name, pid, kept) in [
+        ("flux-harness-dead", dead, false),
+        ("flux-harness-kept", dead, true),
+        ("flux-harness-alive", me, false),
+        ("flux-harness-gone", dead, false),
+    ] {
+        let r = Record { provider: "kind".into(), name: name.into(), pid, kept };
+        std::fs::write(state.path().join(format!("{name}.json")), serde_json::to_string(&r).unwrap()).unwrap();
+    }
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("calls.log");
+    let script = format!(
+        "#!/bin/sh\necho \"kind $*\" >> {}\nif [ \"$1 $2\" = \"get clusters\" ]; then printf 'flux-harness-alive\\nflux-harness-dead\\nflux-harness-kept\\nflux-harness-unrecorded\\n'; fi\n",
+        log.display()
+    );
+    let kind = bin.path().join("kind");
+    std::fs::write(&kind, script).unwrap();
+    std::fs::set_permissions(&kind, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let prov = harness::e2e::provider::Kind {
+        name: "flux-harness-now".into(),
+        config: "unused".into(),
+        kubeconfig: "unused".into(),
+        repo_cni: false,
+    };
+    let said = with_path(bin.path(), || leftovers::sweep(&prov));
+    let deletes: Vec<String> =
+        std::fs::read_to_string(&log).unwrap().lines().filter(|l| l.contains("delete")).map(str::to_string).collect();
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert!(deletes[0].starts_with("kind delete cluster --name flux-harness-dead "), "{deletes:?}");
+    assert!(said.len() == 1 && said[0].contains("flux-harness-dead"), "{said:?}");
+    let left: Vec<String> = std::fs::read_dir(state.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(left, ["flux-harness-alive.json", "flux-harness-kept.json"], "kept and living runs keep theirs");
+
+    // The served trees of dead runs go too; a living run's stays.
+    let tmp = tempfile::tempdir().unwrap();
+    for d in [
+        format!("flux-harness-1-2-{dead}-0"),
+        format!("flux-harness-1-2-{dead}-0.fetched"),
+        format!("flux-harness-1-2-{me}-0"),
+        "flux-harness-notours".into(),
+    ] {
+        std::fs::create_dir_all(tmp.path().join(d)).unwrap();
+    }
+    assert_eq!(leftovers::sweep_scratch(tmp.path()), 2);
+    assert!(tmp.path().join(format!("flux-harness-1-2-{me}-0")).exists());
+    assert!(tmp.path().join("flux-harness-notours").exists());
+}

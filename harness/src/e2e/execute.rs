@@ -12,21 +12,39 @@ pub(super) struct Cleanup {
     pub(super) steps: Vec<crate::exec::Cmd>,
     pub(super) keep: bool,
     pub(super) done: bool,
+    /// The created cluster's record (`leftovers`): removed once the cluster is deleted,
+    /// marked kept with `--keep`, left for the next run to sweep if deleting failed.
+    pub(super) record: Option<std::path::PathBuf>,
 }
 
 impl Cleanup {
+    pub(super) fn new(steps: Vec<crate::exec::Cmd>, keep: bool) -> Self {
+        Cleanup { steps, keep, done: false, record: None }
+    }
+
     pub(super) fn run(&mut self) {
-        if self.done || self.keep {
+        if self.done {
             return;
         }
         self.done = true;
+        if self.keep {
+            if let Some(r) = &self.record {
+                super::leftovers::mark_kept(r);
+            }
+            return;
+        }
         // An interrupted run may still have a command going (kind create ...).
         crate::exec::kill_running();
+        let mut ok = true;
         for cmd in self.steps.iter().rev() {
             if let Err(e) = cmd.output() {
+                ok = false;
                 // The terminal may be gone (SIGHUP): never panic while cleaning up.
                 let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("cleanup: {e}\n"));
             }
+        }
+        if ok && let Some(r) = &self.record {
+            super::leftovers::release(r);
         }
     }
 }
@@ -138,7 +156,7 @@ pub(super) fn cleanup_commands(steps: &[Step]) -> Vec<crate::exec::Cmd> {
 /// writes files, runs commands, and runs cleanup steps in reverse order afterwards, also
 /// when a step fails or the thread panics, unless `keep`.
 pub fn execute(steps: &[Step], keep: bool) -> Result<()> {
-    let mut cleanup = Cleanup { steps: cleanup_commands(steps), keep, done: false };
+    let mut cleanup = Cleanup::new(cleanup_commands(steps), keep);
     for s in steps {
         execute_step(s, &mut cleanup, &|_| {})?;
     }

@@ -1,6 +1,7 @@
 pub mod assert;
 mod execute;
 pub mod git;
+pub mod leftovers;
 pub mod plan;
 pub mod profile;
 pub mod provider;

@@ -24,7 +24,9 @@ pub fn apply(
     is_dir: &dyn Fn(&str) -> bool,
     rw: &mut Vec<Rewrite>,
 ) -> Result<()> {
-    let mut targets: Vec<(usize, Option<String>, String)> = vec![];
+    // (Kustomization, the directory it applies instead when skipped, why).
+    type Target = (usize, Option<String>, String);
+    let mut targets: Vec<Target> = vec![];
     for s in &profile.skip {
         let (ns, name) = s.kustomization.split_once('/').unwrap_or(("", s.kustomization.as_str()));
         let Some(i) =
@@ -68,7 +70,7 @@ pub fn apply(
             }
         }
     }
-    let mut by_file: Vec<(&str, Vec<(usize, Option<String>, String)>)> = vec![];
+    let mut by_file: Vec<(&str, Vec<Target>)> = vec![];
     for t in targets {
         let k = &model.kustomizations[t.0];
         if k.synthesized {

@@ -56,6 +56,11 @@ pub trait ClusterProvider {
     fn list_clusters(&self) -> Option<Cmd> {
         None
     }
+    /// Deleting another cluster of this provider by name: only for the leftovers a dead
+    /// run recorded (see `leftovers`).
+    fn delete_named(&self, _name: &str) -> Vec<Cmd> {
+        vec![]
+    }
     /// The cluster's name (None for an existing cluster).
     fn cluster_name(&self) -> Option<&str> {
         None
@@ -96,6 +101,11 @@ impl ClusterProvider for Kind {
     }
     fn list_clusters(&self) -> Option<Cmd> {
         Some(Cmd::new("kind", &["get", "clusters"]))
+    }
+    fn delete_named(&self, name: &str) -> Vec<Cmd> {
+        // Its own throwaway kubeconfig: the user's is never edited.
+        let kc = std::env::temp_dir().join(format!("flux-harness-sweep-{name}.kubeconfig")).display().to_string();
+        vec![Cmd::new("kind", &["delete", "cluster", "--name", name, "--kubeconfig", &kc])]
     }
     fn cluster_name(&self) -> Option<&str> {
         Some(&self.name)
@@ -172,6 +182,9 @@ impl ClusterProvider for K3d {
     }
     fn list_clusters(&self) -> Option<Cmd> {
         Some(Cmd::new("k3d", &["cluster", "list", "--no-headers"]))
+    }
+    fn delete_named(&self, name: &str) -> Vec<Cmd> {
+        vec![Cmd::new("k3d", &["cluster", "delete", name])]
     }
     fn cluster_name(&self) -> Option<&str> {
         Some(&self.name)

@@ -544,10 +544,16 @@ async fn run_real(
     // The entry needs the git server's URL, which needs the cluster's network: run the
     // plan up to the entry, start the server, then apply the entry.
     let draft = real_plan(req, kind, model, "http://GIT-SERVER/repo.git")?;
+    for said in super::leftovers::sweep(prov.as_ref()) {
+        progress(&said);
+    }
     preflight(prov.as_ref(), &draft)?;
     let entry_steps = 2;
     // The guard knows every cleanup command before the first command runs.
-    let mut guard = Cleanup { steps: cleanup_commands(&draft), keep: req.keep, done: false };
+    let mut guard = Cleanup::new(cleanup_commands(&draft), req.keep);
+    if let Some(name) = prov.cluster_name() {
+        guard.record = Some(super::leftovers::register(prov.name(), name)?);
+    }
     for s in &draft[..draft.len() - entry_steps] {
         execute_step_async(s, &mut guard, progress).await?;
     }

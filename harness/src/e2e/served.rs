@@ -125,6 +125,8 @@ pub async fn serve(
     progress: Progress<'_>,
 ) -> Result<Served> {
     let branch = format!("flux-harness/run-{}", req.run_id);
+    // Served trees of runs that died without cleaning up hold a copy of a working tree.
+    super::leftovers::sweep_scratch(&std::env::temp_dir());
     let rewritten = std::cell::RefCell::new(vec![]);
     // Removed with the server (success, failure, Ctrl-C: its Drop).
     let root = scratch(&req.run_id);
