@@ -929,3 +929,47 @@ fn a_later_run_removes_only_the_clusters_dead_runs_recorded() {
     assert!(tmp.path().join(format!("flux-harness-1-2-{me}-0")).exists());
     assert!(tmp.path().join("flux-harness-notours").exists());
 }
+
+/// On a cluster of the user's, `--install-flux` installs Flux only where none runs, and the
+/// decryption Secret is created only where none exists, and then removed after the run.
+#[test]
+fn on_an_existing_cluster_flux_and_the_decryption_secret_are_added_only_when_absent() {
+    for absent in [true, false] {
+        let bin = tempfile::tempdir().unwrap();
+        let log = bin.path().join("calls.log");
+        let code = if absent { 1 } else { 0 };
+        let script = format!(
+            "#!/bin/sh\necho \"kubectl $*\" >> {}\ncase \"$*\" in *\" get secret \"*|*\" get deployment \"*) exit {code};; esac\nexit 0\n",
+            log.display()
+        );
+        for prog in ["kubectl", "flux", "helm"] {
+            let p = bin.path().join(prog);
+            let body = if prog == "kubectl" {
+                script.clone()
+            } else {
+                format!("#!/bin/sh\necho \"{prog} $*\" >> {}\n", log.display())
+            };
+            std::fs::write(&p, body).unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        let art = tempfile::tempdir().unwrap();
+        let mut req =
+            request(common::example("netcorp-infra"), "staging", Provider::Real(ProviderKind::Existing), art.path());
+        req.context = Some("prod".into());
+        req.install_flux = true;
+        let model = harness::commands::load(&req.plan).unwrap().model;
+        let steps = run::real_plan(&req, ProviderKind::Existing, &model, "http://10.0.0.1:8080/repo.git").unwrap();
+        let plan = harness::e2e::plan::render(&steps);
+        assert!(
+            plan.contains("unless the cluster has one") && plan.contains("unless the cluster runs it already"),
+            "{plan}"
+        );
+        with_path(bin.path(), || run::execute(&steps, false)).unwrap();
+        let calls = std::fs::read_to_string(&log).unwrap();
+        let created = calls.lines().any(|l| l.contains("create secret generic sops-age"));
+        let deleted = calls.lines().any(|l| l.contains("delete secret sops-age"));
+        let installed = calls.lines().any(|l| l.contains("gotk-components.yaml") || l.starts_with("flux install"));
+        assert_eq!((created, deleted, installed), (absent, absent, absent), "absent: {absent}\n{calls}");
+        assert!(!calls.contains("AGE-SECRET-KEY"), "the key is never on a command line");
+    }
+}

@@ -98,6 +98,18 @@ fn execute_step(s: &Step, guard: &mut Cleanup, progress: Progress<'_>) -> Result
             progress(what);
             cmd.output().map(|_| ()).map_err(|e| e.context(format!("while trying to {what}")))
         }
+        Step::IfAbsent { what, check, then, undo } => {
+            progress(what);
+            if check.output().is_ok() {
+                progress("  present: left as it is");
+                return Ok(());
+            }
+            for c in then {
+                c.output().map_err(|e| e.context(format!("while trying to {what}")))?;
+            }
+            guard.steps.extend(undo.iter().rev().cloned());
+            Ok(())
+        }
         Step::Save { what, cmd, path, path_no_prune, restore, otherwise } => {
             progress(what);
             let text = cmd.output().map_err(|e| e.context(format!("while trying to {what}")))?;

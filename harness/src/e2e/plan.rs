@@ -46,6 +46,9 @@ pub enum Step {
     /// the same with every Kustomization's `prune` off to `path_no_prune`; registers the
     /// cleanup: `restore` (run in order) when something was saved, else `otherwise`.
     Save { what: String, cmd: Cmd, path: String, path_no_prune: String, restore: Vec<Cmd>, otherwise: Vec<Cmd> },
+    /// On a cluster the harness did not create: when `check` finds nothing, runs `then` and
+    /// registers `undo`; when it finds something, leaves it as it is.
+    IfAbsent { what: String, check: Cmd, then: Vec<Cmd>, undo: Vec<Cmd> },
 }
 
 impl Step {
@@ -263,11 +266,36 @@ pub fn build(p: &PlanInput) -> Vec<Step> {
             &["-n", "kube-system", "rollout", "status", "deployment/cilium-operator", "--timeout=10m"],
         ));
     }
+    let flux_check =
+        ["-n", "flux-system", "get", "deployment", "source-controller", "kustomize-controller", "helm-controller"];
     match &p.gotk_components {
         _ if p.existing && !p.install_flux => steps.push(kubectl(
             "check Flux is installed (the harness installs it on a cluster it did not create only with --install-flux)",
-            &["-n", "flux-system", "get", "deployment", "source-controller", "kustomize-controller", "helm-controller"],
+            &flux_check,
         )),
+        // --install-flux on a cluster that already runs Flux: its Flux is left as it is.
+        gotk if p.existing => {
+            let install = match gotk {
+                Some(f) => {
+                    let mut a = target.kubectl_args();
+                    a.extend(["apply", "--server-side", "-f", f].map(String::from));
+                    Cmd::new("kubectl", &a.iter().map(String::as_str).collect::<Vec<_>>())
+                }
+                None => {
+                    let mut a: Vec<String> = ["install", "--version", FLUX_VERSION].map(String::from).to_vec();
+                    a.extend(target.flux_args());
+                    Cmd::new("flux", &a.iter().map(String::as_str).collect::<Vec<_>>())
+                }
+            };
+            let mut check = target.kubectl_args();
+            check.extend(flux_check.map(String::from));
+            steps.push(Step::IfAbsent {
+                what: "install Flux unless the cluster runs it already (--install-flux)".into(),
+                check: Cmd::new("kubectl", &check.iter().map(String::as_str).collect::<Vec<_>>()),
+                then: vec![install],
+                undo: vec![],
+            });
+        }
         Some(f) => steps.push(kubectl(
             "install Flux as the repo pins it (gotk-components.yaml)",
             &["apply", "--server-side", "-f", f],
@@ -302,10 +330,24 @@ pub fn build(p: &PlanInput) -> Vec<Step> {
             secrets.push(("flux-system".into(), "sops-age".into()));
         }
         for (ns, name) in secrets {
-            steps.push(kubectl(
-                &format!("create the {ns}/{name} decryption secret from the age key"),
-                &["-n", &ns, "create", "secret", "generic", &name, &format!("--from-file=age.agekey={key}")],
-            ));
+            let what = format!("create the {ns}/{name} decryption secret from the age key");
+            let create = ["-n", &ns, "create", "secret", "generic", &name, &format!("--from-file=age.agekey={key}")];
+            if !p.existing {
+                steps.push(kubectl(&what, &create));
+                continue;
+            }
+            // A cluster of the user's keeps its own Secret; one the harness made goes after.
+            let args = |rest: &[&str]| {
+                let mut a = target.kubectl_args();
+                a.extend(rest.iter().map(|s| s.to_string()));
+                Cmd::new("kubectl", &a.iter().map(String::as_str).collect::<Vec<_>>())
+            };
+            steps.push(Step::IfAbsent {
+                what: format!("{what}, unless the cluster has one"),
+                check: args(&["-n", &ns, "get", "secret", &name]),
+                then: vec![args(&create)],
+                undo: vec![args(&["-n", &ns, "delete", "secret", &name, "--ignore-not-found"])],
+            });
         }
     }
     let sources = rewritten_sources(p.model, &p.git_url, &p.run_branch);
@@ -405,6 +447,15 @@ pub fn render(steps: &[Step]) -> String {
                 out.push_str("    or, when there was nothing:\n");
                 for c in otherwise {
                     out.push_str(&format!("      $ {}\n", c.display()));
+                }
+            }
+            Step::IfAbsent { what, check, then, undo } => {
+                out.push_str(&format!("{:>2}. {what}\n    unless this finds it: $ {}\n", n + 1, check.display()));
+                for c in then {
+                    out.push_str(&format!("    $ {}\n", c.display()));
+                }
+                for c in undo {
+                    out.push_str(&format!("    and after the run: $ {}\n", c.display()));
                 }
             }
             Step::Write { what, path, content } => {

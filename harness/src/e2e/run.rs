@@ -477,7 +477,9 @@ fn preflight(prov: &dyn ClusterProvider, steps: &[Step]) -> Result<()> {
     let mut missing: Vec<&str> = steps
         .iter()
         .filter_map(|s| match s {
-            Step::Run { cmd, .. } | Step::Save { cmd, .. } => Some(cmd.program.as_str()),
+            Step::Run { cmd, .. } | Step::Save { cmd, .. } | Step::IfAbsent { check: cmd, .. } => {
+                Some(cmd.program.as_str())
+            }
             Step::Write { .. } => None,
         })
         .chain(prov.docker_network().is_some().then_some("docker"))
