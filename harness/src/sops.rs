@@ -119,10 +119,7 @@ struct Rules {
 impl Rules {
     fn of(meta: &Map<String, Value>) -> Result<Rules, String> {
         let s = |k: &str| meta.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
-        let re = |k: &str| {
-            s(k).map(|r| regex::Regex::new(&r).map_err(|e| format!("sops.{k} is not a regular expression: {e}")))
-                .transpose()
-        };
+        let re = |k: &str| s(k).map(|r| compiled(&r).map_err(|e| format!("sops.{k} is not a regular expression: {e}"))).transpose();
         let (encrypted_suffix, unencrypted_regex, encrypted_regex) =
             (s("encrypted_suffix"), re("unencrypted_regex")?, re("encrypted_regex")?);
         // sops writes `_unencrypted` only when no other rule was chosen.
@@ -153,6 +150,19 @@ impl Rules {
         }
         enc
     }
+}
+
+/// Every file of a repo carries the same few rules: each is compiled once.
+fn compiled(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, regex::Regex>>> =
+        std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(r) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(pattern) {
+        return Ok(r.clone());
+    }
+    let r = regex::Regex::new(pattern)?;
+    cache.lock().unwrap_or_else(|p| p.into_inner()).insert(pattern.to_string(), r.clone());
+    Ok(r)
 }
 
 fn walk(v: &Value, path: &mut Vec<String>, key: &[u8; 32], rules: &Rules) -> Result<Value, String> {
