@@ -119,7 +119,9 @@ struct Rules {
 impl Rules {
     fn of(meta: &Map<String, Value>) -> Result<Rules, String> {
         let s = |k: &str| meta.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
-        let re = |k: &str| s(k).map(|r| compiled(&r).map_err(|e| format!("sops.{k} is not a regular expression: {e}"))).transpose();
+        let re = |k: &str| {
+            s(k).map(|r| compiled(&r).map_err(|e| format!("sops.{k} is not a regular expression: {e}"))).transpose()
+        };
         let (encrypted_suffix, unencrypted_regex, encrypted_regex) =
             (s("encrypted_suffix"), re("unencrypted_regex")?, re("encrypted_regex")?);
         // sops writes `_unencrypted` only when no other rule was chosen.
