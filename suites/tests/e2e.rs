@@ -6,7 +6,6 @@ mod common;
 
 use common::repo::*;
 use harness::e2e::assert::{self, Observation};
-use harness::e2e::plan::ProviderKind;
 use harness::e2e::run::{self, E2eRequest, Provider};
 use std::path::{Path, PathBuf};
 
@@ -299,11 +298,11 @@ async fn a_crd_ordering_mistake_fails_the_sim_run_with_flux_s_message() {
     assert!(text.find("plan found").unwrap() < text.find("[failed]").unwrap(), "{text}");
 }
 
-fn dry_plan(kind: ProviderKind) -> String {
+fn dry_plan(kind: Provider) -> String {
     let tmp = Path::new("/artifacts");
-    let req = request(common::example("netcorp-infra"), "staging", Provider::Real(kind), tmp);
+    let req = request(common::example("netcorp-infra"), "staging", kind, tmp);
     let model = harness::commands::load(&req.plan).unwrap().model;
-    let steps = run::real_plan(&req, kind, &model, "http://172.18.0.1:8080/repo.git").unwrap();
+    let steps = run::plan_for(&req, &model, "http://172.18.0.1:8080/repo.git").unwrap();
     // Paths of this checkout vary: redact them.
     let root = common::project_root().display().to_string();
     harness::e2e::plan::render(&steps).replace(&root, "<project>")
@@ -311,12 +310,12 @@ fn dry_plan(kind: ProviderKind) -> String {
 
 #[test]
 fn dry_run_plan_for_kind() {
-    insta::assert_snapshot!(dry_plan(ProviderKind::Kind));
+    insta::assert_snapshot!(dry_plan(Provider::Kind));
 }
 
 #[test]
 fn dry_run_plan_for_k3d() {
-    insta::assert_snapshot!(dry_plan(ProviderKind::K3d));
+    insta::assert_snapshot!(dry_plan(Provider::K3d));
 }
 
 /// The e2e profile (netcorp's NFS server) is part of every provider's served tree, and a
@@ -324,8 +323,8 @@ fn dry_run_plan_for_k3d() {
 #[test]
 fn the_e2e_profile_rewrites_the_served_tree_and_refuses_what_does_not_apply() {
     let art = tempfile::tempdir().unwrap();
-    for kind in [ProviderKind::Kind, ProviderKind::K3d] {
-        let req = request(common::example("netcorp-infra"), "staging", Provider::Real(kind), art.path());
+    for kind in [Provider::Kind, Provider::K3d] {
+        let req = request(common::example("netcorp-infra"), "staging", kind, art.path());
         let model = harness::commands::load(&req.plan).unwrap().model;
         let rw = harness::e2e::served::planned_rewrites(&req, &model, "http://172.18.0.1:8080/repo.git").unwrap();
         let infra = rw.iter().find(|r| r.path == "clusters/staging/infrastructure.yaml").unwrap();
@@ -362,14 +361,12 @@ fn the_e2e_profile_rewrites_the_served_tree_and_refuses_what_does_not_apply() {
 #[test]
 fn an_existing_cluster_must_be_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let req = request(common::example("netcorp-infra"), "staging", Provider::Real(ProviderKind::Existing), tmp.path());
+    let req = request(common::example("netcorp-infra"), "staging", Provider::Existing, tmp.path());
     let model = harness::commands::load(&req.plan).unwrap().model;
-    let e = run::real_plan(&req, ProviderKind::Existing, &model, "http://x/repo.git").unwrap_err();
+    let e = run::plan_for(&req, &model, "http://x/repo.git").unwrap_err();
     assert!(e.message.contains("needs --context"), "{e}");
     let named = E2eRequest { context: Some("staging-admin".into()), ..req };
-    let plan = harness::e2e::plan::render(
-        &run::real_plan(&named, ProviderKind::Existing, &model, "http://x/repo.git").unwrap(),
-    );
+    let plan = harness::e2e::plan::render(&run::plan_for(&named, &model, "http://x/repo.git").unwrap());
     assert!(
         plan.contains("--context staging-admin --request-timeout=20s cluster-info")
             && plan.contains("--context=staging-admin")
@@ -399,11 +396,10 @@ fn an_existing_cluster_gets_only_what_was_asked_and_its_sync_back() {
     )
     .unwrap();
     let art = tempfile::tempdir().unwrap();
-    let mut req =
-        request(common::example("netcorp-infra"), "staging", Provider::Real(ProviderKind::Existing), art.path());
+    let mut req = request(common::example("netcorp-infra"), "staging", Provider::Existing, art.path());
     req.context = Some("prod".into());
     let model = harness::commands::load(&req.plan).unwrap().model;
-    let steps = run::real_plan(&req, ProviderKind::Existing, &model, "http://10.0.0.1:8080/repo.git").unwrap();
+    let steps = run::plan_for(&req, &model, "http://10.0.0.1:8080/repo.git").unwrap();
     let plan = harness::e2e::plan::render(&steps);
     assert!(!plan.contains("helm upgrade") && !plan.contains("flux install"), "nothing installed unasked:\n{plan}");
     assert!(plan.contains("prune: false") && !plan.contains("prune: true"), "the entry does not prune:\n{plan}");
@@ -430,8 +426,7 @@ fn an_existing_cluster_gets_only_what_was_asked_and_its_sync_back() {
     // Asked for: Cilium and Flux installed.
     req.install_cni = true;
     req.install_flux = true;
-    let asked =
-        harness::e2e::plan::render(&run::real_plan(&req, ProviderKind::Existing, &model, "http://x/repo.git").unwrap());
+    let asked = harness::e2e::plan::render(&run::plan_for(&req, &model, "http://x/repo.git").unwrap());
     assert!(asked.contains("helm upgrade --install cilium") && asked.contains("flux install"), "{asked}");
 }
 
@@ -465,9 +460,9 @@ fn the_kind_plan_runs_in_order_and_cleans_up() {
     let bin = tempfile::tempdir().unwrap();
     let log = fakes(bin.path(), None);
     let art = tempfile::tempdir().unwrap();
-    let req = request(common::example("netcorp-infra"), "staging", Provider::Real(ProviderKind::Kind), art.path());
+    let req = request(common::example("netcorp-infra"), "staging", Provider::Kind, art.path());
     let model = harness::commands::load(&req.plan).unwrap().model;
-    let steps = run::real_plan(&req, ProviderKind::Kind, &model, "http://172.18.0.1:8080/repo.git").unwrap();
+    let steps = run::plan_for(&req, &model, "http://172.18.0.1:8080/repo.git").unwrap();
     with_path(bin.path(), || run::execute(&steps, false)).unwrap();
     let calls: Vec<String> = std::fs::read_to_string(&log)
         .unwrap()
@@ -503,9 +498,9 @@ fn a_failing_step_still_deletes_the_cluster_and_keep_keeps_it() {
     let bin = tempfile::tempdir().unwrap();
     let log = fakes(bin.path(), Some("helm"));
     let art = tempfile::tempdir().unwrap();
-    let req = request(common::example("netcorp-infra"), "staging", Provider::Real(ProviderKind::Kind), art.path());
+    let req = request(common::example("netcorp-infra"), "staging", Provider::Kind, art.path());
     let model = harness::commands::load(&req.plan).unwrap().model;
-    let steps = run::real_plan(&req, ProviderKind::Kind, &model, "http://172.18.0.1:8080/repo.git").unwrap();
+    let steps = run::plan_for(&req, &model, "http://172.18.0.1:8080/repo.git").unwrap();
     let err = with_path(bin.path(), || run::execute(&steps, false)).unwrap_err();
     assert!(
         err.to_string().contains("helm repo add cilium")
@@ -581,7 +576,7 @@ async fn the_served_gotk_sync_points_at_the_harness_and_the_user_tree_is_untouch
         panic!("git is needed for this test");
     }
     let example = common::example("netcorp-infra");
-    let req = request(example.clone(), "staging", Provider::Real(ProviderKind::Kind), Path::new("/unused"));
+    let req = request(example.clone(), "staging", Provider::Kind, Path::new("/unused"));
     let model = harness::commands::load(&req.plan).unwrap().model;
     let gotk = "clusters/staging/flux-system/gotk-sync.yaml";
     let before = std::fs::read_to_string(example.join(gotk)).unwrap();
@@ -690,7 +685,7 @@ async fn a_cluster_the_harness_did_not_create_is_never_taken_over_nor_deleted() 
         std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
     let art = tempfile::tempdir().unwrap();
-    let req = request(common::example("envs-infra"), "staging", Provider::Real(ProviderKind::Kind), art.path());
+    let req = request(common::example("envs-infra"), "staging", Provider::Kind, art.path());
     let old = std::env::var_os("PATH").unwrap_or_default();
     let new =
         std::env::join_paths(std::iter::once(bin.path().to_path_buf()).chain(std::env::split_paths(&old))).unwrap();
@@ -713,7 +708,7 @@ async fn missing_programs_are_named_before_anything_runs() {
     let git = std::process::Command::new("sh").args(["-c", "command -v git"]).output().unwrap();
     let git_dir = std::path::PathBuf::from(String::from_utf8_lossy(&git.stdout).trim()).parent().unwrap().to_path_buf();
     let art = tempfile::tempdir().unwrap();
-    let req = request(common::example("envs-infra"), "staging", Provider::Real(ProviderKind::Kind), art.path());
+    let req = request(common::example("envs-infra"), "staging", Provider::Kind, art.path());
     let old = std::env::var_os("PATH").unwrap_or_default();
     // git's directory may hold kind or helm on a developer's machine: a private copy of git only.
     let only = tempfile::tempdir().unwrap();
@@ -731,16 +726,15 @@ async fn missing_programs_are_named_before_anything_runs() {
 /// get a network; netcorp brings Cilium: the cluster has none and the plan pre-installs it.
 #[test]
 fn a_repo_without_a_cni_keeps_the_provider_s_default_one() {
-    for kind in [ProviderKind::Kind, ProviderKind::K3d] {
-        let envs = request(common::example("envs-infra"), "staging", Provider::Real(kind), Path::new("/artifacts"));
+    for kind in [Provider::Kind, Provider::K3d] {
+        let envs = request(common::example("envs-infra"), "staging", kind, Path::new("/artifacts"));
         let model = harness::commands::load(&envs.plan).unwrap().model;
-        let plan = harness::e2e::plan::render(&run::real_plan(&envs, kind, &model, "http://x/repo.git").unwrap());
+        let plan = harness::e2e::plan::render(&run::plan_for(&envs, &model, "http://x/repo.git").unwrap());
         assert!(plan.contains("default-cni.yaml") && plan.contains("the repo brings no CNI"), "{plan}");
         assert!(!plan.contains("helm upgrade --install cilium"), "{plan}");
-        let netcorp =
-            request(common::example("netcorp-infra"), "staging", Provider::Real(kind), Path::new("/artifacts"));
+        let netcorp = request(common::example("netcorp-infra"), "staging", kind, Path::new("/artifacts"));
         let model = harness::commands::load(&netcorp.plan).unwrap().model;
-        let plan = harness::e2e::plan::render(&run::real_plan(&netcorp, kind, &model, "http://x/repo.git").unwrap());
+        let plan = harness::e2e::plan::render(&run::plan_for(&netcorp, &model, "http://x/repo.git").unwrap());
         assert!(!plan.contains("default-cni.yaml") && plan.contains("helm upgrade --install cilium"), "{plan}");
     }
     for f in ["kind-default-cni.yaml", "k3d-default-cni.yaml"] {
@@ -826,7 +820,7 @@ async fn without_the_rewrite_source_controller_fails_on_the_ssh_url() {
 #[test]
 fn on_an_existing_cluster_the_served_tree_does_not_prune() {
     let art = tempfile::tempdir().unwrap();
-    let mut req = request(common::example("envs-infra"), "staging", Provider::Real(ProviderKind::Existing), art.path());
+    let mut req = request(common::example("envs-infra"), "staging", Provider::Existing, art.path());
     req.context = Some("prod".into());
     let model = harness::commands::load(&req.plan).unwrap().model;
     let out = std::cell::RefCell::new(vec![]);
@@ -837,7 +831,7 @@ fn on_an_existing_cluster_the_served_tree_does_not_prune() {
     let gotk = files.iter().find(|(p, _)| p.ends_with("gotk-sync.yaml")).unwrap();
     assert!(gotk.1.contains("url: http://x/repo.git") && !gotk.1.contains("prune: true"), "{}", gotk.1);
     assert!(out.borrow().iter().any(|r| r.what.contains("prune: false on Kustomization")));
-    let kind = E2eRequest { provider: Provider::Real(ProviderKind::Kind), ..req };
+    let kind = E2eRequest { provider: Provider::Kind, ..req };
     let files = harness::e2e::served::rewrites(&kind, &model, "http://x/repo.git", "b", &out).unwrap();
     assert!(!files.iter().any(|(p, _)| p.ends_with("apps.yaml")), "kind serves the Kustomizations as they are");
     assert!(!out.borrow().iter().any(|r| r.what.contains("prune")));
@@ -953,12 +947,11 @@ fn on_an_existing_cluster_flux_and_the_decryption_secret_are_added_only_when_abs
             std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         }
         let art = tempfile::tempdir().unwrap();
-        let mut req =
-            request(common::example("netcorp-infra"), "staging", Provider::Real(ProviderKind::Existing), art.path());
+        let mut req = request(common::example("netcorp-infra"), "staging", Provider::Existing, art.path());
         req.context = Some("prod".into());
         req.install_flux = true;
         let model = harness::commands::load(&req.plan).unwrap().model;
-        let steps = run::real_plan(&req, ProviderKind::Existing, &model, "http://10.0.0.1:8080/repo.git").unwrap();
+        let steps = run::plan_for(&req, &model, "http://10.0.0.1:8080/repo.git").unwrap();
         let plan = harness::e2e::plan::render(&steps);
         assert!(
             plan.contains("unless the cluster has one") && plan.contains("unless the cluster runs it already"),
@@ -972,4 +965,86 @@ fn on_an_existing_cluster_flux_and_the_decryption_secret_are_added_only_when_abs
         assert_eq!((created, deleted, installed), (absent, absent, absent), "absent: {absent}\n{calls}");
         assert!(!calls.contains("AGE-SECRET-KEY"), "the key is never on a command line");
     }
+}
+
+/// The sim provider takes kind's plan without the steps that need a container runtime:
+/// no cluster to create, no CNI to pre-install (netcorp brings Cilium), Flux installed and
+/// the entry applied as on kind.
+#[test]
+fn the_sim_plan_is_kind_s_without_the_container_runtime() {
+    let req = request(common::example("netcorp-infra"), "staging", Provider::Sim, Path::new("/artifacts"));
+    let model = harness::commands::load(&req.plan).unwrap().model;
+    let sim = harness::e2e::plan::render(&run::plan_for(&req, &model, "http://127.0.0.1:1/repo.git").unwrap());
+    let kind_req = E2eRequest { provider: Provider::Kind, ..req };
+    let kind = harness::e2e::plan::render(&run::plan_for(&kind_req, &model, "http://127.0.0.1:1/repo.git").unwrap());
+    for step in ["install Flux", "wait for Flux's controllers", "sops-age decryption secret", "apply the cluster entry"]
+    {
+        assert!(sim.contains(step) && kind.contains(step), "{step}:\n{sim}");
+    }
+    for step in ["kind create", "helm upgrade --install cilium", "kind delete"] {
+        assert!(!sim.contains(step) && kind.contains(step), "{step}:\n{sim}");
+    }
+}
+
+/// The simulated cluster starts without Flux: the entry cannot be applied before Flux's
+/// CRDs are registered through the API, and after `flux install` (in-process) the API
+/// server serves and validates Flux's kinds and the entry is stored as applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulated_cluster_gets_flux_and_the_entry_through_its_api() {
+    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+    let tmp = tempfile::tempdir().unwrap();
+    let req = request(common::example("envs-infra"), "staging", Provider::Sim, tmp.path());
+    let model = harness::commands::load(&req.plan).unwrap().model;
+    let plan = run::plan_for(&req, &model, "http://127.0.0.1:1/repo.git").unwrap();
+    let server = harness::apiserver::start(0).await.unwrap();
+    harness::apiserver::driver::boot(&server.shared);
+    let kc = kube::config::Kubeconfig::from_yaml(&server.kubeconfig()).unwrap();
+    let client =
+        kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap()).unwrap();
+    let exec = harness::e2e::inprocess::execute;
+    let early = exec(&plan.entry, &client, &quiet).await.unwrap_err();
+    assert!(early.to_string().contains("ensure CRDs are installed first"), "{early}");
+    exec(&plan.before_entry, &client, &quiet).await.unwrap();
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::erase::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(&()),
+    );
+    let ks_crd = crds.get("kustomizations.kustomize.toolkit.fluxcd.io").await.unwrap();
+    let conds = ks_crd.data["status"]["conditions"].as_array().unwrap();
+    assert!(conds.iter().any(|c| c["type"] == "Established" && c["status"] == "True"), "{conds:?}");
+    assert!(
+        ks_crd.data.pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/dependsOn").is_some(),
+        "the CRD carries Flux's spec schema"
+    );
+    exec(&plan.entry, &client, &quiet).await.unwrap();
+    let ks: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "flux-system",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("kustomize.toolkit.fluxcd.io", "v1", "Kustomization"),
+            "kustomizations",
+        ),
+    );
+    let entry = ks.get("flux-system").await.unwrap();
+    assert_eq!(entry.data["spec"]["path"], "./infrastructure/clusters/staging");
+    // The API server validates what is applied against Flux's schema.
+    let bad: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": "bad", "namespace": "flux-system"},
+        "spec": {"interval": "10m", "prune": true, "dependsOn": "apps", "sourceRef": {"kind": "GitRepository", "name": "flux-system"}}
+    }))
+    .unwrap();
+    let refused = ks.create(&Default::default(), &bad).await.unwrap_err();
+    assert!(refused.to_string().contains("dependsOn"), "{refused}");
+    // Nothing is created in a namespace that does not exist.
+    let elsewhere: Api<DynamicObject> =
+        Api::namespaced_with(client, "nowhere", &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()));
+    let cm: DynamicObject = serde_json::from_value(
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "nowhere"}}),
+    )
+    .unwrap();
+    let e = elsewhere.create(&Default::default(), &cm).await.unwrap_err();
+    assert!(e.to_string().contains("namespaces \"nowhere\" not found"), "{e}");
 }

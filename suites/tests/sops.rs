@@ -172,10 +172,7 @@ async fn without_the_key_the_e2e_fails_on_cluster_secrets_and_passes_with_age_ke
     let r = harness::e2e::run::run(&assumed, &|_| {}).await.unwrap();
     assert!(r.passed, "{:?}", r.violations);
     // A kind cluster cannot be given a Secret the harness does not have.
-    let kind = harness::e2e::run::E2eRequest {
-        provider: harness::e2e::run::Provider::Real(harness::e2e::plan::ProviderKind::Kind),
-        ..assumed
-    };
+    let kind = harness::e2e::run::E2eRequest { provider: harness::e2e::run::Provider::Kind, ..assumed };
     let e = harness::e2e::run::run(&kind, &|_| {}).await.unwrap_err();
     assert!(e.message.contains("--assume-decryption") && e.message.contains("--age-key"), "{e}");
 

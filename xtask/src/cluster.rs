@@ -3,7 +3,6 @@
 //! progress as a spinner for people and plain lines for CI logs.
 
 use clap::ValueEnum;
-use harness::e2e::plan::ProviderKind;
 use harness::e2e::run::{E2eRequest, Provider};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,9 +63,9 @@ impl ClusterArgs {
             plan,
             provider: match self.provider {
                 ProviderArg::Sim => Provider::Sim,
-                ProviderArg::Kind => Provider::Real(ProviderKind::Kind),
-                ProviderArg::K3d => Provider::Real(ProviderKind::K3d),
-                ProviderArg::Existing => Provider::Real(ProviderKind::Existing),
+                ProviderArg::Kind => Provider::Kind,
+                ProviderArg::K3d => Provider::K3d,
+                ProviderArg::Existing => Provider::Existing,
             },
             context: self.context.clone(),
             keep: self.keep,
@@ -95,23 +94,21 @@ impl ClusterArgs {
 
 /// `--dry-run`: what would run, and nothing runs.
 pub fn dry_run(req: &E2eRequest) -> Result<ExitCode, harness::Error> {
-    match req.provider {
-        Provider::Sim => println!(
-            "provider sim: an in-process simulated cluster on 127.0.0.1 (HTTPS, bearer token), the repo's CNI taken as pre-installed, {}x speed; nothing external runs",
+    let model = harness::commands::load(&req.plan)?.model;
+    let url = "http://GIT-SERVER:PORT/repo.git";
+    if req.provider == Provider::Sim {
+        println!(
+            "provider sim: an in-process simulated cluster on 127.0.0.1 (HTTPS, bearer token), {}x speed; the same plan as kind's without the steps that need a container runtime (create the cluster, pre-install the CNI: its nodes have the repo's CNI), each step run in-process through the cluster's API; nothing external runs\n",
             req.speed
-        ),
-        Provider::Real(kind) => {
-            let model = harness::commands::load(&req.plan)?.model;
-            let url = "http://GIT-SERVER:PORT/repo.git";
-            let steps = harness::e2e::run::real_plan(req, kind, &model, url)?;
-            print!("{}", harness::e2e::plan::render(&steps));
-            let rewrites = harness::e2e::served::planned_rewrites(req, &model, url)?;
-            if !rewrites.is_empty() {
-                println!("\nthe served tree (the commit the cluster pulls; your files are not changed):");
-                for r in rewrites {
-                    println!("  {}: {}", r.path, r.what);
-                }
-            }
+        );
+    }
+    let plan = harness::e2e::run::plan_for(req, &model, url)?;
+    print!("{}", harness::e2e::plan::render(&plan));
+    let rewrites = harness::e2e::served::planned_rewrites(req, &model, url)?;
+    if !rewrites.is_empty() {
+        println!("\nthe served tree (the commit the cluster pulls; your files are not changed):");
+        for r in rewrites {
+            println!("  {}: {}", r.path, r.what);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -28,10 +28,10 @@ fn short_names(kind: &str) -> Vec<String> {
     s.iter().map(|x| x.to_string()).collect()
 }
 
-/// Every resource served from the start: the built-in kinds of k8s-openapi, and Flux's
-/// CRDs (Flux is installed before anything else happens).
+/// Every resource served from the start: the built-in kinds of k8s-openapi. Flux's kinds
+/// are served once its CRDs are registered ([`flux_crds`]), as on any cluster.
 pub fn static_resources() -> Vec<Resource> {
-    let mut out: Vec<Resource> = crate::builtin::BUILTIN_KINDS
+    crate::builtin::BUILTIN_KINDS
         .iter()
         .map(|k| Resource {
             group: k.group.into(),
@@ -41,30 +41,54 @@ pub fn static_resources() -> Vec<Resource> {
             namespaced: k.namespaced,
             short_names: short_names(k.kind),
         })
-        .collect();
-    for (group, version, kind, plural) in [
-        ("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations"),
-        ("helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases"),
-        ("source.toolkit.fluxcd.io", "v1", "GitRepository", "gitrepositories"),
-        ("source.toolkit.fluxcd.io", "v1", "HelmRepository", "helmrepositories"),
-        ("source.toolkit.fluxcd.io", "v1", "HelmChart", "helmcharts"),
-        ("source.toolkit.fluxcd.io", "v1", "OCIRepository", "ocirepositories"),
-        ("source.toolkit.fluxcd.io", "v1", "Bucket", "buckets"),
-        ("source.toolkit.fluxcd.io", "v1", "ExternalArtifact", "externalartifacts"),
-        ("notification.toolkit.fluxcd.io", "v1beta3", "Alert", "alerts"),
-        ("notification.toolkit.fluxcd.io", "v1beta3", "Provider", "providers"),
-        ("notification.toolkit.fluxcd.io", "v1", "Receiver", "receivers"),
-    ] {
-        out.push(Resource {
-            group: group.into(),
-            version: version.into(),
-            kind: kind.into(),
-            plural: plural.into(),
-            namespaced: true,
-            short_names: short_names(kind),
-        });
-    }
-    out
+        .collect()
+}
+
+/// Flux's kinds (group, version, kind, plural), as its CRDs serve them.
+pub const FLUX_KINDS: [(&str, &str, &str, &str); 11] = [
+    ("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations"),
+    ("helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases"),
+    ("source.toolkit.fluxcd.io", "v1", "GitRepository", "gitrepositories"),
+    ("source.toolkit.fluxcd.io", "v1", "HelmRepository", "helmrepositories"),
+    ("source.toolkit.fluxcd.io", "v1", "HelmChart", "helmcharts"),
+    ("source.toolkit.fluxcd.io", "v1", "OCIRepository", "ocirepositories"),
+    ("source.toolkit.fluxcd.io", "v1", "Bucket", "buckets"),
+    ("source.toolkit.fluxcd.io", "v1", "ExternalArtifact", "externalartifacts"),
+    ("notification.toolkit.fluxcd.io", "v1beta3", "Alert", "alerts"),
+    ("notification.toolkit.fluxcd.io", "v1beta3", "Provider", "providers"),
+    ("notification.toolkit.fluxcd.io", "v1", "Receiver", "receivers"),
+];
+
+/// Flux's CustomResourceDefinitions as `flux install` registers them: namespaced, with
+/// the OpenAPI v3 schema of each spec that the API server validates (the `schema` module's,
+/// written from Flux's CRDs), and the short names kubectl knows.
+pub fn flux_crds() -> Vec<Value> {
+    FLUX_KINDS
+        .iter()
+        .map(|(group, version, kind, plural)| {
+            let mut schema = crate::schema::flux_openapi(group, version, kind)
+                .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+            if let Some(m) = schema.as_object_mut() {
+                // A CRD's schema does not carry the kind: the API server adds it to the
+                // published OpenAPI document.
+                m.remove("x-kubernetes-group-version-kind");
+            }
+            json!({
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": format!("{plural}.{group}"), "labels": {"app.kubernetes.io/part-of": "flux"}},
+                "spec": {
+                    "group": group,
+                    "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase(),
+                              "listKind": format!("{kind}List"), "shortNames": short_names(kind)},
+                    "scope": "Namespaced",
+                    "versions": [{"name": version, "served": true, "storage": true,
+                                  "schema": {"openAPIV3Schema": schema},
+                                  "subresources": {"status": {}}}]
+                }
+            })
+        })
+        .collect()
 }
 
 pub fn version() -> Value {
@@ -230,7 +254,24 @@ mod tests {
 
     #[test]
     fn every_listed_group_version_is_served() {
-        let rs = static_resources();
+        let mut st = crate::apiserver::store::Store::new(static_resources(), 100);
+        let crd = Resource {
+            group: "apiextensions.k8s.io".into(),
+            version: "v1".into(),
+            kind: "CustomResourceDefinition".into(),
+            plural: "customresourcedefinitions".into(),
+            namespaced: false,
+            short_names: vec![],
+        };
+        for c in flux_crds() {
+            st.put(&crd, "", c, "2026-01-01T00:00:00Z");
+        }
+        let rs = st.resources();
+        assert!(rs.iter().any(|r| r.kind == "Kustomization" && r.short_names.contains(&"ks".to_string())));
+        assert!(
+            !static_resources().iter().any(|r| r.group.ends_with("fluxcd.io")),
+            "Flux is served only once installed"
+        );
         let apis = legacy_apis(&rs);
         for g in apis["groups"].as_array().unwrap() {
             for v in g["versions"].as_array().unwrap() {

@@ -106,19 +106,50 @@ fn involved_uid(shared: &Shared, event: &Value) -> Option<Value> {
         .and_then(|o| o.pointer("/metadata/uid").cloned())
 }
 
-/// Starts the API server and the simulation behind it. The model and graph live as long
-/// as the process (they are leaked: a server runs until the process ends).
+/// Starts the API server and the simulation behind it, Flux taken as installed. The model
+/// and graph live as long as the process (they are leaked: a server runs until the process
+/// ends).
 pub async fn start(loaded: Loaded, sim: SimConfig, speed: f64, port: u16) -> Result<SimCluster> {
-    start_paused(loaded, sim, speed, port, false).await
+    let server = super::start(port).await?;
+    install_flux(&server.shared);
+    attach(server, loaded, sim, speed, false).await
 }
 
+/// A new cluster before anything is installed: its own namespaces (Flux's comes with
+/// `flux install`).
+pub fn boot(shared: &Shared) {
+    let Some(ns) = shared.store.lock().unwrap().resource_for_kind("", "Namespace") else { return };
+    for n in crate::rules::ALWAYS_NAMESPACES.iter().filter(|n| **n != "flux-system") {
+        shared.put(&ns, "", serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n, "labels": {"kubernetes.io/metadata.name": n}}, "status": {"phase": "Active"}}));
+    }
+}
+
+/// Registers Flux's CRDs as `flux install` would, straight into the store (for a cluster
+/// that starts with Flux; the e2e installs it through the API instead).
+pub fn install_flux(shared: &Shared) {
+    let Some(crd) = shared.store.lock().unwrap().resource_for_kind("apiextensions.k8s.io", "CustomResourceDefinition")
+    else {
+        return;
+    };
+    for c in super::discovery::flux_crds() {
+        shared.put(&crd, "", c);
+    }
+}
+
+/// Runs the simulation behind a server that is already up: the e2e has installed Flux and
+/// applied the entry through the API, and the controllers start from what it holds.
 /// `paused`: virtual time stands still until [`SimCluster::resume`], so a client can set
 /// up its watches and see the bootstrap from its first second.
-pub async fn start_paused(loaded: Loaded, sim: SimConfig, speed: f64, port: u16, paused: bool) -> Result<SimCluster> {
+pub async fn attach(
+    server: ServerHandle,
+    loaded: Loaded,
+    sim: SimConfig,
+    speed: f64,
+    paused: bool,
+) -> Result<SimCluster> {
     // The simulator borrows the repo for as long as the cluster serves it.
     let loaded: &'static Loaded = Box::leak(Box::new(loaded));
     let simulator = Arc::new(Mutex::new(Simulator::of(loaded, sim)?));
-    let server = super::start(port).await?;
     let shared = server.shared.clone();
     {
         let s = simulator.clone();

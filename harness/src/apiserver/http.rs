@@ -418,6 +418,14 @@ fn write(
     if let Err(r) = validate::admit(res, &obj) {
         return refuse(r);
     }
+    // The NamespaceLifecycle admission plugin: nothing is created in a namespace that
+    // does not exist.
+    if code == StatusCode::CREATED
+        && res.namespaced
+        && shared.store.lock().unwrap().get("", "namespaces", "", ns).is_none()
+    {
+        return status(404, "NotFound", &format!("namespaces \"{ns}\" not found"));
+    }
     if let Some(adm) = shared.admission.lock().unwrap().as_ref() {
         let namespace = (!ns.is_empty()).then_some(ns);
         if let Some(msg) = adm(&res.group, &res.kind, namespace, name) {

@@ -169,10 +169,23 @@ impl Store {
         let spec_changed = prev.as_ref().map(|p| p.get("spec") != obj.get("spec")).unwrap_or(true);
         let gen_val = if spec_changed { generation + 1 } else { generation };
         crate::object::metadata_mut(&mut obj).insert("generation".into(), json!(gen_val.max(1)));
+        let is_crd = res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition";
+        if is_crd && !has_condition(&obj, "Established") {
+            // apiextensions-apiserver accepts the names and establishes a CRD at once; a
+            // client that waits for `condition=Established` (kubectl, Flux) sees it.
+            if !obj["status"].is_object() {
+                obj["status"] = json!({});
+            }
+            obj["status"]["conditions"] = json!([
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
+                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now}
+            ]);
+            obj["status"]["acceptedNames"] = obj.pointer("/spec/names").cloned().unwrap_or(Value::Null);
+        }
         let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
         self.objects.insert(k, obj.clone());
         self.record(kind, res, ns, obj.clone());
-        if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
+        if is_crd {
             self.register_crd(&obj);
         }
         (kind, obj)
@@ -235,6 +248,10 @@ impl Store {
             self.crd_resources.insert((res.group.clone(), res.plural.clone()), res);
         }
     }
+}
+
+fn has_condition(obj: &Value, ctype: &str) -> bool {
+    obj.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| cs.iter().any(|c| c["type"] == ctype))
 }
 
 /// A minimal CustomResourceDefinition for a kind, as charts and operators create them.

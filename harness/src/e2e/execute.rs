@@ -2,7 +2,7 @@
 //! Ctrl-C is seen while one runs), and the cleanup guard that runs the cleanup commands in
 //! reverse order on success, failure, panic or cancellation, unless `--keep`.
 
-use super::plan::Step;
+use super::plan::{Plan, Step};
 use super::run::Progress;
 use crate::error::{Error, ErrorKind, Result};
 use std::path::Path;
@@ -72,7 +72,7 @@ pub(super) async fn execute_step_async(s: &Step, guard: &mut Cleanup, progress: 
     }
 }
 
-fn execute_step(s: &Step, guard: &mut Cleanup, progress: Progress<'_>) -> Result<()> {
+pub(super) fn execute_step(s: &Step, guard: &mut Cleanup, progress: Progress<'_>) -> Result<()> {
     match s {
         Step::Write { path, content, .. } => {
             if let Some(parent) = Path::new(path).parent() {
@@ -157,9 +157,8 @@ fn restorable(path: &str, text: &str) -> Result<Vec<serde_json::Value>> {
     Ok(out)
 }
 
-pub(super) fn cleanup_commands(steps: &[Step]) -> Vec<crate::exec::Cmd> {
-    steps
-        .iter()
+pub(super) fn cleanup_commands(plan: &Plan) -> Vec<crate::exec::Cmd> {
+    plan.steps()
         .filter_map(|s| if let Step::Run { cmd, cleanup: true, .. } = s { Some(cmd.clone()) } else { None })
         .collect()
 }
@@ -167,9 +166,9 @@ pub(super) fn cleanup_commands(steps: &[Step]) -> Vec<crate::exec::Cmd> {
 /// Executes plan steps (used by the real providers and by tests with fake executables):
 /// writes files, runs commands, and runs cleanup steps in reverse order afterwards, also
 /// when a step fails or the thread panics, unless `keep`.
-pub fn execute(steps: &[Step], keep: bool) -> Result<()> {
-    let mut cleanup = Cleanup::new(cleanup_commands(steps), keep);
-    for s in steps {
+pub fn execute(plan: &Plan, keep: bool) -> Result<()> {
+    let mut cleanup = Cleanup::new(cleanup_commands(plan), keep);
+    for s in plan.steps() {
         execute_step(s, &mut cleanup, &|_| {})?;
     }
     cleanup.run();

@@ -1,6 +1,8 @@
 pub mod assert;
+pub mod cluster;
 mod execute;
 pub mod git;
+pub mod inprocess;
 pub mod leftovers;
 pub mod plan;
 pub mod profile;

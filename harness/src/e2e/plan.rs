@@ -10,11 +10,25 @@ use serde_json::{Value, json};
 /// Flux's version when the repo does not pin one (gotk-components.yaml).
 pub const FLUX_VERSION: &str = "v2.7.3";
 
+/// Where a run bootstraps the repo. One type for every provider: the simulated cluster
+/// takes the same plan as the others, minus the steps that need a container runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderKind {
+pub enum Provider {
+    Sim,
     Kind,
     K3d,
     Existing,
+}
+
+impl Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Sim => "sim",
+            Provider::Kind => "kind",
+            Provider::K3d => "k3d",
+            Provider::Existing => "existing",
+        }
+    }
 }
 
 pub struct PlanInput<'a> {
@@ -188,7 +202,39 @@ pub fn served_rewrites(
     out
 }
 
-pub fn build(p: &PlanInput) -> Vec<Step> {
+/// A bootstrap plan: what runs before the entry (cluster, CNI, Flux, decryption Secrets)
+/// and the entry itself, which needs the git server's URL and so is built last.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub before_entry: Vec<Step>,
+    pub entry: Vec<Step>,
+}
+
+impl Plan {
+    pub fn steps(&self) -> impl Iterator<Item = &Step> {
+        self.before_entry.iter().chain(&self.entry)
+    }
+}
+
+/// What the entry applies: the repo's own GitRepositories pointed at the harness's git
+/// server, and the entry Kustomization (pruning only on a cluster the harness created).
+/// The same objects on every provider: kubectl applies them on kind/k3d/existing, the run
+/// applies them through the API on sim.
+pub fn entry_manifests(model: &RepoModel, git_url: &str, branch: &str, existing: bool) -> Vec<Value> {
+    let entry = &model.kustomizations[model.entry].spec;
+    let mut manifests = rewritten_sources(model, git_url, branch);
+    manifests.push(json!({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": entry.name, "namespace": entry.namespace},
+        // On a cluster the harness did not create, the tree under test must not prune what
+        // the cluster runs and the tree lacks.
+        "spec": {"interval": "10m", "path": format!("./{}", entry.path), "prune": !existing,
+                 "sourceRef": {"kind": "GitRepository", "name": model.self_source.name}}
+    }));
+    manifests
+}
+
+pub fn build(p: &PlanInput) -> Plan {
     let mut steps = vec![];
     let target = p.provider.target();
     let kubectl = |what: &str, args: &[&str]| -> Step {
@@ -212,7 +258,8 @@ pub fn build(p: &PlanInput) -> Vec<Step> {
     for (what, cmd) in p.provider.delete() {
         steps.push(Step::Run { what, cmd, cleanup: true });
     }
-    let cilium = cilium_values(p.model, p.provider).filter(|_| !p.existing || p.install_cni);
+    let cilium =
+        cilium_values(p.model, p.provider).filter(|_| !p.provider.cni_preinstalled() && (!p.existing || p.install_cni));
     if p.existing && !p.install_cni {
         steps.push(kubectl(
             "check the nodes are Ready with the cluster's own CNI (--install-cni pre-installs the repo's Cilium)",
@@ -350,17 +397,9 @@ pub fn build(p: &PlanInput) -> Vec<Step> {
             });
         }
     }
-    let sources = rewritten_sources(p.model, &p.git_url, &p.run_branch);
+    let before_entry = std::mem::take(&mut steps);
     let entry = &p.model.kustomizations[p.model.entry].spec;
-    let mut manifests: Vec<Value> = sources;
-    manifests.push(json!({
-        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-        "metadata": {"name": entry.name, "namespace": entry.namespace},
-        // On a cluster the harness did not create, the tree under test must not prune what
-        // the cluster runs and the tree lacks.
-        "spec": {"interval": "10m", "path": format!("./{}", entry.path), "prune": !p.existing,
-                 "sourceRef": {"kind": "GitRepository", "name": p.model.self_source.name}}
-    }));
+    let manifests = entry_manifests(p.model, &p.git_url, &p.run_branch, p.existing);
     let mf = format!("{}/entry.yaml", p.artifacts);
     if p.existing {
         // What the entry replaces, so that cleanup puts the cluster's own sync back.
@@ -428,14 +467,14 @@ pub fn build(p: &PlanInput) -> Vec<Step> {
         content: crate::yaml::to_yaml_stream(manifests.iter()),
     });
     steps.push(kubectl("apply the cluster entry", &["apply", "--server-side", "-f", &mf]));
-    steps
+    Plan { before_entry, entry: steps }
 }
 
 /// The plan as a user reads it in `--dry-run`.
-pub fn render(steps: &[Step]) -> String {
+pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
     let (main, cleanup): (Vec<&Step>, Vec<&Step>) =
-        steps.iter().partition(|s| !matches!(s, Step::Run { cleanup: true, .. }));
+        plan.steps().partition(|s| !matches!(s, Step::Run { cleanup: true, .. }));
     for (n, s) in main.iter().enumerate() {
         match s {
             Step::Run { what, cmd, .. } => out.push_str(&format!("{:>2}. {what}\n    $ {}\n", n + 1, cmd.display())),

@@ -34,7 +34,7 @@ impl Target {
     }
 }
 
-pub trait ClusterProvider {
+pub trait ClusterProvider: Send + Sync {
     fn name(&self) -> &'static str;
     /// Commands that create the cluster, with what each does (none for an existing one).
     fn create(&self) -> Vec<(String, Cmd)>;
@@ -69,6 +69,51 @@ pub trait ClusterProvider {
     /// first: the configs of `kind-configs/` are in the binary, so it runs from anywhere.
     fn config_files(&self) -> Vec<(String, &'static str, bool)> {
         vec![]
+    }
+    /// The nodes run a pod network before Flux starts without the plan installing one
+    /// (the simulated cluster's nodes have the repo's CNI).
+    fn cni_preinstalled(&self) -> bool {
+        false
+    }
+}
+
+/// The simulated cluster: nothing to create or delete (it lives in the harness's process,
+/// and goes with it), no container runtime, the repo's CNI on its nodes from the start.
+/// The plan's steps against it run in-process through its API (`e2e::inprocess`).
+pub struct Sim {
+    pub kubeconfig: String,
+}
+
+impl ClusterProvider for Sim {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+    fn create(&self) -> Vec<(String, Cmd)> {
+        vec![]
+    }
+    fn target(&self) -> Target {
+        Target::Kubeconfig(self.kubeconfig.clone())
+    }
+    fn nodes(&self) -> Option<Cmd> {
+        None
+    }
+    fn on_node(&self, _node: &str, _command: &str) -> Option<Cmd> {
+        None
+    }
+    fn logs(&self) -> Vec<(String, Cmd)> {
+        vec![]
+    }
+    fn delete(&self) -> Vec<(String, Cmd)> {
+        vec![]
+    }
+    fn docker_network(&self) -> Option<String> {
+        None
+    }
+    fn api_server_host(&self) -> Option<String> {
+        None
+    }
+    fn cni_preinstalled(&self) -> bool {
+        true
     }
 }
 

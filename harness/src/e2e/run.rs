@@ -4,10 +4,10 @@
 //! bootstrap plan, executed through `exec`).
 
 use super::assert::{self, Observation};
+use super::cluster::Cluster;
+pub use super::cluster::{plan_for, provider};
 pub use super::execute::execute;
-use super::execute::{Cleanup, cleanup_commands, execute_step_async};
-use super::plan::{self, ProviderKind, Step};
-use super::provider::{ClusterProvider, Existing, K3d, Kind};
+pub use super::plan::Provider;
 use super::report::{E2eReport, Predicted};
 use crate::commands::PlanRequest;
 use crate::error::{Error, ErrorKind, Result};
@@ -19,23 +19,6 @@ use kube::runtime::{WatchStreamExt, watcher};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provider {
-    Sim,
-    Real(ProviderKind),
-}
-
-impl Provider {
-    pub fn name(self) -> &'static str {
-        match self {
-            Provider::Sim => "sim",
-            Provider::Real(ProviderKind::Kind) => "kind",
-            Provider::Real(ProviderKind::K3d) => "k3d",
-            Provider::Real(ProviderKind::Existing) => "existing",
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct E2eRequest {
@@ -68,10 +51,6 @@ pub struct E2eRequest {
 /// What the run needs from outside: a way to report progress.
 pub type Progress<'a> = &'a dyn Fn(&str);
 
-fn kube_error(e: impl std::fmt::Display) -> Error {
-    Error::new(ErrorKind::Io, format!("Kubernetes API: {e}"))
-}
-
 fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
@@ -94,7 +73,7 @@ impl Clock<'_> {
     }
 }
 
-fn wall_ms() -> i64 {
+pub(super) fn wall_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
@@ -324,10 +303,7 @@ pub async fn run_loaded(req: &E2eRequest, loaded: &Loaded, progress: Progress<'_
             preflight.len()
         ));
     }
-    let mut report = match req.provider {
-        Provider::Sim => run_sim(req, &loaded.model, expected, progress).await,
-        Provider::Real(kind) => run_real(req, kind, loaded, expected, progress).await,
-    }?;
+    let mut report = run_on_cluster(req, loaded, expected, progress).await?;
     report.preflight = preflight;
     Ok(report)
 }
@@ -340,253 +316,33 @@ fn expectations<'a>(
     assert::Expect { timeout_seconds: req.timeout_seconds, layers, allow_retries: req.allow_retries, deadlock }
 }
 
-async fn run_sim(
+/// One run path for every provider: the cluster prepared up to the entry, the working
+/// tree served, the entry applied, every Kustomization and HelmRelease watched, the
+/// verdicts, diagnostics when it failed, and the cluster torn down (also when this future
+/// is dropped: Ctrl-C, SIGTERM).
+async fn run_on_cluster(
     req: &E2eRequest,
-    tree: &RepoModel,
-    expected: Option<Vec<Vec<String>>>,
-    progress: Progress<'_>,
-) -> Result<E2eReport> {
-    // The path a real cluster takes: the working tree served by the harness's git server,
-    // fetched back over HTTP, and the model built from what was fetched.
-    let served =
-        super::served::serve(req, tree, "127.0.0.1:0".parse().expect("an address"), "127.0.0.1", progress).await?;
-    progress("source-controller (simulated): fetching the served branch");
-    let mut fetched = super::served::fetch(req, &served).await?;
-    super::secrets::apply(req, &mut fetched.config)?;
-    // As on a real cluster, the CNI runs before Flux starts.
-    let sim = crate::sim::SimConfig {
-        cni_preinstalled: true,
-        seed: req.seed,
-        revision: served.revision(),
-        self_url: served.url.clone(),
-        unfetchable: super::served::unfetchable(&fetched.model, &served.url),
-        ..Default::default()
-    };
-    progress("starting the simulated cluster (HTTPS on 127.0.0.1)");
-    let cluster = crate::apiserver::driver::start_paused(fetched, sim.clone(), req.speed, 0, true).await?;
-    let loaded = cluster.loaded();
-    let (model, graph) = (&loaded.model, &loaded.graph);
-    let kc = kube::config::Kubeconfig::from_yaml(&cluster.server.kubeconfig()).map_err(kube_error)?;
-    let client = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.map_err(kube_error)?,
-    )
-    .map_err(kube_error)?;
-    let speed = req.speed;
-    progress("watching Kustomizations and HelmReleases");
-    let real_deadline = Duration::from_secs_f64(req.timeout_seconds / speed) + Duration::from_millis(500);
-    let fallback = move |d: Duration| d.as_secs_f64() * speed;
-    let clock = Clock { anchor_ms: cluster.anchor_ms() as i64, fallback: &fallback };
-    let obs = watch(client.clone(), model, real_deadline, &clock, &|| cluster.resume()).await;
-    let sim_report = cluster.report();
-    let deadlock = sim_report.deadlock.as_ref().map(|d| format!("deadlock: {}", d.explanation));
-    let (rows, mut violations, warnings) =
-        assert::check(model, graph, &obs, &expectations(req, expected.as_ref(), deadlock));
-    if let Some(v) = super::served::source_check(&client, model, &served).await {
-        violations.insert(0, v);
-    }
-    let passed = violations.is_empty();
-    let duration = obs.iter().map(|o| o.at_seconds).fold(0.0, f64::max);
-    let mut artifacts = None;
-    if !passed {
-        let chains = sim_report
-            .stuck
-            .iter()
-            .map(|s| format!("{} {}: {} {}\n    {} {}\n", s.kind, s.name, s.reason, s.message, s.name, s.because))
-            .collect::<String>()
-            + &sim_report.deadlock.map(|d| format!("DEADLOCK: {}\n", d.explanation)).unwrap_or_default();
-        let notes = "the sim provider has no controller logs, events or node CNI configs: status.json, stuck.txt and timeline.json come from the simulated cluster\n".to_string();
-        diagnostics(&req.artifacts, &client, model, &obs, &chains, &[("README.txt", notes)]).await?;
-        artifacts = Some(req.artifacts.display().to_string());
-    }
-    drop(cluster);
-    let hr_rows = assert::helm_rows(model, graph, &obs);
-    let predicted_vs_observed = predicted(loaded, sim, &rows, &hr_rows);
-    Ok(E2eReport {
-        provider: "sim".into(),
-        passed,
-        duration_seconds: duration,
-        kustomizations: rows,
-        helm_releases: hr_rows,
-        violations,
-        warnings,
-        preflight: vec![],
-        rewritten: served.rewritten.clone(),
-        revision: Some(served.revision()),
-        artifacts,
-        predicted_vs_observed,
-        timeline: obs,
-        time_unit: "virtual seconds".into(),
-    })
-}
-
-/// The provider for a real cluster of this run. A repo that brings Cilium gets a cluster
-/// without a CNI (the plan pre-installs the repo's Cilium); one that brings none keeps the
-/// provider's default CNI, so its pods have a network.
-pub fn provider(req: &E2eRequest, kind: ProviderKind, model: &RepoModel) -> Result<Box<dyn ClusterProvider>> {
-    let repo_cni = model.helm_releases.iter().any(|h| h.spec.chart == "cilium");
-    let name = format!("flux-harness-{}", req.run_id);
-    let kubeconfig = req.artifacts.join("kubeconfig").display().to_string();
-    // The plan writes the embedded kind-configs here before creating the cluster.
-    let configs = req.artifacts.join("cluster-configs").display().to_string();
-    Ok(match kind {
-        ProviderKind::Kind => Box::new(Kind {
-            name,
-            config: format!("{configs}/{}", if repo_cni { "kind.yaml" } else { "kind-default-cni.yaml" }),
-            kubeconfig,
-            repo_cni,
-        }),
-        ProviderKind::K3d => Box::new(K3d { name, config_dir: configs, kubeconfig, repo_cni }),
-        ProviderKind::Existing => {
-            let context = req.context.clone().ok_or_else(|| {
-                Error::new(ErrorKind::Usage, "--provider existing needs --context NAME: the harness never uses a cluster it did not create unless you name it")
-            })?;
-            Box::new(Existing { context })
-        }
-    })
-}
-
-/// The executable plan for a real provider (also what `--dry-run` prints).
-pub fn real_plan(req: &E2eRequest, kind: ProviderKind, model: &RepoModel, git_url: &str) -> Result<Vec<Step>> {
-    let provider = provider(req, kind, model)?;
-    let root = req.plan.repo.clone();
-    let gotk = crate::files::join(&model.entry_path, "flux-system/gotk-components.yaml")
-        .ok()
-        .map(|p| root.join(p))
-        .filter(|p| {
-            std::fs::read_to_string(p)
-                .is_ok_and(|t| t.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')))
-        });
-    Ok(plan::build(&plan::PlanInput {
-        provider: provider.as_ref(),
-        artifacts: req.artifacts.display().to_string(),
-        model,
-        gotk_components: gotk.map(|p| p.display().to_string()),
-        git_url: git_url.to_string(),
-        run_branch: format!("flux-harness/run-{}", req.run_id),
-        age_key: super::secrets::age_key_file(req)?.map(|p| p.display().to_string()),
-        existing: kind == ProviderKind::Existing,
-        install_cni: req.install_cni,
-        install_flux: req.install_flux,
-    }))
-}
-
-/// Before anything runs: every program the plan calls is installed, and the cluster's name
-/// is free (a cluster left by an earlier run with `--keep` must not be taken over, and
-/// above all not deleted by this run's cleanup).
-fn preflight(prov: &dyn ClusterProvider, steps: &[Step]) -> Result<()> {
-    let mut missing: Vec<&str> = steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Run { cmd, .. } | Step::Save { cmd, .. } | Step::IfAbsent { check: cmd, .. } => {
-                Some(cmd.program.as_str())
-            }
-            Step::Write { .. } => None,
-        })
-        .chain(prov.docker_network().is_some().then_some("docker"))
-        .chain(std::iter::once("git"))
-        .filter(|p| !crate::exec::have(p))
-        .collect();
-    missing.sort();
-    missing.dedup();
-    if !missing.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Usage,
-            format!(
-                "--provider {} needs {} on PATH, which {} not installed; nothing was run",
-                prov.name(),
-                missing.join(", "),
-                if missing.len() == 1 { "is" } else { "are" }
-            ),
-        ));
-    }
-    if let (Some(list), Some(name)) = (prov.list_clusters(), prov.cluster_name()) {
-        let out = list.output().map_err(|e| e.context("while checking which clusters exist"))?;
-        if out.lines().any(|l| l.split_whitespace().next() == Some(name)) {
-            return Err(Error::new(
-                ErrorKind::Usage,
-                format!(
-                    "a {} cluster named {name} already exists (kept by an earlier run?): the harness creates and deletes only its own; delete it or run again (each run gets a new name)",
-                    prov.name()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The address pods reach this machine on: the gateway of the cluster's docker network.
-fn gateway(provider: &dyn ClusterProvider) -> Result<String> {
-    let Some(network) = provider.docker_network() else {
-        return std::env::var("HARNESS_GIT_HOST").map_err(|_| {
-            Error::new(ErrorKind::Usage, format!("--provider {}: set HARNESS_GIT_HOST to an address of this machine that the cluster's pods can reach (the harness's git server binds to it)", provider.name()))
-        });
-    };
-    let out = crate::exec::Cmd::new(
-        "docker",
-        &["network", "inspect", &network, "-f", "{{range .IPAM.Config}}{{.Gateway}} {{end}}"],
-    )
-    .output()?;
-    out.split_whitespace()
-        .find(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
-        .map(str::to_string)
-        .ok_or_else(|| Error::new(ErrorKind::Io, format!("docker network {network} has no IPv4 gateway")))
-}
-
-async fn run_real(
-    req: &E2eRequest,
-    kind: ProviderKind,
     loaded: &Loaded,
     expected: Option<Vec<Vec<String>>>,
     progress: Progress<'_>,
 ) -> Result<E2eReport> {
-    let (model, graph) = (&loaded.model, &loaded.graph);
-    let prov = provider(req, kind, model)?;
-    std::fs::create_dir_all(&req.artifacts)
-        .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", req.artifacts.display())))?;
-    // The entry needs the git server's URL, which needs the cluster's network: run the
-    // plan up to the entry, start the server, then apply the entry.
-    let draft = real_plan(req, kind, model, "http://GIT-SERVER/repo.git")?;
-    for said in super::leftovers::sweep(prov.as_ref()) {
-        progress(&said);
-    }
-    preflight(prov.as_ref(), &draft)?;
-    let entry_steps = 2;
-    // The guard knows every cleanup command before the first command runs.
-    let mut guard = Cleanup::new(cleanup_commands(&draft), req.keep);
-    if let Some(name) = prov.cluster_name() {
-        guard.record = Some(super::leftovers::register(prov.name(), name)?);
-    }
-    for s in &draft[..draft.len() - entry_steps] {
-        execute_step_async(s, &mut guard, progress).await?;
-    }
-    let host = gateway(prov.as_ref())?;
-    let bind = format!("{host}:0").parse().map_err(|e| Error::new(ErrorKind::Usage, format!("{host}: {e}")))?;
-    let served = super::served::serve(req, model, bind, &host, progress).await?;
-    let plan = real_plan(req, kind, model, &served.url)?;
-    let entry_applied_ms = wall_ms();
-    for s in &plan[plan.len() - entry_steps..] {
-        execute_step_async(s, &mut guard, progress).await?;
-    }
-    let client = match (&req.context, kind) {
-        (Some(ctx), ProviderKind::Existing) => {
-            let opts = kube::config::KubeConfigOptions { context: Some(ctx.clone()), ..Default::default() };
-            kube::Client::try_from(kube::Config::from_kubeconfig(&opts).await.map_err(kube_error)?)
-                .map_err(kube_error)?
-        }
-        _ => {
-            let kc = kube::config::Kubeconfig::read_from(req.artifacts.join("kubeconfig")).map_err(kube_error)?;
-            kube::Client::try_from(
-                kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.map_err(kube_error)?,
-            )
-            .map_err(kube_error)?
-        }
-    };
+    let mut cluster = Cluster::prepare(req, &loaded.model, progress).await?;
+    let (bind, host) = cluster.git_address()?;
+    let served = super::served::serve(req, &loaded.model, bind, &host, progress).await?;
+    cluster.bootstrap(req, &loaded.model, &served, progress).await?;
+    let client = cluster.client(req).await?;
+    let watched = cluster.loaded(loaded);
+    let (model, graph) = (&watched.model, &watched.graph);
     progress("watching Kustomizations and HelmReleases");
-    // Times count from when the entry was applied.
-    let clock = Clock { anchor_ms: entry_applied_ms, fallback: &|d: Duration| d.as_secs_f64() };
-    let obs = watch(client.clone(), model, Duration::from_secs_f64(req.timeout_seconds), &clock, &|| {}).await;
+    let speed = cluster.speed(req);
+    let fallback = move |d: Duration| d.as_secs_f64() * speed;
+    let clock = Clock { anchor_ms: cluster.anchor_ms(), fallback: &fallback };
+    let obs = watch(client.clone(), model, cluster.deadline(req), &clock, &|| cluster.start_clock()).await;
+    let sim_report = cluster.sim_report();
+    let deadlock =
+        sim_report.as_ref().and_then(|r| r.deadlock.as_ref()).map(|d| format!("deadlock: {}", d.explanation));
     let (rows, mut violations, warnings) =
-        assert::check(model, graph, &obs, &expectations(req, expected.as_ref(), None));
+        assert::check(model, graph, &obs, &expectations(req, expected.as_ref(), deadlock));
     if let Some(v) = super::served::source_check(&client, model, &served).await {
         violations.insert(0, v);
     }
@@ -594,67 +350,39 @@ async fn run_real(
     let mut artifacts = None;
     if !passed {
         progress("collecting diagnostics");
-        let target = prov.target().kubectl_args();
-        let kubectl = |args: &[&str]| {
-            let mut a: Vec<&str> = target.iter().map(String::as_str).collect();
-            a.extend_from_slice(args);
-            crate::exec::Cmd::new("kubectl", &a).output().unwrap_or_else(|e| format!("{e}\n"))
-        };
-        let mut extra: Vec<(String, String)> = vec![
-            ("events.txt".into(), kubectl(&["get", "events", "-A", "--sort-by=.lastTimestamp"])),
-            (
-                "kustomize-controller.log".into(),
-                kubectl(&["-n", "flux-system", "logs", "deploy/kustomize-controller", "--tail=2000"]),
-            ),
-            (
-                "helm-controller.log".into(),
-                kubectl(&["-n", "flux-system", "logs", "deploy/helm-controller", "--tail=2000"]),
-            ),
-            (
-                "source-controller.log".into(),
-                kubectl(&["-n", "flux-system", "logs", "deploy/source-controller", "--tail=2000"]),
-            ),
-        ];
-        for (file, cmd) in prov.logs() {
-            extra.push((file, cmd.output().unwrap_or_else(|e| format!("{e}\n"))));
-        }
-        if let Some(nodes) = prov.nodes().and_then(|c| c.output().ok()) {
-            let mut cni = String::new();
-            for n in nodes.split_whitespace() {
-                if let Some(cmd) = prov.on_node(n, "ls -l /etc/cni/net.d; cat /etc/cni/net.d/05-cilium.conflist") {
-                    cni.push_str(&format!("== {n}\n{}", cmd.output().unwrap_or_else(|e| format!("{e}\n"))));
-                }
+        let chains = match &sim_report {
+            Some(r) => {
+                r.stuck
+                    .iter()
+                    .map(|s| {
+                        format!("{} {}: {} {}\n    {} {}\n", s.kind, s.name, s.reason, s.message, s.name, s.because)
+                    })
+                    .collect::<String>()
+                    + &r.deadlock.as_ref().map(|d| format!("DEADLOCK: {}\n", d.explanation)).unwrap_or_default()
             }
-            extra.push(("node-cni.txt".into(), cni));
-        }
+            None => violations.iter().map(|v| format!("[{}] {}\n", v.kind, v.message)).collect(),
+        };
+        let extra = cluster.extra_diagnostics();
         let extra: Vec<(&str, String)> = extra.iter().map(|(f, c)| (f.as_str(), c.clone())).collect();
-        let chains = violations.iter().map(|v| format!("[{}] {}\n", v.kind, v.message)).collect::<String>();
         diagnostics(&req.artifacts, &client, model, &obs, &chains, &extra).await?;
         artifacts = Some(req.artifacts.display().to_string());
     }
-    if req.keep && !prov.delete().is_empty() {
-        progress(&format!("kept: export KUBECONFIG={}", req.artifacts.join("kubeconfig").display()));
-    }
-    if req.keep && kind == ProviderKind::Existing {
-        // Kept as the run left it: it syncs from a server that is about to stop.
-        progress(&format!(
-            "kept: the cluster still syncs from the harness's git server; to put its own sync back: kubectl --context {} apply --server-side --force-conflicts -f {}",
-            req.context.as_deref().unwrap_or(""),
-            req.artifacts.join("entry-before.yaml").display()
-        ));
+    if req.keep {
+        for said in cluster.kept(req) {
+            progress(&said);
+        }
     }
     let revision = served.revision();
     let rewritten = served.rewritten.clone();
     drop(served);
-    guard.run();
-    let duration = obs.iter().map(|o| o.at_seconds).fold(0.0, f64::max);
-    let sim = crate::sim::SimConfig { cni_preinstalled: true, seed: req.seed, ..Default::default() };
+    let sim_predicted = crate::sim::SimConfig { cni_preinstalled: true, seed: req.seed, ..Default::default() };
     let hr_rows = assert::helm_rows(model, graph, &obs);
-    let predicted_vs_observed = predicted(loaded, sim, &rows, &hr_rows);
+    let predicted_vs_observed = predicted(watched, sim_predicted, &rows, &hr_rows);
+    cluster.teardown();
     Ok(E2eReport {
-        provider: Provider::Real(kind).name().into(),
+        provider: req.provider.name().into(),
         passed,
-        duration_seconds: duration,
+        duration_seconds: obs.iter().map(|o| o.at_seconds).fold(0.0, f64::max),
         kustomizations: rows,
         helm_releases: hr_rows,
         violations,
@@ -665,6 +393,6 @@ async fn run_real(
         artifacts,
         predicted_vs_observed,
         timeline: obs,
-        time_unit: "seconds".into(),
+        time_unit: if req.provider == Provider::Sim { "virtual seconds" } else { "seconds" }.into(),
     })
 }

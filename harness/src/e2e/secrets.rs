@@ -5,7 +5,6 @@
 //! `existing` cluster keeps its own Secret, which is assumed right. The key's value is
 //! never printed or put on a command line.
 
-use super::plan::ProviderKind;
 use super::run::{E2eRequest, Provider};
 use crate::config::{Decryption, RepoConfig};
 use crate::error::{Error, ErrorKind, Result};
@@ -25,7 +24,7 @@ pub fn age_key_file(req: &E2eRequest) -> Result<Option<PathBuf>> {
 /// preflight plan, the simulated cluster and the verdicts agree about it.
 pub fn apply(req: &E2eRequest, config: &mut RepoConfig) -> Result<()> {
     if req.assume_decryption {
-        if matches!(req.provider, Provider::Real(ProviderKind::Kind | ProviderKind::K3d)) {
+        if matches!(req.provider, Provider::Kind | Provider::K3d) {
             return Err(Error::new(
                 ErrorKind::Usage,
                 "--assume-decryption is for sim (and existing clusters, which keep their own Secrets): a kind or k3d cluster gets only the Secrets the harness can make, so give the key with --age-key",
@@ -41,8 +40,7 @@ pub fn apply(req: &E2eRequest, config: &mut RepoConfig) -> Result<()> {
         let keys = AgeKeys::parse(&text)
             .map_err(|why| Error::in_file(ErrorKind::Usage, &shown, format!("--age-key: {why}")))?;
         config.decryption = Decryption::Keys(keys);
-    } else if matches!(config.decryption, Decryption::Assumed) && req.provider != Provider::Real(ProviderKind::Existing)
-    {
+    } else if matches!(config.decryption, Decryption::Assumed) && req.provider != Provider::Existing {
         config.decryption = Decryption::NoSecret;
     }
     Ok(())

@@ -7,7 +7,6 @@
 
 use super::assert::Violation;
 use super::git::GitServer;
-use super::plan::ProviderKind;
 use super::plan::{self, Rewrite};
 use super::run::{E2eRequest, Progress, Provider};
 use crate::error::{Error, ErrorKind, Result};
@@ -40,7 +39,7 @@ pub fn rewrites(
     let mut rw = vec![];
     if !std::env::var("HARNESS_NO_REWRITE").is_ok_and(|v| v == "1") {
         rw = plan::served_rewrites(model, &read, url, branch);
-        if req.provider == Provider::Real(ProviderKind::Existing) {
+        if req.provider == Provider::Existing {
             no_prune(model, &read, &mut rw);
         }
     }
@@ -157,24 +156,33 @@ pub async fn serve(
     Ok(Served { git, fetch_dir, url, branch, rewritten })
 }
 
-/// Fetches the served branch as source-controller does (over HTTP, a shallow clone) into
-/// `dir`, and returns the model built from what was fetched.
-pub async fn fetch(req: &E2eRequest, served: &Served) -> Result<crate::loaded::Loaded> {
+/// Fetches `url` at `branch` as source-controller does (over HTTP, a shallow clone) into
+/// the run's fetch directory, and returns the repo loaded from what was fetched, synced
+/// from `path` (the applied Kustomization's `spec.path`), and the fetched commit's SHA.
+pub async fn fetch(
+    req: &E2eRequest,
+    served: &Served,
+    url: &str,
+    branch: &str,
+    path: &str,
+) -> Result<(crate::loaded::Loaded, String)> {
     let dir = served.fetch_dir.as_path();
     let _ = std::fs::remove_dir_all(dir);
     let d = dir.display().to_string();
     // Straight to the local server, whatever proxy the environment names.
-    let cmd = Cmd::new(
-        "git",
-        &["-c", "http.proxy=", "clone", "--quiet", "--depth", "1", "--branch", &served.branch, &served.url, &d],
-    );
+    let cmd = Cmd::new("git", &["-c", "http.proxy=", "clone", "--quiet", "--depth", "1", "--branch", branch, url, &d]);
+    let head = Cmd::new("git", &["-C", &d, "rev-parse", "HEAD"]);
     // The server answers on this runtime: the clone must not block it.
-    let cloned = tokio::task::spawn_blocking(move || cmd.output())
+    let cloned = tokio::task::spawn_blocking(move || cmd.output().and_then(|_| head.output()))
         .await
         .map_err(|e| Error::new(ErrorKind::Io, format!("git clone: {e}")))
-        .and_then(|r| r.map_err(|e| e.context("source-controller (simulated) fetching the served tree".to_string())));
-    let loaded = cloned.and_then(|_| {
-        crate::commands::load(&crate::commands::PlanRequest { repo: dir.to_path_buf(), ..req.plan.clone() })
+        .and_then(|r| {
+            r.map_err(|e| e.context(format!("source-controller (simulated) fetching {url} at branch {branch}")))
+        });
+    let entry = crate::model::Entry::Path(path.trim_start_matches("./").trim_end_matches('/').to_string());
+    let loaded = cloned.and_then(|sha| {
+        let request = crate::commands::PlanRequest { repo: dir.to_path_buf(), entry: Some(entry), ..req.plan.clone() };
+        crate::commands::load(&request).map(|l| (l, sha.trim().to_string()))
     });
     // The copy holds the whole tree (secrets too): it goes whatever happened.
     let _ = std::fs::remove_dir_all(dir);

@@ -63,6 +63,10 @@ pub struct SimConfig {
     /// Sources source-controller cannot fetch once the tree re-points them (namespace,
     /// name, reason, Flux's message): the artifact fetched before stays, Ready goes False.
     pub unfetchable: Vec<(String, String, String, String)>,
+    /// The entry's objects as the bootstrap applied them through the API (its Kustomization
+    /// and GitRepositories): the cluster serves them as applied, with their status, until
+    /// the tree applies its own.
+    pub applied: Vec<serde_json::Value>,
 }
 
 impl Default for SimConfig {
@@ -80,6 +84,7 @@ impl Default for SimConfig {
             revision: REVISION.into(),
             self_url: "http://127.0.0.1/flux-harness/repo.git".into(),
             unfetchable: vec![],
+            applied: vec![],
         }
     }
 }

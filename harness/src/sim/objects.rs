@@ -59,9 +59,19 @@ impl<'a> Simulator<'a> {
                 out.push(crate::apiserver::store::synthetic_crd(g, k, !crate::object::is_known_cluster_scoped(g, k)));
             }
         }
+        let applied = |kind: &str, ns: &str, name: &str| {
+            self.sim
+                .applied
+                .iter()
+                .find(|o| o["kind"] == kind && o["metadata"]["namespace"] == ns && o["metadata"]["name"] == name)
+        };
         let entry_raw = |i: usize| -> serde_json::Value {
             let k = &self.model.kustomizations[i].spec;
-            if k.raw.is_null() {
+            if i == self.model.entry
+                && let Some(o) = applied("Kustomization", &k.namespace, &k.name)
+            {
+                o.clone()
+            } else if k.raw.is_null() {
                 json!({"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "metadata": {"name": k.name, "namespace": k.namespace},
                        "spec": {"interval": "10m", "path": format!("./{}", k.path), "prune": true, "sourceRef": {"kind": k.source.kind, "name": k.source.name}}})
             } else {
@@ -167,10 +177,13 @@ impl<'a> Simulator<'a> {
                 reason: "Succeeded".into(),
                 message: format!("stored artifact for revision '{}'", self.sim.revision),
             });
-            out.push(json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": s.kind, "metadata": {"name": s.name, "namespace": s.namespace},
-                "spec": {"interval": "1m", "url": self.sim.self_url},
-                "status": {"observedGeneration": 1, "conditions": Self::conditions(cond.as_ref(), time(ready.unwrap_or(0))),
-                           "artifact": if ready.is_some() { json!({"revision": self.sim.revision}) } else { json!(null) }}}));
+            let mut o = applied(&s.kind, &s.namespace, &s.name).cloned().unwrap_or_else(|| {
+                json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": s.kind, "metadata": {"name": s.name, "namespace": s.namespace},
+                       "spec": {"interval": "1m", "url": self.sim.self_url}})
+            });
+            o["status"] = json!({"observedGeneration": 1, "conditions": Self::conditions(cond.as_ref(), time(ready.unwrap_or(0))),
+                                 "artifact": if ready.is_some() { json!({"revision": self.sim.revision}) } else { json!(null) }});
+            out.push(o);
         }
         out.extend(self.events(time));
         out
