@@ -414,7 +414,10 @@ fn an_existing_cluster_gets_only_what_was_asked_and_its_sync_back() {
     let order = ["apply --server-side -f", "entry-before-no-prune.yaml", "annotate --overwrite", "wait kustomization"];
     let positions: Vec<usize> = order.iter().map(|n| at(n)).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}:\n{calls}");
-    assert!(calls.lines().last().unwrap().ends_with("entry-before.yaml"), "{calls}");
+    let last_apply = calls.lines().rfind(|l| l.contains(" apply ")).unwrap();
+    assert!(last_apply.ends_with("entry-before.yaml"), "{calls}");
+    // The decryption Secret the run made (the fake cluster had none) goes after.
+    assert!(calls.lines().last().unwrap().contains("delete secret sops-age"), "{calls}");
     let quiet = std::fs::read_to_string(art.path().join("entry-before-no-prune.yaml")).unwrap();
     assert!(quiet.contains("prune: false") && !quiet.contains("prune: true"), "{quiet}");
     let saved = std::fs::read_to_string(art.path().join("entry-before.yaml")).unwrap();
@@ -931,9 +934,10 @@ fn on_an_existing_cluster_flux_and_the_decryption_secret_are_added_only_when_abs
     for absent in [true, false] {
         let bin = tempfile::tempdir().unwrap();
         let log = bin.path().join("calls.log");
-        let code = if absent { 1 } else { 0 };
+        // What `get --ignore-not-found -o name` prints: nothing when absent.
+        let found = if absent { "" } else { "echo found/it;" };
         let script = format!(
-            "#!/bin/sh\necho \"kubectl $*\" >> {}\ncase \"$*\" in *\" get secret \"*|*\" get deployment \"*) exit {code};; esac\nexit 0\n",
+            "#!/bin/sh\necho \"kubectl $*\" >> {}\ncase \"$*\" in *\" get secret \"*|*\" get crd \"*) {found} exit 0;; esac\nexit 0\n",
             log.display()
         );
         for prog in ["kubectl", "flux", "helm"] {
@@ -965,6 +969,54 @@ fn on_an_existing_cluster_flux_and_the_decryption_secret_are_added_only_when_abs
         assert_eq!((created, deleted, installed), (absent, absent, absent), "absent: {absent}\n{calls}");
         assert!(!calls.contains("AGE-SECRET-KEY"), "the key is never on a command line");
     }
+    // A check that cannot be answered (forbidden, unreachable) is not an absence: the run
+    // stops before installing anything over what may be there.
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("calls.log");
+    let script = format!(
+        "#!/bin/sh\necho \"kubectl $*\" >> {}\ncase \"$*\" in *\" get crd \"*) echo forbidden >&2; exit 1;; esac\nexit 0\n",
+        log.display()
+    );
+    for prog in ["kubectl", "flux", "helm"] {
+        let p = bin.path().join(prog);
+        std::fs::write(
+            &p,
+            if prog == "kubectl" {
+                script.clone()
+            } else {
+                format!("#!/bin/sh\necho \"{prog} $*\" >> {}\n", log.display())
+            },
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let art = tempfile::tempdir().unwrap();
+    let mut req = request(common::example("netcorp-infra"), "staging", Provider::Existing, art.path());
+    req.context = Some("prod".into());
+    req.install_flux = true;
+    let model = harness::commands::load(&req.plan).unwrap().model;
+    let steps = run::plan_for(&req, &model, "http://10.0.0.1:8080/repo.git").unwrap();
+    let e = with_path(bin.path(), || run::execute(&steps, false)).unwrap_err();
+    assert!(e.to_string().contains("while checking whether to install Flux"), "{e}");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(!calls.contains("flux install") && !calls.contains("gotk-components"), "{calls}");
+}
+
+/// A decryption Secret in a namespace the repo creates itself: the namespace is made
+/// first, or `kubectl create secret` fails before the entry is applied.
+#[test]
+fn a_tenant_decryption_secret_gets_its_namespace_first() {
+    let repo = common::example("netcorp-infra");
+    let mut req = request(repo, "staging", Provider::Kind, Path::new("/artifacts"));
+    req.age_key = Some(common::example("netcorp-infra").join("test-keys/age.agekey"));
+    let mut model = harness::commands::load(&req.plan).unwrap().model;
+    let k =
+        model.kustomizations.iter_mut().find(|k| k.spec.raw.pointer("/spec/decryption/secretRef").is_some()).unwrap();
+    k.spec.namespace = "tenant-a".into();
+    let plan = harness::e2e::plan::render(&run::plan_for(&req, &model, "http://x/repo.git").unwrap());
+    let ns = plan.find("create namespace tenant-a").expect(&plan);
+    let secret = plan.find("-n tenant-a create secret generic sops-age").expect(&plan);
+    assert!(ns < secret, "{plan}");
 }
 
 /// The sim provider takes kind's plan without the steps that need a container runtime:

@@ -61,15 +61,28 @@ pub(super) async fn execute_step_async(s: &Step, guard: &mut Cleanup, progress: 
     match s {
         Step::Run { what, cmd, cleanup: false } => {
             progress(what);
-            let c = cmd.clone();
-            tokio::task::spawn_blocking(move || c.output())
-                .await
-                .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?
-                .map(|_| ())
-                .map_err(|e| e.context(format!("while trying to {what}")))
+            blocking(cmd).await.map(|_| ()).map_err(|e| e.context(format!("while trying to {what}")))
+        }
+        Step::IfAbsent { what, check, then, undo } => {
+            progress(what);
+            let found = blocking(check).await.map_err(|e| e.context(format!("while checking whether to {what}")))?;
+            if !found.trim().is_empty() {
+                progress("  present: left as it is");
+                return Ok(());
+            }
+            for c in then {
+                blocking(c).await.map_err(|e| e.context(format!("while trying to {what}")))?;
+            }
+            guard.steps.extend(undo.iter().rev().cloned());
+            Ok(())
         }
         other => execute_step(other, guard, progress),
     }
+}
+
+async fn blocking(cmd: &crate::exec::Cmd) -> Result<String> {
+    let c = cmd.clone();
+    tokio::task::spawn_blocking(move || c.output()).await.map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?
 }
 
 pub(super) fn execute_step(s: &Step, guard: &mut Cleanup, progress: Progress<'_>) -> Result<()> {
@@ -100,7 +113,8 @@ pub(super) fn execute_step(s: &Step, guard: &mut Cleanup, progress: Progress<'_>
         }
         Step::IfAbsent { what, check, then, undo } => {
             progress(what);
-            if check.output().is_ok() {
+            let found = check.output().map_err(|e| e.context(format!("while checking whether to {what}")))?;
+            if !found.trim().is_empty() {
                 progress("  present: left as it is");
                 return Ok(());
             }

@@ -88,6 +88,13 @@ async fn run(what: &str, cmd: &Cmd, client: &kube::Client) -> Result<()> {
         ("kubectl", ["wait", "--for=condition=Available", "deployment", "--all", _timeout]) => {
             controllers_available(what, client, ns.unwrap_or("default")).await
         }
+        ("kubectl", ["create", "namespace", name]) => {
+            let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            let api: Api<DynamicObject> =
+                Api::all_with(client.clone(), &ApiResource::erase::<k8s_openapi::api::core::v1::Namespace>(&()));
+            let obj: DynamicObject = serde_json::from_value(ns).map_err(|e| api_error(what, e))?;
+            api.create(&PostParams::default(), &obj).await.map(|_| ()).map_err(|e| api_error(what, e))
+        }
         ("kubectl", ["create", "secret", "generic", name, from]) => {
             let (key, file) =
                 from.strip_prefix("--from-file=").and_then(|f| f.split_once('=')).ok_or_else(unsupported)?;

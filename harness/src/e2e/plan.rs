@@ -60,8 +60,10 @@ pub enum Step {
     /// the same with every Kustomization's `prune` off to `path_no_prune`; registers the
     /// cleanup: `restore` (run in order) when something was saved, else `otherwise`.
     Save { what: String, cmd: Cmd, path: String, path_no_prune: String, restore: Vec<Cmd>, otherwise: Vec<Cmd> },
-    /// On a cluster the harness did not create: when `check` finds nothing, runs `then` and
-    /// registers `undo`; when it finds something, leaves it as it is.
+    /// On a cluster the harness did not create: when `check` prints nothing (a `get
+    /// --ignore-not-found -o name`), runs `then` and registers `undo`; when it prints
+    /// something, leaves it as it is; when it fails (forbidden, unreachable), stops the
+    /// run: an unanswered question is not an absence.
     IfAbsent { what: String, check: Cmd, then: Vec<Cmd>, undo: Vec<Cmd> },
 }
 
@@ -334,8 +336,12 @@ pub fn build(p: &PlanInput) -> Plan {
                     Cmd::new("flux", &a.iter().map(String::as_str).collect::<Vec<_>>())
                 }
             };
+            // Flux is there when its CRDs are, whichever namespace and controllers it runs.
             let mut check = target.kubectl_args();
-            check.extend(flux_check.map(String::from));
+            check.extend(
+                ["get", "crd", "kustomizations.kustomize.toolkit.fluxcd.io", "--ignore-not-found", "-o", "name"]
+                    .map(String::from),
+            );
             steps.push(Step::IfAbsent {
                 what: "install Flux unless the cluster runs it already (--install-flux)".into(),
                 check: Cmd::new("kubectl", &check.iter().map(String::as_str).collect::<Vec<_>>()),
@@ -376,6 +382,32 @@ pub fn build(p: &PlanInput) -> Plan {
         if secrets.is_empty() {
             secrets.push(("flux-system".into(), "sops-age".into()));
         }
+        let mut namespaces: Vec<&str> = secrets
+            .iter()
+            .map(|(ns, _)| ns.as_str())
+            .filter(|ns| !crate::rules::ALWAYS_NAMESPACES.contains(ns))
+            .collect();
+        namespaces.dedup();
+        // A tenant namespace the repo itself creates does not exist yet: the Secret goes
+        // into it before Flux applies it (which then adopts the namespace).
+        for ns in namespaces {
+            let what = format!("create the {ns} namespace for its decryption secret");
+            if !p.existing {
+                steps.push(kubectl(&what, &["create", "namespace", ns]));
+                continue;
+            }
+            let args = |rest: &[&str]| {
+                let mut a = target.kubectl_args();
+                a.extend(rest.iter().map(|s| s.to_string()));
+                Cmd::new("kubectl", &a.iter().map(String::as_str).collect::<Vec<_>>())
+            };
+            steps.push(Step::IfAbsent {
+                what: format!("{what}, unless the cluster has it"),
+                check: args(&["get", "namespace", ns, "--ignore-not-found", "-o", "name"]),
+                then: vec![args(&["create", "namespace", ns])],
+                undo: vec![args(&["delete", "namespace", ns, "--ignore-not-found", "--wait=false"])],
+            });
+        }
         for (ns, name) in secrets {
             let what = format!("create the {ns}/{name} decryption secret from the age key");
             let create = ["-n", &ns, "create", "secret", "generic", &name, &format!("--from-file=age.agekey={key}")];
@@ -391,7 +423,7 @@ pub fn build(p: &PlanInput) -> Plan {
             };
             steps.push(Step::IfAbsent {
                 what: format!("{what}, unless the cluster has one"),
-                check: args(&["-n", &ns, "get", "secret", &name]),
+                check: args(&["-n", &ns, "get", "secret", &name, "--ignore-not-found", "-o", "name"]),
                 then: vec![args(&create)],
                 undo: vec![args(&["-n", &ns, "delete", "secret", &name, "--ignore-not-found"])],
             });
