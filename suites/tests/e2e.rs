@@ -880,13 +880,29 @@ fn a_later_run_removes_only_the_clusters_dead_runs_recorded() {
         ("flux-harness-alive", me, false),
         ("flux-harness-gone", dead, false),
     ] {
-        let r = Record { provider: "kind".into(), name: name.into(), pid, kept };
+        let r = Record::new("kind", name, pid, kept);
         std::fs::write(state.path().join(format!("{name}.json")), serde_json::to_string(&r).unwrap()).unwrap();
     }
+    let odd = |file: &str, r: Record| {
+        std::fs::write(state.path().join(file), serde_json::to_string(&r).unwrap()).unwrap();
+    };
+    // A pid alive again as another process: the run that recorded it is gone.
+    odd(
+        "flux-harness-reused.json",
+        Record { started: Some(1), ..Record::new("kind", "flux-harness-reused", me, false) },
+    );
+    // Another machine's (or container's) run: not this one's to judge.
+    odd(
+        "flux-harness-elsewhere.json",
+        Record { host: "other/box".into(), ..Record::new("kind", "flux-harness-elsewhere", dead, false) },
+    );
+    // Planted or stray: a name that is not the harness's, a name that is not its file's.
+    odd("prod.json", Record::new("kind", "prod", dead, false));
+    odd("flux-harness-x.json", Record::new("kind", "flux-harness-alive", dead, false));
     let bin = tempfile::tempdir().unwrap();
     let log = bin.path().join("calls.log");
     let script = format!(
-        "#!/bin/sh\necho \"kind $*\" >> {}\nif [ \"$1 $2\" = \"get clusters\" ]; then printf 'flux-harness-alive\\nflux-harness-dead\\nflux-harness-kept\\nflux-harness-unrecorded\\n'; fi\n",
+        "#!/bin/sh\necho \"kind $*\" >> {}\nif [ \"$1 $2\" = \"get clusters\" ]; then printf 'flux-harness-alive\\nflux-harness-dead\\nflux-harness-kept\\nflux-harness-unrecorded\\nflux-harness-reused\\nflux-harness-elsewhere\\nprod\\n'; fi\n",
         log.display()
     );
     let kind = bin.path().join("kind");
@@ -901,16 +917,27 @@ fn a_later_run_removes_only_the_clusters_dead_runs_recorded() {
     let said = with_path(bin.path(), || leftovers::sweep(&prov));
     let deletes: Vec<String> =
         std::fs::read_to_string(&log).unwrap().lines().filter(|l| l.contains("delete")).map(str::to_string).collect();
-    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert_eq!(deletes.len(), 2, "{deletes:?}");
     assert!(deletes[0].starts_with("kind delete cluster --name flux-harness-dead "), "{deletes:?}");
-    assert!(said.len() == 1 && said[0].contains("flux-harness-dead"), "{said:?}");
+    assert!(deletes[1].starts_with("kind delete cluster --name flux-harness-reused "), "{deletes:?}");
+    assert!(said.len() == 2 && said[0].contains("flux-harness-dead"), "{said:?}");
     let left: Vec<String> = std::fs::read_dir(state.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    assert_eq!(left, ["flux-harness-alive.json", "flux-harness-kept.json"], "kept and living runs keep theirs");
+    assert_eq!(
+        left,
+        [
+            "flux-harness-alive.json",
+            "flux-harness-elsewhere.json",
+            "flux-harness-kept.json",
+            "flux-harness-x.json",
+            "prod.json"
+        ],
+        "kept and living runs keep theirs; others' and odd records are left alone"
+    );
 
     // The served trees of dead runs go too; a living run's stays.
     let tmp = tempfile::tempdir().unwrap();

@@ -18,6 +18,34 @@ pub struct Record {
     pub pid: u32,
     #[serde(default)]
     pub kept: bool,
+    /// The machine (boot id and host name) the run ran on: a record from another machine
+    /// or container sharing the state directory is not this run's to judge.
+    #[serde(default)]
+    pub host: String,
+    /// The recording process's start time (clock ticks after boot): a pid that is alive but
+    /// started at another time is a reused pid, and the run that recorded it is gone.
+    #[serde(default)]
+    pub started: Option<u64>,
+}
+
+impl Record {
+    /// A record made by process `pid` of this machine.
+    pub fn new(provider: &str, name: &str, pid: u32, kept: bool) -> Record {
+        Record { provider: provider.into(), name: name.into(), pid, kept, host: machine(), started: start_time(pid) }
+    }
+}
+
+/// This machine as a record names it: its boot id and host name.
+pub fn machine() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
+    format!("{}/{}", read("/proc/sys/kernel/random/boot_id"), read("/proc/sys/kernel/hostname"))
+}
+
+/// When process `pid` started (field 22 of /proc/PID/stat), if it runs.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count after the last ')'.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// `HARNESS_STATE_DIR`, else `$XDG_STATE_HOME/flux-harness/clusters`, else
@@ -40,11 +68,33 @@ fn io(p: &Path, e: std::io::Error) -> Error {
 /// during the create still leaves its record).
 pub fn register(provider: &str, name: &str) -> Result<PathBuf> {
     let dir = state_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    let mut b = std::fs::DirBuilder::new();
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.recursive(true).create(&dir).map_err(|e| io(&dir, e))?;
     let path = dir.join(format!("{name}.json"));
-    let r = Record { provider: provider.into(), name: name.into(), pid: std::process::id(), kept: false };
-    std::fs::write(&path, serde_json::to_string(&r).unwrap_or_default()).map_err(|e| io(&path, e))?;
+    let r = Record::new(provider, name, std::process::id(), false);
+    write_record(&path, &r)?;
     Ok(path)
+}
+
+/// Writes a record, never through a symlink planted in its place.
+fn write_record(path: &Path, r: &Record) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc_o_nofollow())
+        .open(path)
+        .map_err(|e| io(path, e))?;
+    f.write_all(serde_json::to_string(r).unwrap_or_default().as_bytes()).map_err(|e| io(path, e))
+}
+
+/// O_NOFOLLOW on Linux (the only platform the harness's clusters run on).
+const fn libc_o_nofollow() -> i32 {
+    0o400000
 }
 
 /// The cluster is gone: so is its record.
@@ -57,7 +107,7 @@ pub fn mark_kept(record: &Path) {
     let Ok(text) = std::fs::read_to_string(record) else { return };
     if let Ok(mut r) = serde_json::from_str::<Record>(&text) {
         r.kept = true;
-        let _ = std::fs::write(record, serde_json::to_string(&r).unwrap_or_default());
+        let _ = write_record(record, &r);
     }
 }
 
@@ -65,6 +115,18 @@ pub fn mark_kept(record: &Path) {
 /// nothing is deleted on a guess.
 fn alive(pid: u32) -> bool {
     !Path::new("/proc/self").exists() || Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Did the run that wrote `r` end? Only a record of this machine can say: its pid gone,
+/// or running again as another process (started at another time).
+fn ended(r: &Record) -> bool {
+    if r.host.is_empty() || r.host != machine() {
+        return false;
+    }
+    if !alive(r.pid) {
+        return true;
+    }
+    matches!((r.started, start_time(r.pid)), (Some(then), Some(now)) if then != now)
 }
 
 /// Deletes the clusters of `prov`'s kind that dead runs recorded and did not keep; says
@@ -79,7 +141,12 @@ pub fn sweep(prov: &dyn ClusterProvider) -> Vec<String> {
             let r = serde_json::from_str::<Record>(&std::fs::read_to_string(&p).ok()?).ok()?;
             Some((p, r))
         })
-        .filter(|(_, r)| r.provider == prov.name() && !r.kept && !alive(r.pid))
+        // Only the harness's own names, each in the file named after it: a stray or
+        // planted record cannot name a cluster of the user's.
+        .filter(|(p, r)| {
+            r.name.starts_with("flux-harness-") && p.file_stem().is_some_and(|s| s.to_string_lossy() == r.name)
+        })
+        .filter(|(_, r)| r.provider == prov.name() && !r.kept && ended(r))
         .collect();
     if records.is_empty() {
         return said;
@@ -93,6 +160,7 @@ pub fn sweep(prov: &dyn ClusterProvider) -> Vec<String> {
             continue;
         }
         let failed = prov.delete_named(&r.name).iter().find_map(|c| c.output().err());
+        let _ = std::fs::remove_file(super::provider::sweep_kubeconfig(&r.name));
         match failed {
             None => {
                 release(&path);
@@ -115,12 +183,19 @@ pub fn sweep_scratch(tmp: &Path) -> usize {
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         let Some(rest) = name.strip_prefix("flux-harness-") else { continue };
-        let base = rest.trim_end_matches(".fetched");
+        let base = rest.trim_end_matches(".fetched").trim_end_matches(".plan");
         let parts: Vec<&str> = base.rsplitn(3, '-').collect();
         let Some(pid) = parts.get(1).and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if parts.len() == 3 && !alive(pid) && e.path().is_dir() && std::fs::remove_dir_all(e.path()).is_ok() {
+        // Only this user's directories (the temp directory is shared).
+        let mine = e.metadata().is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == own_uid());
+        if parts.len() == 3 && mine && !alive(pid) && e.path().is_dir() && std::fs::remove_dir_all(e.path()).is_ok() {
             n += 1;
         }
     }
     n
+}
+
+/// This process's user id (the owner of what it creates).
+fn own_uid() -> u32 {
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap_or(u32::MAX)
 }

@@ -149,7 +149,7 @@ impl ClusterProvider for Kind {
     }
     fn delete_named(&self, name: &str) -> Vec<Cmd> {
         // Its own throwaway kubeconfig: the user's is never edited.
-        let kc = std::env::temp_dir().join(format!("flux-harness-sweep-{name}.kubeconfig")).display().to_string();
+        let kc = sweep_kubeconfig(name).display().to_string();
         vec![Cmd::new("kind", &["delete", "cluster", "--name", name, "--kubeconfig", &kc])]
     }
     fn cluster_name(&self) -> Option<&str> {
@@ -229,7 +229,7 @@ impl ClusterProvider for K3d {
         Some(Cmd::new("k3d", &["cluster", "list", "--no-headers"]))
     }
     fn delete_named(&self, name: &str) -> Vec<Cmd> {
-        vec![Cmd::new("k3d", &["cluster", "delete", name])]
+        vec![k3d_delete(name, &sweep_kubeconfig(name).display().to_string())]
     }
     fn cluster_name(&self) -> Option<&str> {
         Some(&self.name)
@@ -279,7 +279,7 @@ impl ClusterProvider for K3d {
         )]
     }
     fn delete(&self) -> Vec<(String, Cmd)> {
-        vec![("delete the k3d cluster".into(), Cmd::new("k3d", &["cluster", "delete", &self.name]))]
+        vec![("delete the k3d cluster".into(), k3d_delete(&self.name, &self.kubeconfig))]
     }
     fn docker_network(&self) -> Option<String> {
         Some(format!("k3d-{}", self.name))
@@ -287,6 +287,19 @@ impl ClusterProvider for K3d {
     fn api_server_host(&self) -> Option<String> {
         Some(format!("k3d-{}-server-0", self.name))
     }
+}
+
+/// `k3d cluster delete` removes the cluster from the kubeconfig KUBECONFIG names (the
+/// user's default otherwise): pointed at the run's own, the user's is never rewritten.
+fn k3d_delete(name: &str, kubeconfig: &str) -> Cmd {
+    let mut c = Cmd::new("k3d", &["cluster", "delete", name]);
+    c.env.push(("KUBECONFIG".into(), kubeconfig.into()));
+    c
+}
+
+/// The throwaway kubeconfig a sweep deletes a dead run's cluster with (removed after).
+pub fn sweep_kubeconfig(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("flux-harness-sweep-{name}.kubeconfig"))
 }
 
 /// A cluster the user names: used as it is, never created nor deleted.
