@@ -72,9 +72,19 @@ pub fn decrypt(v: &Value, keys: &AgeKeys) -> Result<Value, String> {
     Ok(Value::Object(out))
 }
 
-/// The data key, from the first `sops.age` entry one of the identities opens.
+/// Whether the harness can open a file at all: a Shamir threshold above 1 needs shares of
+/// several key groups combined, which it does not do (such a file is left as assumed).
+pub fn analysable(v: &Value) -> bool {
+    v.pointer("/sops/shamir_threshold").and_then(Value::as_u64).unwrap_or(1) <= 1
+}
+
+/// The data key, from the first age entry one of the identities opens: `sops.age`, or the
+/// age entries of `sops.key_groups` (any one group opens a file whose threshold is 1).
 fn data_key(meta: &Map<String, Value>, keys: &AgeKeys) -> Result<[u8; 32], String> {
-    let entries = meta.get("age").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut entries = meta.get("age").and_then(Value::as_array).cloned().unwrap_or_default();
+    for g in meta.get("key_groups").and_then(Value::as_array).into_iter().flatten() {
+        entries.extend(g.get("age").and_then(Value::as_array).into_iter().flatten().cloned());
+    }
     let mut tried = vec![];
     for e in &entries {
         let recipient = e.get("recipient").and_then(Value::as_str).unwrap_or("?");
@@ -227,7 +237,11 @@ fn open_value(s: &str, key: &[u8; 32], aad: &str) -> Result<Value, String> {
     let plain = cipher
         .decrypt(aes_gcm::Nonce::<U32>::from_slice(&iv), Payload { msg: &data, aad: aad.as_bytes() })
         .map_err(|_| "Could not decrypt with AES_GCM: cipher: message authentication failed".to_string())?;
-    let text = String::from_utf8(plain).map_err(|_| "the decrypted value is not UTF-8".to_string())?;
+    // `bytes` holds whatever the file held (a binary file's content); the rest is text.
+    let text = match ty {
+        "bytes" => String::from_utf8_lossy(&plain).into_owned(),
+        _ => String::from_utf8(plain).map_err(|_| "the decrypted value is not UTF-8".to_string())?,
+    };
     Ok(match ty {
         "str" | "bytes" | "time" | "comment" => Value::String(text),
         "int" => text.parse::<i64>().map(Value::from).map_err(|_| "not an int".to_string())?,
@@ -252,31 +266,34 @@ pub fn build_failure(
     if !spec.decryption {
         return None;
     }
-    match d {
-        Decryption::Assumed => None,
-        Decryption::NoSecret => spec
-            .raw
-            .pointer("/spec/decryption/secretRef/name")
-            .and_then(Value::as_str)
-            .map(|name| (None, format!("secrets \"{name}\" not found"))),
-        Decryption::Keys(keys) => k.objects.iter().enumerate().filter(|(_, o)| is_encrypted(&o.value)).find_map(|(x, o)| {
-            let why = decrypt(&o.value, keys).err()?;
-            // kustomize's resid: `~G` for the core group, fields joined by `_`.
-            let group = if o.group().is_empty() { "~G" } else { o.group() };
-            let version = o.api_version().rsplit('/').next().unwrap_or("");
-            Some((
-                Some(x),
-                format!(
-                    "decryption failed for '{group}_{version}_{}/{}': failed to decrypt and format '{}/{}' {} data: {why}",
-                    o.kind(),
-                    o.name(),
-                    o.namespace().unwrap_or(""),
-                    o.name(),
-                    o.kind()
-                ),
-            ))
-        }),
-    }
+    let secret = spec.raw.pointer("/spec/decryption/secretRef/name").and_then(Value::as_str);
+    let encrypted = || k.objects.iter().enumerate().filter(|(_, o)| is_encrypted(&o.value) && analysable(&o.value));
+    let none = AgeKeys(vec![]);
+    let keys = match (d, secret) {
+        (Decryption::Assumed, _) => return None,
+        (Decryption::NoSecret, Some(name)) => return Some((None, format!("secrets \"{name}\" not found"))),
+        // No secretRef: only the controller's own keys, and a cluster the harness made
+        // without a key gives it none, so any encrypted object fails to open.
+        (Decryption::NoSecret, None) => &none,
+        (Decryption::Keys(keys), _) => keys,
+    };
+    encrypted().find_map(|(x, o)| {
+        let why = decrypt(&o.value, keys).err()?;
+        // kustomize's resid: `~G` for the core group, fields joined by `_`.
+        let group = if o.group().is_empty() { "~G" } else { o.group() };
+        let version = o.api_version().rsplit('/').next().unwrap_or("");
+        Some((
+            Some(x),
+            format!(
+                "decryption failed for '{group}_{version}_{}/{}': failed to decrypt and format '{}/{}' {} data: {why}",
+                o.kind(),
+                o.name(),
+                o.namespace().unwrap_or(""),
+                o.name(),
+                o.kind()
+            ),
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -345,6 +345,8 @@ fn the_e2e_profile_rewrites_the_served_tree_and_refuses_what_does_not_apply() {
     for (from, to, says) in [
         ("kustomization: nfs-provisioner", "kustomization: nfs-provisoner", "does not define"),
         ("instead: test/e2e/nfs-client", "instead: test/e2e/nfs", "not a directory"),
+        ("instead: test/e2e/nfs-client", "instead: ../../etc", "inside the repository"),
+        ("kustomization: nfs-provisioner", "kustomization: flux-system", "skips the whole bootstrap"),
     ] {
         std::fs::write(&cfg, original.replace(from, to)).unwrap();
         let req = request(tmp.path().to_path_buf(), "staging", Provider::Sim, art.path());
@@ -352,6 +354,24 @@ fn the_e2e_profile_rewrites_the_served_tree_and_refuses_what_does_not_apply() {
         let e = harness::e2e::served::planned_rewrites(&req, &model, "http://x/repo.git").unwrap_err();
         assert!(e.message.contains(says), "{e}");
     }
+    // What belonged to the skipped content goes with it, and the report says so.
+    let infra = tmp.path().join("clusters/staging/infrastructure.yaml");
+    let text = std::fs::read_to_string(&infra).unwrap();
+    let checked = text.replacen(
+        "  wait: true\n  timeout: 10m\n  postBuild:",
+        "  wait: true\n  timeout: 10m\n  healthChecks:\n    - apiVersion: apps/v1\n      kind: Deployment\n      name: nfs-subdir-external-provisioner\n      namespace: nfs-provisioner\n  postBuild:",
+        1,
+    );
+    assert_ne!(text, checked);
+    std::fs::write(&infra, checked).unwrap();
+    std::fs::write(&cfg, &original).unwrap();
+    let req = request(tmp.path().to_path_buf(), "staging", Provider::Kind, art.path());
+    let model = harness::commands::load(&req.plan).unwrap().model;
+    let rw = harness::e2e::served::planned_rewrites(&req, &model, "http://x/repo.git").unwrap();
+    let r = rw.iter().find(|r| r.path == "clusters/staging/infrastructure.yaml").unwrap();
+    assert!(r.what.contains("without its healthChecks"), "{}", r.what);
+    assert!(!r.content.contains("nfs-subdir-external-provisioner"), "{}", r.content);
+    std::fs::write(&infra, text).unwrap();
     std::fs::write(&cfg, original.replace("reason: its NFS server", "reason: \"\"\n      # its NFS server")).unwrap();
     let req = request(tmp.path().to_path_buf(), "staging", Provider::Sim, art.path());
     let Err(e) = harness::commands::load(&req.plan) else { panic!("an e2e skip without a reason loads") };
@@ -553,7 +573,7 @@ async fn the_git_server_serves_the_working_tree_to_a_real_git_client() {
         "flux-harness/run-test",
         "127.0.0.1:0".parse().unwrap(),
         &[],
-        &|_| vec![],
+        &|_| Ok(vec![]),
     )
     .await
     .unwrap();
@@ -595,7 +615,7 @@ async fn the_served_gotk_sync_points_at_the_harness_and_the_user_tree_is_untouch
         &|url| {
             let rw = harness::e2e::plan::served_rewrites(&model, &read, url, "flux-harness/run-t");
             *seen.lock().unwrap() = rw.clone();
-            rw.into_iter().map(|r| (r.path, r.content)).collect()
+            Ok(rw.into_iter().map(|r| (r.path, r.content)).collect())
         },
     )
     .await
@@ -658,7 +678,7 @@ async fn the_git_server_is_reachable_from_a_container_on_a_docker_network() {
         "run",
         format!("{gateway}:0").parse().unwrap(),
         &[],
-        &|_| vec![],
+        &|_| Ok(vec![]),
     )
     .await
     .unwrap();

@@ -575,6 +575,37 @@ fn a_substitute_from_config_map_that_nothing_orders_first() {
     none(&p, "input-race");
 }
 
+/// A Kustomization that applies its own substituteFrom never gets to: Flux reads the
+/// variables before applying, so the first build fails and so does every later one. plan
+/// says so as an error, and the simulation never makes it Ready.
+#[test]
+fn a_substitute_from_its_own_config_map_never_builds() {
+    let vars = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cluster-vars\n  namespace: flux-system\ndata:\n  DOMAIN: example.com\n";
+    let sub = "  postBuild:\n    substituteFrom:\n      - kind: ConfigMap\n        name: cluster-vars\n";
+    let repo = || base().ks("app", &[], sub).obj("app", "vars.yaml", vars);
+    let p = repo().plan();
+    assert!(
+        findings(&p, "input-order")
+            .iter()
+            .any(|f| f.severity == Severity::Error && f.message.contains("which it applies itself")),
+        "{:#?}",
+        p.findings
+    );
+    let sim = repo().simulate(SimConfig::default()).unwrap();
+    assert!(!sim.converged, "never Ready: {:?} {:?}", sim.failures, sim.ready_order);
+    assert!(
+        sim.failures
+            .iter()
+            .any(|f| f.name == "flux-system/app" && f.message.contains("substitute from 'ConfigMap/cluster-vars'")),
+        "{:?}",
+        sim.failures
+    );
+    let optional = base()
+        .ks("app", &[], &sub.replace("name: cluster-vars\n", "name: cluster-vars\n        optional: true\n"))
+        .obj("app", "vars.yaml", vars);
+    none(&optional.plan(), "input-order");
+}
+
 #[test]
 fn values_from_a_secret_applied_downstream_is_a_deadlock() {
     let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db-values\n  namespace: db\nstringData:\n  values.yaml: 'x: 1'\n";

@@ -114,6 +114,49 @@ fn decrypts_what_sops_encrypts_as_sops_does() {
     }
 }
 
+/// Key groups (a `.sops.yaml` with `key_groups`): one group is written as plain `age`
+/// entries and opens with its key, as with sops; two groups need a Shamir threshold of at
+/// least 2, shares the harness does not combine, so such a file is not analysed (never a
+/// false failure), while one key is not enough for sops either.
+#[test]
+#[cfg_attr(not(all(have_sops, have_age)), ignore = "sops and age-keygen are not installed: the oracles of this test")]
+fn key_groups_decrypt_like_sops_or_are_left_unanalysed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, pa) = keygen(tmp.path(), "a.agekey");
+    let (_, pb) = keygen(tmp.path(), "b.agekey");
+    let keys = AgeKeys::parse(&std::fs::read_to_string(&a).unwrap()).unwrap();
+    for (groups, rule) in [(vec![&pa], ""), (vec![&pa, &pb], "    shamir_threshold: 2\n")] {
+        let config = tmp.path().join(format!(".sops-{}.yaml", groups.len()));
+        let listed: String = groups.iter().map(|p| format!("      - age: [{p}]\n")).collect();
+        std::fs::write(&config, format!("creation_rules:\n  - key_groups:\n{listed}{rule}")).unwrap();
+        let c = config.display().to_string();
+        let args = [
+            "--config",
+            &c,
+            "--encrypt",
+            "--input-type",
+            "yaml",
+            "--output-type",
+            "yaml",
+            "--filename-override",
+            "s.yaml",
+            "/dev/stdin",
+        ];
+        let encrypted = sops(&args, None, PLAIN).unwrap();
+        let enc = yaml(&encrypted);
+        let by_sops =
+            sops(&["--decrypt", "--input-type", "yaml", "--output-type", "yaml", "/dev/stdin"], Some(&a), &encrypted);
+        if groups.len() == 1 {
+            assert!(harness::sops::analysable(&enc));
+            assert_eq!(decrypt(&enc, &keys).unwrap(), yaml(&by_sops.unwrap()));
+        } else {
+            assert!(enc["sops"].get("key_groups").is_some(), "{encrypted}");
+            assert!(by_sops.is_err(), "one group's key is not enough for sops either");
+            assert!(!harness::sops::analysable(&enc));
+        }
+    }
+}
+
 #[test]
 #[cfg_attr(not(have_sops), ignore = "sops is not installed: the oracle of this test")]
 fn the_examples_secrets_decrypt_with_their_test_key_like_sops() {
@@ -179,4 +222,34 @@ async fn without_the_key_the_e2e_fails_on_cluster_secrets_and_passes_with_age_ke
     let with_key = harness::e2e::run::E2eRequest { age_key: Some(outside), ..req };
     let r = harness::e2e::run::run(&with_key, &|_| {}).await.unwrap();
     assert!(r.passed, "{:?}", r.violations);
+}
+
+/// A Kustomization that decrypts without a `secretRef` uses its controller's own keys in
+/// production (KMS, a mounted key). On a test cluster the harness makes, its controller has
+/// only the harness's key: the served tree names the Secret made from it (a reported
+/// rewrite), and with no key at all the build fails as Flux's would, not silently passes.
+#[tokio::test]
+#[cfg_attr(not(have_git), ignore = "git is not installed: the sim provider serves the tree with git")]
+async fn a_decryption_without_secret_ref_gets_the_harness_s_key_on_its_clusters() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::copy_dir(&common::example("netcorp-infra"), tmp.path());
+    let file = tmp.path().join("clusters/staging/infrastructure.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let without =
+        text.replacen("    provider: sops\n    secretRef:\n      name: sops-age\n", "    provider: sops\n", 1);
+    assert_ne!(text, without);
+    std::fs::write(&file, without).unwrap();
+    let art = tempfile::tempdir().unwrap();
+    let req = common::e2e_request(tmp.path().to_path_buf(), "staging", harness::e2e::run::Provider::Sim, art.path());
+    let r = harness::e2e::run::run(&req, &|_| {}).await.unwrap();
+    assert!(r.passed, "{:?}", r.violations);
+    let rw = r.rewritten.iter().find(|w| w.path == "clusters/staging/infrastructure.yaml").unwrap();
+    assert!(rw.what.contains("decryption.secretRef sops-age on Kustomization cluster-secrets"), "{}", rw.what);
+
+    // No key (the config that names the test key removed): nothing opens the secrets.
+    std::fs::remove_file(tmp.path().join(".flux-harness.yaml")).unwrap();
+    let r = harness::e2e::run::run(&req, &|_| {}).await.unwrap();
+    assert!(!r.passed);
+    let v = r.violations.iter().find(|v| v.message.contains("cluster-secrets")).unwrap();
+    assert!(v.message.contains("cannot get sops data key"), "{}", v.message);
 }

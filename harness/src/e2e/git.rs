@@ -98,17 +98,20 @@ pub fn snapshot(
 /// Serves a snapshot of `repo` on `bind` (port 0: a free one). `rewrites` gets the URL
 /// the server is reached at (`http://BIND-IP:PORT/repo.git`) and names the files the
 /// snapshot holds rewritten.
+/// A file of the served snapshot (path, content) that replaces the working tree's.
+pub type Replaced = (String, String);
+
 pub async fn start(
     repo: &Path,
     root: &Path,
     branch: &str,
     bind: SocketAddr,
     exclude: &[String],
-    rewrites: &dyn Fn(&str) -> Vec<(String, String)>,
+    rewrites: &dyn Fn(&str) -> Result<Vec<Replaced>>,
 ) -> Result<GitServer> {
     let (listener, addr) = crate::net::bind(bind, "git server").await?;
     let url = format!("http://{}:{}/repo.git", addr.ip(), addr.port());
-    let revision = snapshot(repo, root, branch, exclude, &rewrites(&url)).inspect_err(|_| {
+    let revision = rewrites(&url).and_then(|rw| snapshot(repo, root, branch, exclude, &rw)).inspect_err(|_| {
         // A half-made copy of the tree is not left behind.
         let _ = std::fs::remove_dir_all(root);
     })?;

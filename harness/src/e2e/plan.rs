@@ -7,6 +7,9 @@ use crate::exec::Cmd;
 use crate::model::RepoModel;
 use serde_json::{Value, json};
 
+/// The decryption Secret the harness makes from the age key where the repo names none.
+pub const DECRYPTION_SECRET: &str = "sops-age";
+
 /// Flux's version when the repo does not pin one (gotk-components.yaml).
 pub const FLUX_VERSION: &str = "v2.7.3";
 
@@ -368,19 +371,22 @@ pub fn build(p: &PlanInput) -> Plan {
         // One Secret per decryption secretRef the repo's Kustomizations name (sops-age when
         // none does), in their namespace. The key goes from the file into the cluster; its
         // value is never on a command line.
+        // A Kustomization that decrypts without a secretRef gets this one in the served
+        // tree (`served`), on clusters the harness makes.
         let mut secrets: Vec<(String, String)> = p
             .model
             .kustomizations
             .iter()
-            .filter_map(|k| {
-                let name = k.spec.raw.pointer("/spec/decryption/secretRef/name")?.as_str()?;
-                Some((k.spec.namespace.clone(), name.to_string()))
+            .filter(|k| k.spec.decryption)
+            .filter_map(|k| match k.spec.raw.pointer("/spec/decryption/secretRef/name") {
+                Some(name) => Some((k.spec.namespace.clone(), name.as_str()?.to_string())),
+                None => (!p.existing).then(|| (k.spec.namespace.clone(), DECRYPTION_SECRET.to_string())),
             })
             .collect();
         secrets.sort();
         secrets.dedup();
         if secrets.is_empty() {
-            secrets.push(("flux-system".into(), "sops-age".into()));
+            secrets.push(("flux-system".into(), DECRYPTION_SECRET.into()));
         }
         let mut namespaces: Vec<&str> = secrets
             .iter()

@@ -29,18 +29,50 @@ pub fn apply(
     let mut targets: Vec<Target> = vec![];
     for s in &profile.skip {
         let (ns, name) = s.kustomization.split_once('/').unwrap_or(("", s.kustomization.as_str()));
-        let Some(i) =
-            model.kustomizations.iter().position(|k| k.spec.name == name && (ns.is_empty() || k.spec.namespace == ns))
-        else {
-            return Err(Error::in_file(
+        let refuse = |why: String| {
+            Err(Error::in_file(
                 ErrorKind::BadObject,
                 crate::config::FILE,
-                format!("e2e.skip names Kustomization {}, which the repository does not define", s.kustomization),
-            ));
+                format!("e2e.skip of {}: {why}", s.kustomization),
+            ))
         };
+        let found: Vec<usize> = (0..model.kustomizations.len())
+            .filter(|&i| {
+                let k = &model.kustomizations[i].spec;
+                k.name == name && (ns.is_empty() || k.namespace == ns)
+            })
+            .collect();
+        let i = match found.as_slice() {
+            [] => return refuse("the repository does not define that Kustomization".into()),
+            [i] => *i,
+            many => {
+                let names: Vec<String> = many.iter().map(|&i| model.kustomizations[i].spec.namespace.clone()).collect();
+                return refuse(format!(
+                    "several Kustomizations have that name (namespaces {}): name it NAMESPACE/NAME",
+                    names.join(", ")
+                ));
+            }
+        };
+        let k = &model.kustomizations[i];
+        if i == model.entry {
+            return refuse("it is the entry Kustomization: skipping it skips the whole bootstrap".into());
+        }
+        // A skip the served tree cannot carry would let the run pass for the wrong reason.
+        if k.synthesized {
+            return refuse("no file defines it (the harness synthesized it), so there is nothing to rewrite".into());
+        }
+        if read(&k.spec.origin.file).is_none() {
+            return refuse(format!(
+                "it is defined in {}, which is not in the served tree (another source's file?)",
+                k.spec.origin.file
+            ));
+        }
         let instead = match &s.instead {
             Some(d) => {
                 let d = d.trim_start_matches("./").trim_end_matches('/').to_string();
+                if d.starts_with('/') || d.split('/').any(|seg| seg == "..") {
+                    return refuse(format!("instead: {d} must be a directory inside the repository"));
+                }
                 if !is_dir(&d) {
                     return Err(Error::in_file(
                         ErrorKind::MissingPath,
@@ -73,6 +105,7 @@ pub fn apply(
     let mut by_file: Vec<(&str, Vec<Target>)> = vec![];
     for t in targets {
         let k = &model.kustomizations[t.0];
+        // Only substitutions reach here synthesized (a skip of one was refused above).
         if k.synthesized {
             continue;
         }
@@ -84,6 +117,8 @@ pub fn apply(
     }
     for (file, items) in by_file {
         let at = rw.iter().position(|r| r.path == file);
+        // Only substitutions land here unread (a skip's file was checked above): a
+        // Kustomization of another source keeps its own variables.
         let Some(text) = at.map(|i| rw[i].content.clone()).or_else(|| read(file)) else { continue };
         let mut docs = crate::yaml::parse_docs(file, &text)?;
         let (mut said, mut substituted) = (vec![], vec![]);
@@ -93,15 +128,41 @@ pub fn apply(
                 v["kind"] == "Kustomization"
                     && v["apiVersion"].as_str().is_some_and(|a| a.starts_with("kustomize.toolkit.fluxcd.io/"))
                     && v["metadata"]["name"] == k.name.as_str()
+                    && v["metadata"]["namespace"].as_str().is_none_or(|n| n == k.namespace)
             }) else {
+                if instead.is_some() {
+                    return Err(Error::in_file(
+                        ErrorKind::BadObject,
+                        file,
+                        format!(
+                            "e2e.skip of {}/{}: its document is not found in this file to rewrite",
+                            k.namespace, k.name
+                        ),
+                    ));
+                }
                 continue;
             };
             match instead {
                 Some(dir) => {
                     v["spec"]["path"] = json!(format!("./{dir}"));
+                    // What belonged to the skipped content goes with it: health checks of
+                    // objects it no longer applies, components and patches of its files.
+                    let mut dropped = vec![];
+                    if let Some(spec) = v["spec"].as_object_mut() {
+                        for field in ["healthChecks", "components", "patches"] {
+                            if spec.remove(field).is_some() {
+                                dropped.push(field);
+                            }
+                        }
+                    }
                     let what = if dir == EMPTY { "nothing".to_string() } else { format!("./{dir}") };
+                    let dropped = if dropped.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", without its {}", dropped.join(", "))
+                    };
                     said.push(format!(
-                        "Kustomization {}/{} skipped ({reason}): applies {what} instead",
+                        "Kustomization {}/{} skipped ({reason}): applies {what} instead{dropped}",
                         k.namespace, k.name
                     ));
                 }

@@ -167,14 +167,27 @@ pub async fn watch(
     out
 }
 
-/// Values of the repo's Secrets (and SOPS ciphertext): they must never reach an artifact.
-fn secret_values(model: &RepoModel) -> Vec<String> {
+/// Values of the repo's Secrets (SOPS ciphertext, and the plaintext the cluster decrypts
+/// it to when the run has the key: controller logs and events may quote it): they must
+/// never reach an artifact.
+fn secret_values(loaded: &Loaded) -> Vec<String> {
     let mut out = vec![];
-    for o in
-        model.kustomizations.iter().flat_map(|k| &k.objects).filter(|o| o.kind() == "Secret" && o.group().is_empty())
-    {
-        for field in ["data", "stringData"] {
-            for v in o.value.get(field).and_then(|d| d.as_object()).into_iter().flat_map(|m| m.values()) {
+    let secrets = loaded
+        .model
+        .kustomizations
+        .iter()
+        .flat_map(|k| &k.objects)
+        .filter(|o| o.kind() == "Secret" && o.group().is_empty());
+    for o in secrets {
+        let mut values = vec![o.value.clone()];
+        if let crate::config::Decryption::Keys(keys) = &loaded.config.decryption
+            && crate::sops::is_encrypted(&o.value)
+            && let Ok(clear) = crate::sops::decrypt(&o.value, keys)
+        {
+            values.push(clear);
+        }
+        for (value, field) in values.iter().flat_map(|v| ["data", "stringData"].map(|f| (v, f))) {
+            for v in value.get(field).and_then(|d| d.as_object()).into_iter().flat_map(|m| m.values()) {
                 let s = crate::kustomize::transform::scalar_string(v);
                 if s.len() >= 4 {
                     out.push(s.clone());
@@ -207,13 +220,13 @@ fn write_artifact(dir: &Path, name: &str, content: &str, secrets: &[String]) -> 
 async fn diagnostics(
     dir: &Path,
     client: &kube::Client,
-    model: &RepoModel,
+    loaded: &Loaded,
     obs: &[Observation],
     chains: &str,
     extra: &[(&str, String)],
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", dir.display())))?;
-    let secrets = secret_values(model);
+    let secrets = secret_values(loaded);
     let mut status = serde_json::Map::new();
     for (g, v, k, p) in [
         ("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations"),
@@ -364,7 +377,7 @@ async fn run_on_cluster(
         };
         let extra = cluster.extra_diagnostics();
         let extra: Vec<(&str, String)> = extra.iter().map(|(f, c)| (f.as_str(), c.clone())).collect();
-        diagnostics(&req.artifacts, &client, model, &obs, &chains, &extra).await?;
+        diagnostics(&req.artifacts, &client, watched, &obs, &chains, &extra).await?;
         artifacts = Some(req.artifacts.display().to_string());
     }
     if req.keep {
@@ -395,4 +408,39 @@ async fn run_on_cluster(
         timeline: obs,
         time_unit: if req.provider == Provider::Sim { "virtual seconds" } else { "seconds" }.into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With the run's key, the plaintext the cluster holds is redacted too, not only the
+    /// ciphertext in the repo.
+    #[test]
+    fn decrypted_values_are_redacted_when_the_run_has_the_key() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/netcorp-infra");
+        let req = PlanRequest {
+            repo,
+            entry: Some(crate::model::Entry::Cluster("staging".into())),
+            sources: vec![],
+            renderer: crate::commands::RendererChoice::Native,
+        };
+        let loaded = crate::commands::load(&req).unwrap();
+        assert!(matches!(loaded.config.decryption, crate::config::Decryption::Keys(_)), "the example names its key");
+        let values = secret_values(&loaded);
+        let grafana = loaded
+            .model
+            .kustomizations
+            .iter()
+            .flat_map(|k| &k.objects)
+            .find(|o| o.kind() == "Secret" && o.name() == "grafana-admin")
+            .unwrap();
+        let crate::config::Decryption::Keys(keys) = &loaded.config.decryption else { unreachable!() };
+        let clear = crate::sops::decrypt(&grafana.value, keys).unwrap();
+        let password = clear["stringData"]["admin-password"].as_str().unwrap().to_string();
+        assert!(values.contains(&password), "the decrypted password is among the redacted values");
+        let mut assumed = loaded;
+        assumed.config.decryption = crate::config::Decryption::Assumed;
+        assert!(!secret_values(&assumed).contains(&password), "without the key only ciphertext is known");
+    }
 }

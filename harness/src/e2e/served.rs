@@ -41,6 +41,8 @@ pub fn rewrites(
         rw = plan::served_rewrites(model, &read, url, branch);
         if req.provider == Provider::Existing {
             no_prune(model, &read, &mut rw);
+        } else if super::secrets::age_key_file(req)?.is_some() {
+            decryption_secret(model, &read, &mut rw);
         }
     }
     let config = crate::commands::load_config(&crate::disk::DiskFiles::open(&root)?)?;
@@ -54,10 +56,62 @@ pub fn rewrites(
 /// the tree under test must not garbage-collect what the cluster runs (its first reconcile
 /// would otherwise turn the entry's `prune: false` back on, and every child prunes on its own).
 fn no_prune(model: &RepoModel, read: &dyn Fn(&str) -> Option<String>, rw: &mut Vec<Rewrite>) {
+    edit_kustomizations(
+        model,
+        read,
+        rw,
+        &|k| k.spec.prune,
+        &|v| {
+            let on = v["spec"]["prune"] == true;
+            if on {
+                v["spec"]["prune"] = false.into();
+            }
+            on
+        },
+        &|names| format!("prune: false on Kustomization {} (an existing cluster)", names.join(", ")),
+    );
+}
+
+/// On a cluster the harness makes with a key, a Kustomization that decrypts without a
+/// `secretRef` (its production controller has keys of its own: KMS, a mounted key) is given
+/// the Secret the harness makes from the key in its namespace, or it could not decrypt.
+fn decryption_secret(model: &RepoModel, read: &dyn Fn(&str) -> Option<String>, rw: &mut Vec<Rewrite>) {
+    edit_kustomizations(
+        model,
+        read,
+        rw,
+        &|k| k.spec.decryption && k.spec.raw.pointer("/spec/decryption/secretRef").is_none(),
+        &|v| {
+            let add = v["spec"]["decryption"].is_object() && v["spec"]["decryption"].get("secretRef").is_none();
+            if add {
+                v["spec"]["decryption"]["secretRef"] = serde_json::json!({"name": plan::DECRYPTION_SECRET});
+            }
+            add
+        },
+        &|names| {
+            format!(
+                "decryption.secretRef {} on Kustomization {} (no secretRef: the test cluster's controller has only the harness's key)",
+                plan::DECRYPTION_SECRET,
+                names.join(", ")
+            )
+        },
+    );
+}
+
+/// Edits, in the files that define them, the Kustomization documents `edit` changes (of the
+/// model's Kustomizations `pick` selects), as rewrites of the served tree.
+fn edit_kustomizations(
+    model: &RepoModel,
+    read: &dyn Fn(&str) -> Option<String>,
+    rw: &mut Vec<Rewrite>,
+    pick: &dyn Fn(&crate::model::KustomizationNode) -> bool,
+    edit: &dyn Fn(&mut serde_json::Value) -> bool,
+    what: &dyn Fn(&[String]) -> String,
+) {
     let mut files: Vec<&str> = model
         .kustomizations
         .iter()
-        .filter(|k| k.spec.prune && !k.synthesized)
+        .filter(|k| pick(k) && !k.synthesized)
         .map(|k| k.spec.origin.file.as_str())
         .collect();
     files.sort();
@@ -71,9 +125,8 @@ fn no_prune(model: &RepoModel, read: &dyn Fn(&str) -> Option<String>, rw: &mut V
             let v = &mut d.value;
             if v["kind"] == "Kustomization"
                 && v["apiVersion"].as_str().is_some_and(|a| a.starts_with("kustomize.toolkit.fluxcd.io/"))
-                && v["spec"]["prune"] == true
+                && edit(v)
             {
-                v["spec"]["prune"] = false.into();
                 names.push(v["metadata"]["name"].as_str().unwrap_or("").to_string());
             }
         }
@@ -81,7 +134,7 @@ fn no_prune(model: &RepoModel, read: &dyn Fn(&str) -> Option<String>, rw: &mut V
             continue;
         }
         let content = crate::yaml::to_yaml_stream(docs.iter().map(|d| &d.value));
-        let what = format!("prune: false on Kustomization {} (an existing cluster)", names.join(", "));
+        let what = what(&names);
         match at {
             Some(i) => {
                 rw[i].content = content;
@@ -141,7 +194,8 @@ pub async fn serve(
     // A profile that does not apply stops the run before anything is served.
     rewrites(req, model, "http://check/repo.git", &branch, &rewritten)?;
     let git = super::git::start(&req.plan.repo, &root, &branch, bind, &exclude, &|url| {
-        rewrites(req, model, url, &branch, &rewritten).unwrap_or_default()
+        // Never served without its rewrites: the cluster would pull the real remote.
+        rewrites(req, model, url, &branch, &rewritten)
     })
     .await?;
     let url = git.url(host);

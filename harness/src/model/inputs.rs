@@ -151,9 +151,15 @@ impl Loader<'_> {
         for from in &spec.substitute_from {
             let key = (from.kind.clone(), spec.namespace.clone(), from.name.clone());
             let found = self.var_sources.get(&key).cloned();
-            let at = if found.is_none() && !from.optional { self.out_of_band(&from.kind, &from.name) } else { None };
+            // Its own objects are not out of band: Flux reads the variables before applying
+            // them (the `input-order` rule reports that it never builds).
+            let own = objects.iter().any(|o| {
+                o.kind() == from.kind && o.name() == from.name && crate::flux::namespace_of(o) == spec.namespace
+            });
+            let at =
+                if found.is_none() && !from.optional && !own { self.out_of_band(&from.kind, &from.name) } else { None };
             match found.as_ref() {
-                None if from.optional => {}
+                None if from.optional || own => {}
                 None if let Some(at) = at => {
                     self.model.preapplied.insert((from.kind.clone(), from.name.clone()));
                     self.model.findings.push(

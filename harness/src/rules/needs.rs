@@ -80,7 +80,25 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         }
         for f in spec.substitute_from.iter().filter(|f| !f.optional) {
             let Some(p) = producer(&f.kind, &spec.namespace, &f.name) else { continue };
-            if let Standing::Met(_) = ctx.standing(i, &[(p, true)]) {
+            if p == i {
+                // Flux reads the variables from the cluster before it applies anything, so
+                // a Kustomization never gets to apply its own substituteFrom.
+                out.push(
+                    ctx.finding(
+                        "input-order",
+                        Severity::Error,
+                        &spec.origin,
+                        Some(i),
+                        format!(
+                            "Kustomization {} substitutes from {} {}, which it applies itself: Flux reads postBuild variables from the cluster before applying, so every build fails with `substitute from '{}/{}' error: ... not found` and the {} is never applied",
+                            ctx.name(i), f.kind, f.name, f.kind, f.name, f.kind
+                        ),
+                    )
+                    .fix(format!("move {} {} into a Kustomization that {} depends on, or mark it `optional: true`", f.kind, f.name, ctx.name(i))),
+                );
+                continue;
+            }
+            if let Standing::Met(_) = ctx.standing(i, &[(p, false)]) {
                 continue;
             }
             out.push(
