@@ -124,6 +124,10 @@ struct Rules {
     encrypted_suffix: Option<String>,
     unencrypted_regex: Option<regex::Regex>,
     encrypted_regex: Option<regex::Regex>,
+    /// `encrypted_comment_regex` / `unencrypted_comment_regex`: which values sops encrypted
+    /// was decided by their YAML comments, which a parsed tree does not keep, so a value is
+    /// taken as encrypted when it is in sops' format (`ENC[...]`) and left otherwise.
+    by_comment: bool,
 }
 
 impl Rules {
@@ -134,12 +138,14 @@ impl Rules {
         };
         let (encrypted_suffix, unencrypted_regex, encrypted_regex) =
             (s("encrypted_suffix"), re("unencrypted_regex")?, re("encrypted_regex")?);
-        // sops writes `_unencrypted` only when no other rule was chosen.
+        // sops writes `_unencrypted` only when no other rule was chosen (the comment
+        // rules count: a file encrypted with only `encrypted_comment_regex` has no default).
+        let comment_rule = s("encrypted_comment_regex").is_some() || s("unencrypted_comment_regex").is_some();
         let unencrypted_suffix = s("unencrypted_suffix").or_else(|| {
-            (encrypted_suffix.is_none() && unencrypted_regex.is_none() && encrypted_regex.is_none())
+            (encrypted_suffix.is_none() && unencrypted_regex.is_none() && encrypted_regex.is_none() && !comment_rule)
                 .then(|| "_unencrypted".to_string())
         });
-        Ok(Rules { unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex })
+        Ok(Rules { unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex, by_comment: comment_rule })
     }
 
     fn encrypted(&self, path: &[String]) -> bool {
@@ -194,6 +200,8 @@ fn walk(v: &Value, path: &mut Vec<String>, key: &[u8; 32], rules: &Rules) -> Res
         Value::Null => Value::Null,
         leaf if !rules.encrypted(path) => leaf.clone(),
         Value::String(s) if s.is_empty() => Value::String(String::new()),
+        Value::String(s) if rules.by_comment && !s.starts_with("ENC[") => Value::String(s.clone()),
+        leaf if rules.by_comment && !leaf.is_string() => leaf.clone(),
         Value::String(s) => open_value(s, key, &format!("{}:", path.join(":"))).map_err(|e| {
             format!(
                 "error decrypting sops tree: Error walking tree: Could not decrypt value at {}: {e}",

@@ -81,11 +81,27 @@ fn decrypts_what_sops_encrypts_as_sops_does() {
     let wrong = AgeKeys::parse(&std::fs::read_to_string(&other).unwrap()).unwrap();
     // Every value encrypted (sops' default), only data/stringData (Flux's advice), and a
     // suffix rule: three ways of choosing what is encrypted, each with its AAD paths.
-    for rule in [vec![], vec!["--encrypted-regex", "^(data|stringData)$"], vec!["--encrypted-suffix", "word"]] {
+    for rule in [
+        vec![],
+        vec!["--encrypted-regex", "^(data|stringData)$"],
+        vec!["--encrypted-suffix", "word"],
+        // A comment rule alone: sops then applies no default `_unencrypted` suffix.
+        vec!["--encrypted-comment-regex", "secret:"],
+    ] {
         let mut args = vec!["--encrypt", "--age", &public, "--input-type", "yaml", "--output-type", "yaml"];
         args.extend(rule.iter().copied());
         args.push("/dev/stdin");
-        let encrypted = sops(&args, None, PLAIN).unwrap();
+        // The comment rule encrypts only the value under a matching comment.
+        let by_comment = rule.iter().any(|r| r.contains("comment"));
+        let input = if by_comment {
+            PLAIN.replace("  password:", "  # secret: the one value encrypted\n  password:")
+        } else {
+            PLAIN.to_string()
+        };
+        let encrypted = sops(&args, None, &input).unwrap();
+        if by_comment {
+            assert!(encrypted.contains("apiVersion: v1") && encrypted.contains("password: ENC["), "{encrypted}");
+        }
         let enc = yaml(&encrypted);
         assert!(is_encrypted(&enc), "{rule:?}");
         let expected = yaml(
