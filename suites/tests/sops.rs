@@ -224,6 +224,8 @@ async fn without_the_key_the_e2e_fails_on_cluster_secrets_and_passes_with_age_ke
     assert!(!r.passed);
     let v = r.violations.iter().find(|v| v.message.contains("cluster-secrets")).unwrap();
     assert!(v.message.contains("secrets \"sops-age\" not found"), "{}", v.message);
+    // A decryption error is a build error to kustomize-controller.
+    assert!(v.message.contains("BuildFailed"), "{}", v.message);
     assert!(r.preflight.iter().any(|f| f.rule == "sops-decrypt-failed"), "the cause heads the report");
 
     // Without the key, the ordering can still be proved on sim by assuming the Secret.

@@ -348,9 +348,8 @@ fn simulate_exits_1_when_it_does_not_converge_and_2_on_bad_input() {
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     assert!(
         r.stdout.contains("Kustomization flux-system/app at 5s")
-            && r.stdout.contains(
-                "never Ready: ReconciliationFailed: kustomize build failed: apps/app/cm.yaml:1:4: invalid YAML"
-            ),
+            && r.stdout
+                .contains("never Ready: BuildFailed: kustomize build failed: apps/app/cm.yaml:1:4: invalid YAML"),
         "{}",
         r.stdout
     );

@@ -88,7 +88,7 @@ impl<'a> Simulator<'a> {
                 self.ks[i].block = Some(why);
                 let plural = if f.kind == "Secret" { "secrets" } else { "configmaps" };
                 let msg = format!("substitute from '{}/{}' error: {plural} \"{}\" not found", f.kind, f.name, f.name);
-                self.fail_k(i, msg, retry);
+                self.fail_build(i, msg, retry);
                 return;
             }
         }
@@ -101,12 +101,12 @@ impl<'a> Simulator<'a> {
         }
         if let Origin::BuildFailed(msg) = &self.model.kustomizations[i].origin {
             self.ks[i].block = Some(Block::Root(format!("Kustomization {kid} cannot be built")));
-            self.fail_k(i, msg.clone(), retry);
+            self.fail_build(i, msg.clone(), retry);
             return;
         }
         if let Some(msg) = &self.undecryptable[i] {
             self.ks[i].block = Some(Block::Root(format!("Kustomization {kid} cannot decrypt its SOPS secrets")));
-            self.fail_k(i, msg.clone(), retry);
+            self.fail_build(i, msg.clone(), retry);
             return;
         }
         // Staged apply, each stage dry-run first.
@@ -180,7 +180,19 @@ impl<'a> Simulator<'a> {
     }
 
     pub(super) fn fail_k(&mut self, i: usize, msg: String, retry: u64) {
-        self.set_k(i, "False", "ReconciliationFailed", msg);
+        self.fail_k_as(i, "ReconciliationFailed", msg, retry);
+    }
+
+    /// A failure before anything is applied, as kustomize-controller marks it: a missing
+    /// `spec.path` is `ArtifactFailed`; a build that fails (kustomize, decryption, postBuild
+    /// substitution) is `BuildFailed`.
+    fn fail_build(&mut self, i: usize, msg: String, retry: u64) {
+        let reason = if msg.starts_with("kustomization path not found") { "ArtifactFailed" } else { "BuildFailed" };
+        self.fail_k_as(i, reason, msg, retry);
+    }
+
+    fn fail_k_as(&mut self, i: usize, reason: &str, msg: String, retry: u64) {
+        self.set_k(i, "False", reason, msg);
         self.queue_k(i, self.now + retry);
     }
 
