@@ -259,6 +259,26 @@ fn open_value(s: &str, key: &[u8; 32], aad: &str) -> Result<Value, String> {
     })
 }
 
+/// A SOPS-encrypted Secret in a Kustomization without `spec.decryption`: kustomize-controller
+/// refuses to apply it (before any stage), unless the Secret opts out with
+/// `kustomize.toolkit.fluxcd.io/decrypt: disabled`. The object and Flux's message.
+pub fn undecrypted_secret(k: &crate::model::KustomizationNode) -> Option<(usize, String)> {
+    if k.spec.decryption {
+        return None;
+    }
+    k.objects.iter().enumerate().find_map(|(x, o)| {
+        let disabled = o
+            .value
+            .pointer("/metadata/annotations/kustomize.toolkit.fluxcd.io~1decrypt")
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.eq_ignore_ascii_case("disabled"));
+        (o.kind() == "Secret" && o.api_version() == "v1" && o.value.get("sops").is_some() && !disabled).then(|| {
+            let id = format!("Secret/{}/{}", o.namespace().unwrap_or(""), o.name());
+            (x, format!("{id} is SOPS encrypted, configuring decryption is required for this secret to be reconciled"))
+        })
+    })
+}
+
 /// Why a Kustomization's build cannot decrypt, in kustomize-controller's words, and the
 /// object that does not open (`None` when the decryption Secret itself is missing): its
 /// Secret is missing (`ImportKeys`), or an encrypted object does not open with the keys

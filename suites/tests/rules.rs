@@ -408,6 +408,25 @@ fn rule_15_sops_needs_decryption() {
     let p = base().ks("a", &[], "").obj("a", "s.yaml", secret).plan();
     let f = one(&p, "sops-decryption", Error);
     assert!(!f.message.contains("Zm9v"), "ciphertext must not be echoed");
+    assert!(f.message.contains("configuring decryption is required for this secret to be reconciled"), "{}", f.message);
+    // The simulation refuses it as kustomize-controller does: nothing of it is applied.
+    let sim = base().ks("a", &[], "").obj("a", "s.yaml", secret).simulate(SimConfig::default()).unwrap();
+    assert!(!sim.converged);
+    assert!(
+        sim.failures
+            .iter()
+            .any(|x| x.name == "flux-system/a" && x.message.starts_with("Secret/default/s is SOPS encrypted")),
+        "{:?}",
+        sim.failures
+    );
+    // A Secret that opts out is applied as it is.
+    let opted = secret.replace(
+        "  namespace: default\n",
+        "  namespace: default\n  annotations:\n    kustomize.toolkit.fluxcd.io/decrypt: Disabled\n",
+    );
+    let p = base().ks("a", &[], "").obj("a", "s.yaml", &opted).plan();
+    none(&p, "sops-decryption");
+    assert!(base().ks("a", &[], "").obj("a", "s.yaml", &opted).simulate(SimConfig::default()).unwrap().converged);
     let p = base()
         .ks("a", &[], "  decryption:\n    provider: sops\n    secretRef:\n      name: sops-age\n")
         .obj("a", "s.yaml", secret)

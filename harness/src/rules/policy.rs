@@ -79,16 +79,30 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 .fix(format!("add postBuild.substitute / substituteFrom to {}, or escape it as $${{...}} if it is meant literally", ctx.name(i))),
             );
         }
-        if !k.spec.decryption
-            && let Some(o) = k.objects.iter().find(|o| o.value.get("sops").is_some_and(|s| s.is_object()))
-        {
+        if let Some((x, why)) = crate::sops::undecrypted_secret(k) {
+            let o = &k.objects[x];
             out.push(
                 ctx.finding(
                     "sops-decryption",
                     Severity::Error,
                     &o.origin,
                     Some(i),
-                    format!("{} is SOPS-encrypted, but Kustomization {} has no spec.decryption: Flux refuses to apply it (or applies the ciphertext)", o.display_id(), ctx.name(i)),
+                    format!("{} is SOPS-encrypted, but Kustomization {} has no spec.decryption: Flux refuses to apply anything of it (`{why}`) and nothing that depends on it becomes Ready", o.display_id(), ctx.name(i)),
+                )
+                .fix(format!("add `decryption: {{provider: sops, secretRef: {{name: sops-age}}}}` to {}", ctx.name(i))),
+            );
+        } else if !k.spec.decryption
+            && let Some(o) =
+                k.objects.iter().find(|o| o.kind() != "Secret" && o.value.get("sops").is_some_and(|s| s.is_object()))
+        {
+            // Only Secrets are refused; anything else is applied with its ciphertext.
+            out.push(
+                ctx.finding(
+                    "sops-decryption",
+                    Severity::Warning,
+                    &o.origin,
+                    Some(i),
+                    format!("{} is SOPS-encrypted, but Kustomization {} has no spec.decryption: Flux applies the ciphertext as its content", o.display_id(), ctx.name(i)),
                 )
                 .fix(format!("add `decryption: {{provider: sops, secretRef: {{name: sops-age}}}}` to {}", ctx.name(i))),
             );

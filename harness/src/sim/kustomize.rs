@@ -109,6 +109,12 @@ impl<'a> Simulator<'a> {
             self.fail_build(i, msg.clone(), retry);
             return;
         }
+        if let Some(msg) = &self.undecrypted[i] {
+            self.ks[i].block =
+                Some(Block::Root(format!("Kustomization {kid} applies a SOPS-encrypted Secret without decryption")));
+            self.fail_k(i, msg.clone(), retry);
+            return;
+        }
         // Staged apply, each stage dry-run first.
         let objects = &self.model.kustomizations[i].objects;
         for stage in 0..3 {

@@ -240,6 +240,8 @@ pub struct Simulator<'a> {
     /// Per Kustomization: why its build cannot decrypt (kustomize-controller's message),
     /// computed once from the repo config's `Decryption`.
     undecryptable: Vec<Option<String>>,
+    /// A SOPS-encrypted Secret without `spec.decryption`: refused before any stage applies.
+    undecrypted: Vec<Option<String>>,
     /// Who names each Kustomization / HelmRelease in its dependsOn.
     k_dependents: Vec<Vec<usize>>,
     h_dependents: Vec<Vec<usize>>,

@@ -98,6 +98,11 @@ impl<'a> Simulator<'a> {
                 .iter()
                 .map(|k| crate::sops::build_failure(k, &cfg.decryption).map(|(_, m)| m))
                 .collect(),
+            undecrypted: model
+                .kustomizations
+                .iter()
+                .map(|k| crate::sops::undecrypted_secret(k).map(|(_, m)| m))
+                .collect(),
             h_parked: vec![None; model.helm_releases.len()],
             k_dependents: vec![vec![]; model.kustomizations.len()],
             h_dependents: vec![vec![]; model.helm_releases.len()],
