@@ -1191,3 +1191,95 @@ async fn the_simulated_cluster_gets_flux_and_the_entry_through_its_api() {
     let e = elsewhere.create(&Default::default(), &cm).await.unwrap_err();
     assert!(e.to_string().contains("namespaces \"nowhere\" not found"), "{e}");
 }
+
+/// Writes an executable shell script `name` into `dir`.
+fn script(dir: &Path, name: &str, body: &str) {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+/// cni-chaining on a real cluster reads each node's /etc/cni/net.d (fake kind and docker
+/// stand in for the nodes): a chained node passes, a renamed configuration fails, and the
+/// Cilium agents are restarted through kubectl before the second read.
+#[test]
+fn the_live_cni_check_reads_the_nodes_and_restarts_cilium() {
+    let kind = harness::e2e::provider::Kind {
+        name: "flux-harness-test".into(),
+        config: "unused".into(),
+        kubeconfig: "/tmp/kc".into(),
+        repo_cni: true,
+    };
+    for (listing, passes) in [
+        ("05-cilium.conflist\\nZZZ-linkerd-cni-kubeconfig", true),
+        ("05-cilium.conflist\\nZZZ-linkerd-cni-kubeconfig.cilium_bak", false),
+    ] {
+        let bin = tempfile::tempdir().unwrap();
+        let log = bin.path().join("calls.log");
+        script(bin.path(), "kind", &format!("echo \"kind $*\" >> {}\necho n1; echo n2\n", log.display()));
+        let conf = r#"{"plugins":[{"type":"cilium-cni"},{"type":"linkerd-cni"}]}"#;
+        script(
+            bin.path(),
+            "docker",
+            &format!("echo \"docker $*\" >> {}\nprintf '{listing}\\n---flux-harness---\\n{conf}\\n'\n", log.display()),
+        );
+        script(bin.path(), "kubectl", &format!("echo \"kubectl $*\" >> {}\n", log.display()));
+        let checks = with_path(bin.path(), || harness::e2e::live::cni_checks(&kind, true));
+        assert_eq!(checks.len(), 2, "{checks:?}");
+        for c in &checks {
+            assert_eq!(c.status == harness::suite::Status::Pass, passes, "{c:?}");
+        }
+        if !passes {
+            assert!(checks[0].message.contains("cilium_bak"), "{}", checks[0].message);
+        }
+        let calls = std::fs::read_to_string(&log).unwrap();
+        assert!(calls.contains("docker exec n2 sh -c cd /etc/cni/net.d"), "{calls}");
+        let restart = calls.find("rollout restart daemonset/cilium").expect(&calls);
+        assert!(calls[..restart].matches("docker exec").count() == 2, "read before the restart:\n{calls}");
+    }
+}
+
+/// namespace-isolation on a real cluster: a server pod per namespace, a client pod per
+/// namespace trying every server and DNS; a pair the policies close but the probe finds
+/// open fails, naming it; the probe pods are deleted after.
+#[test]
+fn the_live_probe_compares_pods_with_the_policies_and_cleans_up() {
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("calls.log");
+    // Pod addresses by namespace; from every client, everything answers.
+    script(
+        bin.path(),
+        "kubectl",
+        &format!(
+            "echo \"kubectl $*\" >> {}\ncase \"$*\" in *jsonpath*) case \"$*\" in *\" dev \"*) echo 10.0.0.1;; *) echo 10.0.0.2;; esac;; *flux-harness-probe-client*) echo 'dev open'; echo 'prod open'; echo 'dns open';; esac\n",
+            log.display()
+        ),
+    );
+    let kind = harness::e2e::provider::Kind {
+        name: "flux-harness-test".into(),
+        config: "unused".into(),
+        kubeconfig: "/tmp/kc".into(),
+        repo_cni: false,
+    };
+    let labels: Vec<String> = ["dev", "prod", "dns"].map(String::from).to_vec();
+    let namespaces: Vec<String> = ["dev", "prod", "kube-system"].map(String::from).to_vec();
+    let expected = vec![vec![true, false, true], vec![false, true, true], vec![false, false, true]];
+    let check = with_path(bin.path(), || harness::e2e::live::probe(&kind, &labels, &namespaces, &expected));
+    assert_eq!(check.status, harness::suite::Status::Fail, "{check:?}");
+    assert!(
+        check.message.contains("dev → prod: the policies say closed, the probe found it open"),
+        "{}",
+        check.message
+    );
+    assert!(check.message.contains("prod → dev"), "{}", check.message);
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(!calls.contains("-n kube-system run"), "no probe server in DNS's namespace:\n{calls}");
+    for ns in ["dev", "prod"] {
+        assert!(calls.contains(&format!("-n {ns} run flux-harness-probe --image busybox:1.36")), "{calls}");
+        assert!(calls.contains(&format!("-n {ns} delete pod flux-harness-probe flux-harness-probe-client")), "{calls}");
+    }
+    assert!(calls.contains("runAsNonRoot"), "the probe pods pass restricted Pod Security");
+    let all_open = vec![vec![true, true, true], vec![true, true, true], vec![false, false, true]];
+    let check = with_path(bin.path(), || harness::e2e::live::probe(&kind, &labels, &namespaces, &all_open));
+    assert_eq!(check.status, harness::suite::Status::Pass, "{check:?}");
+}

@@ -375,6 +375,14 @@ impl Cluster {
         out
     }
 
+    /// A real cluster's provider (for the suites' live checks); none on sim.
+    pub(super) fn provider(&self) -> Option<&dyn ClusterProvider> {
+        match self {
+            Cluster::Real { prov, .. } => Some(prov.as_ref()),
+            Cluster::Sim { .. } => None,
+        }
+    }
+
     /// Deletes what the run created (unless `--keep`), puts back what it changed.
     pub(super) fn teardown(self) {
         match self {

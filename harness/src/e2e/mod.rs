@@ -4,6 +4,7 @@ mod execute;
 pub mod git;
 pub mod inprocess;
 pub mod leftovers;
+pub mod live;
 pub mod plan;
 pub mod profile;
 pub mod provider;

@@ -302,8 +302,21 @@ pub fn load(req: &E2eRequest) -> Result<Loaded> {
     Ok(loaded)
 }
 
+/// Checks run on a real cluster once its bootstrap passed, before it is torn down.
+pub type Live<'a> = &'a mut (dyn FnMut(&dyn super::provider::ClusterProvider) + Send);
+
 /// [`run`] of a repo already loaded (from `req.plan`).
 pub async fn run_loaded(req: &E2eRequest, loaded: &Loaded, progress: Progress<'_>) -> Result<E2eReport> {
+    run_loaded_then(req, loaded, progress, None).await
+}
+
+/// [`run_loaded`], then `live` on the cluster (real providers, when the bootstrap passed).
+pub async fn run_loaded_then(
+    req: &E2eRequest,
+    loaded: &Loaded,
+    progress: Progress<'_>,
+    live: Option<Live<'_>>,
+) -> Result<E2eReport> {
     let expected = load_snapshot(&req.layers_snapshot)?;
     let preflight: Vec<crate::findings::Finding> = crate::commands::analyse(loaded)
         .findings
@@ -316,7 +329,7 @@ pub async fn run_loaded(req: &E2eRequest, loaded: &Loaded, progress: Progress<'_
             preflight.len()
         ));
     }
-    let mut report = run_on_cluster(req, loaded, expected, progress).await?;
+    let mut report = run_on_cluster(req, loaded, expected, progress, live).await?;
     report.preflight = preflight;
     Ok(report)
 }
@@ -338,6 +351,7 @@ async fn run_on_cluster(
     loaded: &Loaded,
     expected: Option<Vec<Vec<String>>>,
     progress: Progress<'_>,
+    live: Option<Live<'_>>,
 ) -> Result<E2eReport> {
     let mut cluster = Cluster::prepare(req, &loaded.model, progress).await?;
     let (bind, host) = cluster.git_address()?;
@@ -379,6 +393,14 @@ async fn run_on_cluster(
         let extra: Vec<(&str, String)> = extra.iter().map(|(f, c)| (f.as_str(), c.clone())).collect();
         diagnostics(&req.artifacts, &client, watched, &obs, &chains, &extra).await?;
         artifacts = Some(req.artifacts.display().to_string());
+    }
+    if let (true, Some(live), Some(prov)) = (passed, live, cluster.provider()) {
+        progress("checking the cluster itself (live suite checks)");
+        // Commands that may take minutes: off the async workers where there are several.
+        match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| live(prov)),
+            _ => live(prov),
+        }
     }
     if req.keep {
         for said in cluster.kept(req) {

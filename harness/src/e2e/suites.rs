@@ -97,17 +97,54 @@ fn snapshot_check(result: &mut SuiteResult, dir: &Path, update: bool) -> Result<
     Ok(())
 }
 
-/// On a real cluster the fault suites are still played on the simulator: say so.
-fn simulated_only(result: &mut SuiteResult, provider: Provider, what: &str) {
+/// On a real cluster: the checks made on the cluster itself, or a skip saying why there
+/// are none (the suite's checks above are then the simulator's or the policies').
+fn on_cluster(result: &mut SuiteResult, provider: Provider, live: Option<Vec<Check>>, missing: &str) {
     if provider == Provider::Sim {
         return;
     }
-    result.checks.push(Check::new(
-        "live",
-        "checked on the cluster itself",
-        Status::Skip,
-        format!("on {} the harness does not yet {what}: the checks above are the simulator's", provider.name()),
-    ));
+    match live {
+        Some(checks) => result.checks.extend(checks),
+        None => result.checks.push(Check::new(
+            "live",
+            "checked on the cluster itself",
+            Status::Skip,
+            format!("on {}, {missing}: the checks above are the simulator's", provider.name()),
+        )),
+    }
+}
+
+/// What the suites check on a real cluster once it has bootstrapped.
+fn live_checks(
+    loaded: &crate::loaded::Loaded,
+    wanted: &[SuiteName],
+    prov: &dyn super::provider::ClusterProvider,
+) -> BTreeMap<SuiteName, Vec<Check>> {
+    let (model, cat) = (&loaded.model, &loaded.catalogue);
+    let mut out = BTreeMap::new();
+    let cni = |role| {
+        model
+            .helm_releases
+            .iter()
+            .any(|h| cat.chart(&h.spec.chart).and_then(|c| c.cni.as_ref()).is_some_and(|c| c.role == role))
+    };
+    if wanted.contains(&SuiteName::CniChaining) {
+        // Without a chained CNI the suite has nothing to check, on the cluster either.
+        let cilium = model.helm_releases.iter().any(|h| h.spec.chart == "cilium");
+        let checks =
+            if cni(crate::catalogue::CniRole::Chained) { super::live::cni_checks(prov, cilium) } else { vec![] };
+        out.insert(SuiteName::CniChaining, checks);
+    }
+    if wanted.contains(&SuiteName::NamespaceIsolation) {
+        use crate::suite::isolation;
+        let cfg = &loaded.config.isolation;
+        let eps = isolation::endpoints(model, cfg, &isolation::environments(model, cfg));
+        let expected = isolation::reachable(model, &eps, "TCP", 8080);
+        let labels: Vec<String> = eps.iter().map(|e| e.label.clone()).collect();
+        let namespaces: Vec<String> = eps.iter().map(|e| e.namespace.clone()).collect();
+        out.insert(SuiteName::NamespaceIsolation, vec![super::live::probe(prov, &labels, &namespaces, &expected)]);
+    }
+    out
 }
 
 pub async fn run(req: &SuiteRequest, progress: Progress<'_>) -> Result<SuiteReport> {
@@ -121,11 +158,31 @@ pub async fn run(req: &SuiteRequest, progress: Progress<'_>) -> Result<SuiteRepo
     let dir = req.snapshots.clone().unwrap_or_else(|| snapshot_dir(&req.e2e.plan.repo, &model.entry_path));
     let mut results = vec![];
     let mut e2e = None;
+    let provider = req.e2e.provider;
+    // On a real cluster the live checks need it bootstrapped: the bootstrap runs whenever
+    // one of their suites is asked for, and they run before it is torn down.
+    let live_wanted = provider != Provider::Sim
+        && wanted.iter().any(|s| matches!(s, SuiteName::CniChaining | SuiteName::NamespaceIsolation));
+    let mut live: Option<BTreeMap<SuiteName, Vec<Check>>> = None;
+    let mut bootstrap = None;
+    if wanted.contains(&SuiteName::BootstrapOrder) || live_wanted {
+        progress("suite bootstrap-order: bootstrapping the cluster");
+        let mut collect =
+            |prov: &dyn super::provider::ClusterProvider| live = Some(live_checks(&loaded, &wanted, prov));
+        let collect: super::run::Live = &mut collect;
+        bootstrap = Some(super::run::run_loaded_then(&req.e2e, &loaded, progress, Some(collect)).await?);
+    }
+    let live_missing = if bootstrap.as_ref().is_some_and(|b| !b.passed) {
+        "the bootstrap did not pass, so nothing was checked on the cluster"
+    } else {
+        "this check is not made on the cluster"
+    };
     for suite in wanted {
         progress(&format!("suite {}", suite.id()));
+        let on_live = live.as_mut().and_then(|l| l.remove(&suite));
         let mut result = match suite {
             SuiteName::BootstrapOrder => {
-                let report = super::run::run_loaded(&req.e2e, &loaded, progress).await?;
+                let report = bootstrap.take().expect("run above");
                 // The same commit, loaded again: what a second bootstrap would apply.
                 let second = crate::commands::load(&req.e2e.plan)?;
                 let r = crate::suite::order::run(model, graph, &report, Some(&second.model));
@@ -134,17 +191,17 @@ pub async fn run(req: &SuiteRequest, progress: Progress<'_>) -> Result<SuiteRepo
             }
             SuiteName::WebhookBootstrap => {
                 let mut r = crate::suite::webhook::run(&loaded, &sim)?;
-                simulated_only(&mut r, req.e2e.provider, "take the webhooks' pods down");
+                on_cluster(&mut r, provider, None, "the webhooks' pods are not taken down on the cluster");
                 r
             }
             SuiteName::CniChaining => {
                 let mut r = crate::suite::cni::run(&loaded, &sim)?;
-                simulated_only(&mut r, req.e2e.provider, "read /etc/cni/net.d from the nodes");
+                on_cluster(&mut r, provider, on_live, live_missing);
                 r
             }
             SuiteName::NamespaceIsolation => {
                 let mut r = crate::suite::isolation::run(model, &config.isolation);
-                simulated_only(&mut r, req.e2e.provider, "probe the matrix with pods");
+                on_cluster(&mut r, provider, on_live, live_missing);
                 r
             }
         };

@@ -378,6 +378,26 @@ pub fn matrix(model: &RepoModel, eps: &[Endpoint]) -> (Matrix, Vec<Vec<bool>>) {
     (Matrix { endpoints: eps.iter().map(|e| e.label.clone()).collect(), cells, policies: eval.policies.len() }, open)
 }
 
+/// Whether each endpoint's generic pod reaches each other's on `proto`/`port` (DNS: its
+/// 53/UDP), by the repo's policies: what a probe on a real cluster must observe.
+pub fn reachable(model: &RepoModel, eps: &[Endpoint], proto: &str, port: u32) -> Vec<Vec<bool>> {
+    let eval = Eval {
+        model,
+        policies: policies(model),
+        ns_labels: eps.iter().map(|e| (e.namespace.clone(), namespace_labels(model, &e.namespace))).collect(),
+    };
+    eps.iter()
+        .map(|a| {
+            eps.iter()
+                .map(|b| {
+                    let p = eval.cell(a, b);
+                    if b.label == "dns" { p.allows("UDP", 53) } else { p.allows(proto, port) }
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// The intent checks: one per rule of the intent, failing with every pair that breaks it.
 pub fn checks(envs: &[String], m: &Matrix, open: &[Vec<bool>]) -> Vec<Check> {
     if envs.is_empty() {

@@ -1,0 +1,285 @@
+//! The suites' checks on a real cluster, after its bootstrap passed and before it is torn
+//! down: what each node's `/etc/cni/net.d` holds, before and after the Cilium agents
+//! restart (`cni-chaining`), and the namespace-isolation matrix probed with pods
+//! (`namespace-isolation`). The commands go through `exec`; building them, parsing what
+//! they print and comparing it with the computed verdicts are pure functions below.
+
+use super::provider::ClusterProvider;
+use crate::exec::Cmd;
+use crate::sim::nodes::NodeCni;
+use crate::suite::{Check, Status};
+use serde_json::{Value, json};
+
+/// Separates the directory listing from the first configuration in what a node prints.
+const MARK: &str = "---flux-harness---";
+
+/// What a node is asked: the files of /etc/cni/net.d, then the first configuration the
+/// kubelet would take (the first `*.conflist`/`*.conf` in name order).
+pub const NODE_SCRIPT: &str = "cd /etc/cni/net.d && ls -1 && echo ---flux-harness--- && f=$(ls -1 | grep -E '\\.(conflist|conf)$' | head -n 1) && [ -n \"$f\" ] && cat \"$f\"; true";
+
+/// A node's answer to [`NODE_SCRIPT`] as the suite's node state.
+pub fn parse_node(node: &str, out: &str) -> NodeCni {
+    let (listing, conf) = out.split_once(MARK).unwrap_or((out, ""));
+    let mut files: Vec<String> = listing.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    files.sort();
+    let chain = match serde_json::from_str::<Value>(conf.trim()) {
+        // A conflist chains its plugins; a single .conf is one plugin.
+        Ok(v) => match v.get("plugins").and_then(Value::as_array) {
+            Some(ps) => ps.iter().filter_map(|p| p["type"].as_str().map(String::from)).collect(),
+            None => v["type"].as_str().map(String::from).into_iter().collect(),
+        },
+        Err(_) => vec![],
+    };
+    NodeCni { node: node.to_string(), files, chain }
+}
+
+/// Every node's CNI state, read from the node itself.
+pub fn read_nodes(prov: &dyn ClusterProvider) -> Result<Vec<NodeCni>, String> {
+    let names = prov
+        .nodes()
+        .ok_or_else(|| format!("{} has no nodes to read", prov.name()))?
+        .output()
+        .map_err(|e| format!("listing the nodes: {e}"))?;
+    let mut out = vec![];
+    for n in names.split_whitespace() {
+        let cmd =
+            prov.on_node(n, NODE_SCRIPT).ok_or_else(|| format!("{} cannot run a command on node {n}", prov.name()))?;
+        let text = cmd.output().map_err(|e| format!("reading /etc/cni/net.d on {n}: {e}"))?;
+        out.push(parse_node(n, &text));
+    }
+    if out.is_empty() {
+        return Err("the cluster lists no node".into());
+    }
+    Ok(out)
+}
+
+fn kubectl(prov: &dyn ClusterProvider, args: &[&str]) -> Cmd {
+    let mut a = prov.target().kubectl_args();
+    a.extend(args.iter().map(|s| s.to_string()));
+    Cmd::new("kubectl", &a.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The Cilium agents restarted as an operator would (`rollout restart`), waited for.
+pub fn restart_cilium(prov: &dyn ClusterProvider) -> Result<(), String> {
+    for args in [
+        &["-n", "kube-system", "rollout", "restart", "daemonset/cilium"][..],
+        &["-n", "kube-system", "rollout", "status", "daemonset/cilium", "--timeout=5m"][..],
+    ] {
+        kubectl(prov, args).output().map_err(|e| format!("restarting the Cilium agents: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `cni-chaining` on the nodes: the same node checks as on sim, after the bootstrap and
+/// after the Cilium agents restart.
+pub fn cni_checks(prov: &dyn ClusterProvider, cilium: bool) -> Vec<Check> {
+    let check = |id: &str, title: &str, nodes: Result<Vec<NodeCni>, String>| match nodes {
+        Ok(n) => Check::from_problems(
+            id,
+            title,
+            &crate::suite::cni::check_nodes(&n),
+            format!("{} nodes read: {}", n.len(), n.first().map(|x| x.chain.join(" → ")).unwrap_or_default()),
+        ),
+        Err(e) => Check::new(id, title, Status::Fail, e),
+    };
+    let mut out =
+        vec![check("live-after-bootstrap", "the nodes chain linkerd-cni last (read from the nodes)", read_nodes(prov))];
+    if cilium {
+        let after = restart_cilium(prov).and_then(|_| read_nodes(prov));
+        out.push(check("live-after-restart", "still chained after the Cilium agents restart (on the cluster)", after));
+    }
+    out
+}
+
+pub const PROBE: &str = "flux-harness-probe";
+const PROBE_PORT: u32 = 8080;
+const IMAGE: &str = "busybox:1.36";
+
+/// A probe pod as `kubectl run --overrides` takes it: unprivileged (it runs under the
+/// restricted Pod Security level), outside any mesh, with no labels an app policy selects.
+fn probe_pod(name: &str, args: &[&str]) -> String {
+    json!({"apiVersion": "v1", "metadata": {"annotations": {"linkerd.io/inject": "disabled"}},
+        "spec": {"securityContext": {"runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
+                 "containers": [{"name": name, "image": IMAGE, "args": args,
+                                 "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}})
+    .to_string()
+}
+
+/// The commands that start a server pod in each namespace (all at once, then waited for).
+pub fn probe_servers(prov: &dyn ClusterProvider, namespaces: &[String]) -> Vec<Cmd> {
+    let port = PROBE_PORT.to_string();
+    let overrides = probe_pod(PROBE, &["httpd", "-f", "-p", &port, "-h", "/tmp"]);
+    let mut out: Vec<Cmd> = namespaces
+        .iter()
+        .map(|ns| {
+            kubectl(
+                prov,
+                &[
+                    "-n",
+                    ns,
+                    "run",
+                    PROBE,
+                    "--image",
+                    IMAGE,
+                    "--restart=Never",
+                    "--port",
+                    &port,
+                    "--overrides",
+                    &overrides,
+                ],
+            )
+        })
+        .collect();
+    out.extend(namespaces.iter().map(|ns| {
+        kubectl(prov, &["-n", ns, "wait", "--for=condition=Ready", &format!("pod/{PROBE}"), "--timeout=3m"])
+    }));
+    out
+}
+
+/// What a client pod runs: one line per target, `open` or `closed`, and DNS last.
+pub fn client_script(targets: &[(String, String)]) -> String {
+    let mut s = String::new();
+    for (label, ip) in targets {
+        s.push_str(&format!(
+            "if wget -q -T 3 -O /dev/null http://{ip}:{PROBE_PORT}/ 2>/dev/null; then echo '{label} open'; else echo '{label} closed'; fi; "
+        ));
+    }
+    s.push_str("if nslookup -timeout=3 kubernetes.default.svc.cluster.local >/dev/null 2>&1; then echo 'dns open'; else echo 'dns closed'; fi");
+    s
+}
+
+/// `from \ to` pairs whose probe disagrees with the computed matrix (`expected[i][j]`).
+pub fn disagreements(labels: &[String], expected: &[Vec<bool>], observed: &[Vec<Option<bool>>]) -> Vec<String> {
+    let mut out = vec![];
+    for (i, from) in labels.iter().enumerate() {
+        for (j, to) in labels.iter().enumerate() {
+            match (expected[i][j], observed.get(i).and_then(|r| r.get(j)).copied().flatten()) {
+                (_, None) => {}
+                (e, Some(o)) if e == o => {}
+                (e, Some(o)) => out.push(format!(
+                    "{from} → {to}: the policies say {}, the probe found it {}",
+                    if e { "open" } else { "closed" },
+                    if o { "open" } else { "closed" }
+                )),
+            }
+        }
+    }
+    out
+}
+
+/// Runs the probe: a server pod per namespace, a client pod per namespace that tries every
+/// server and DNS, the answers compared with `expected`. The probe pods are deleted after,
+/// whatever happened.
+pub fn probe(prov: &dyn ClusterProvider, labels: &[String], namespaces: &[String], expected: &[Vec<bool>]) -> Check {
+    let title = "the matrix holds on the cluster (probed with pods)";
+    // A server in every namespace probed (DNS is CoreDNS itself).
+    let mut servers: Vec<String> =
+        labels.iter().zip(namespaces).filter(|(l, _)| *l != "dns").map(|(_, ns)| ns.clone()).collect();
+    servers.sort();
+    servers.dedup();
+    let cleanup = Cleanup { prov, namespaces: &servers };
+    let observed = (|| -> Result<Vec<Vec<Option<bool>>>, String> {
+        for c in probe_servers(prov, &servers) {
+            c.output().map_err(|e| format!("starting the probe pods: {e}"))?;
+        }
+        let mut targets = vec![];
+        for (label, ns) in labels.iter().zip(namespaces) {
+            if label == "dns" {
+                continue;
+            }
+            let ip = kubectl(prov, &["-n", ns, "get", "pod", PROBE, "-o", "jsonpath={.status.podIP}"])
+                .output()
+                .map_err(|e| format!("reading the probe pod's address in {ns}: {e}"))?;
+            targets.push((label.clone(), ip.trim().to_string()));
+        }
+        let script = client_script(&targets);
+        let mut rows = vec![];
+        for (label, ns) in labels.iter().zip(namespaces) {
+            if label == "dns" {
+                rows.push(vec![None; labels.len()]);
+                continue;
+            }
+            let client = format!("{PROBE}-client");
+            let overrides = probe_pod(&client, &["sh", "-c", &script]);
+            let out = kubectl(
+                prov,
+                &[
+                    "-n",
+                    ns,
+                    "run",
+                    &client,
+                    "--image",
+                    IMAGE,
+                    "--restart=Never",
+                    "--rm",
+                    "-i",
+                    "--quiet",
+                    "--overrides",
+                    &overrides,
+                ],
+            )
+            .output()
+            .map_err(|e| format!("probing from {label}: {e}"))?;
+            let seen =
+                |to: &str| out.lines().find_map(|l| l.strip_prefix(&format!("{to} ")).map(|r| r.trim() == "open"));
+            rows.push(labels.iter().map(|to| seen(to)).collect());
+        }
+        Ok(rows)
+    })();
+    drop(cleanup);
+    match observed {
+        Ok(rows) => Check::from_problems(
+            "live-probe",
+            title,
+            &disagreements(labels, expected, &rows),
+            format!("{} namespaces probed on TCP {PROBE_PORT} and DNS: as computed", servers.len()),
+        ),
+        Err(e) => Check::new("live-probe", title, Status::Fail, e),
+    }
+}
+
+/// Deletes the probe pods when dropped.
+struct Cleanup<'a> {
+    prov: &'a dyn ClusterProvider,
+    namespaces: &'a [String],
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let client = format!("{PROBE}-client");
+        for ns in self.namespaces {
+            let _ =
+                kubectl(self.prov, &["-n", ns, "delete", "pod", PROBE, &client, "--ignore-not-found", "--wait=false"])
+                    .output();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_s_answer_is_its_files_and_the_first_conflist_s_chain() {
+        let out = "05-cilium.conflist\nZZZ-linkerd-cni-kubeconfig\n---flux-harness---\n{\"cniVersion\":\"0.3.1\",\"name\":\"cilium\",\"plugins\":[{\"type\":\"cilium-cni\"},{\"type\":\"linkerd-cni\"}]}\n";
+        let n = parse_node("kind-worker", out);
+        assert_eq!(n.files, ["05-cilium.conflist", "ZZZ-linkerd-cni-kubeconfig"]);
+        assert_eq!(n.chain, ["cilium-cni", "linkerd-cni"]);
+        assert!(crate::suite::cni::check_nodes(&[n]).is_empty());
+        let bare =
+            parse_node("kind-worker", "10-kindnet.conflist\n05-cilium.conflist.cilium_bak\n---flux-harness---\n");
+        assert!(bare.chain.is_empty());
+        assert!(!crate::suite::cni::check_nodes(&[bare]).is_empty(), "no chain read is not a pass");
+    }
+
+    #[test]
+    fn disagreements_name_the_pair_and_both_verdicts() {
+        let labels = vec!["dev".to_string(), "prod".to_string()];
+        let expected = vec![vec![true, false], vec![false, true]];
+        let observed = vec![vec![Some(true), Some(true)], vec![Some(false), None]];
+        assert_eq!(
+            disagreements(&labels, &expected, &observed),
+            ["dev → prod: the policies say closed, the probe found it open"]
+        );
+    }
+}
