@@ -1283,3 +1283,52 @@ fn the_live_probe_compares_pods_with_the_policies_and_cleans_up() {
     let check = with_path(bin.path(), || harness::e2e::live::probe(&kind, &labels, &namespaces, &all_open));
     assert_eq!(check.status, harness::suite::Status::Pass, "{check:?}");
 }
+
+/// webhook-bootstrap on a real cluster: the webhook's Service and Deployments are found from
+/// the cluster's webhook configuration, scaled to 0 while every Kustomization reconciles,
+/// scaled back to their replicas; pods that do not come back fail the check (and the
+/// Deployments are scaled back all the same).
+#[test]
+fn the_live_webhook_check_takes_the_pods_down_and_brings_them_back() {
+    let kind = harness::e2e::provider::Kind {
+        name: "flux-harness-test".into(),
+        config: "unused".into(),
+        kubeconfig: "/tmp/kc".into(),
+        repo_cni: false,
+    };
+    let hooks = vec![("validate.kyverno.svc-fail".to_string(), "kyverno".to_string())];
+    for comes_back in [true, false] {
+        let bin = tempfile::tempdir().unwrap();
+        let log = bin.path().join("calls.log");
+        let status = if comes_back { "exit 0" } else { "echo 'timed out' >&2; exit 1" };
+        script(
+            bin.path(),
+            "kubectl",
+            &format!(
+                r#"echo "kubectl $*" >> {}
+case "$*" in
+  *webhookconfigurations*) echo '{{"items":[{{"webhooks":[{{"name":"validate.kyverno.svc-fail","clientConfig":{{"service":{{"namespace":"kyverno","name":"kyverno-svc"}}}}}}]}}]}}';;
+  *"get service kyverno-svc"*) echo '{{"spec":{{"selector":{{"app":"kyverno"}}}}}}';;
+  *"get deployments"*) echo '{{"items":[{{"metadata":{{"name":"kyverno-admission-controller"}},"spec":{{"replicas":3}}}}]}}';;
+  *"rollout status"*) {status};;
+esac
+"#,
+                log.display()
+            ),
+        );
+        let checks = with_path(bin.path(), || {
+            harness::e2e::live::webhook_checks(&kind, &hooks, std::time::Duration::from_millis(10))
+        });
+        assert_eq!(checks.len(), 1);
+        assert_eq!(checks[0].status == harness::suite::Status::Pass, comes_back, "{:?}", checks[0]);
+        let calls = std::fs::read_to_string(&log).unwrap();
+        let at = |n: &str| calls.find(n).unwrap_or_else(|| panic!("{n}:\n{calls}"));
+        assert!(at("--replicas=0") < at("reconcile.fluxcd.io/requestedAt=flux-harness-down-0"), "{calls}");
+        assert!(at("reconcile.fluxcd.io/requestedAt=flux-harness-down-0") < at("--replicas=3"), "{calls}");
+        if comes_back {
+            assert!(calls.contains("wait kustomizations.kustomize.toolkit.fluxcd.io --all -A --for=condition=Ready"));
+        } else {
+            assert!(checks[0].message.contains("did not come back"), "{}", checks[0].message);
+        }
+    }
+}

@@ -255,6 +255,166 @@ impl Drop for Cleanup<'_> {
     }
 }
 
+/// How long a webhook's pods stay down on a real cluster.
+pub const WEBHOOK_DOWN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The Service behind a webhook, from the cluster's webhook configurations.
+fn webhook_service(prov: &dyn ClusterProvider, webhook: &str) -> Result<Option<(String, String)>, String> {
+    let text = kubectl(prov, &["get", "validatingwebhookconfigurations,mutatingwebhookconfigurations", "-o", "json"])
+        .output()
+        .map_err(|e| format!("listing the webhook configurations: {e}"))?;
+    let list: Value = serde_json::from_str(&text).map_err(|e| format!("the webhook configurations: {e}"))?;
+    Ok(list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["webhooks"].as_array().into_iter().flatten())
+        .find_map(|w| {
+            let svc = &w["clientConfig"]["service"];
+            (w["name"] == webhook)
+                .then(|| Some((svc["namespace"].as_str()?.to_string(), svc["name"].as_str()?.to_string())))?
+        }))
+}
+
+/// The Deployments (name, replicas) whose pods a Service selects.
+fn backing_deployments(
+    prov: &dyn ClusterProvider,
+    ns: &str,
+    svc: &str,
+) -> Result<(String, Vec<(String, i64)>), String> {
+    let s: Value = serde_json::from_str(
+        &kubectl(prov, &["-n", ns, "get", "service", svc, "-o", "json"])
+            .output()
+            .map_err(|e| format!("service {ns}/{svc}: {e}"))?,
+    )
+    .map_err(|e| format!("service {ns}/{svc}: {e}"))?;
+    let selector: Vec<String> = s["spec"]["selector"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?)))
+        .collect();
+    if selector.is_empty() {
+        return Err(format!("service {ns}/{svc} selects no pods"));
+    }
+    let sel = selector.join(",");
+    let d: Value = serde_json::from_str(
+        &kubectl(prov, &["-n", ns, "get", "deployments", "-l", &sel, "-o", "json"])
+            .output()
+            .map_err(|e| format!("deployments behind {ns}/{svc}: {e}"))?,
+    )
+    .map_err(|e| format!("deployments behind {ns}/{svc}: {e}"))?;
+    let deps: Vec<(String, i64)> = d["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| {
+            Some((i["metadata"]["name"].as_str()?.to_string(), i["spec"]["replicas"].as_i64().unwrap_or(1)))
+        })
+        .collect();
+    if deps.is_empty() {
+        return Err(format!("no Deployment runs the pods of service {ns}/{svc} ({sel})"));
+    }
+    Ok((sel, deps))
+}
+
+/// Scales the webhook's Deployments back when dropped (also when a step failed).
+struct ScaleBack<'a> {
+    prov: &'a dyn ClusterProvider,
+    ns: String,
+    deps: Vec<(String, i64)>,
+}
+
+impl Drop for ScaleBack<'_> {
+    fn drop(&mut self) {
+        for (d, n) in &self.deps {
+            let _ =
+                kubectl(self.prov, &["-n", &self.ns, "scale", &format!("deployment/{d}"), &format!("--replicas={n}")])
+                    .output();
+        }
+    }
+}
+
+/// Asks every Kustomization to reconcile now (as `flux reconcile` does).
+fn reconcile_all(prov: &dyn ClusterProvider, mark: &str) -> Result<(), String> {
+    kubectl(
+        prov,
+        &[
+            "annotate",
+            "kustomizations.kustomize.toolkit.fluxcd.io",
+            "--all",
+            "-A",
+            "--overwrite",
+            &format!("reconcile.fluxcd.io/requestedAt={mark}"),
+        ],
+    )
+    .output()
+    .map(|_| ())
+    .map_err(|e| format!("requesting a reconcile: {e}"))
+}
+
+/// `webhook-bootstrap` on the cluster: each fail-closed webhook's pods taken down (its
+/// Deployments scaled to 0) while every Kustomization reconciles, then restored; its pods
+/// must come back and every Kustomization be Ready again.
+pub fn webhook_checks(prov: &dyn ClusterProvider, hooks: &[(String, String)], down: std::time::Duration) -> Vec<Check> {
+    let mut out = vec![];
+    for (n, (webhook, _)) in hooks.iter().enumerate() {
+        let id = format!("live-down-{webhook}");
+        let title = format!("the cluster converges after {webhook}'s pods were down");
+        let result = (|| -> Result<String, String> {
+            let Some((ns, svc)) = webhook_service(prov, webhook)? else {
+                return Err(format!("no webhook configuration on the cluster names {webhook}"));
+            };
+            let (sel, deps) = backing_deployments(prov, &ns, &svc)?;
+            let guard = ScaleBack { prov, ns: ns.clone(), deps: deps.clone() };
+            for (d, _) in &deps {
+                kubectl(prov, &["-n", &ns, "scale", &format!("deployment/{d}"), "--replicas=0"])
+                    .output()
+                    .map_err(|e| format!("scaling {ns}/{d} to 0: {e}"))?;
+            }
+            kubectl(prov, &["-n", &ns, "wait", "--for=delete", "pod", "-l", &sel, "--timeout=2m"])
+                .output()
+                .map_err(|e| format!("waiting for {webhook}'s pods to stop: {e}"))?;
+            reconcile_all(prov, &format!("flux-harness-down-{n}"))?;
+            std::thread::sleep(down);
+            drop(guard);
+            let back = std::time::Instant::now();
+            for (d, _) in &deps {
+                kubectl(prov, &["-n", &ns, "rollout", "status", &format!("deployment/{d}"), "--timeout=5m"])
+                    .output()
+                    .map_err(|e| {
+                    format!("{webhook}'s pods did not come back (a webhook refusing its own pods is a deadlock): {e}")
+                })?;
+            }
+            reconcile_all(prov, &format!("flux-harness-up-{n}"))?;
+            kubectl(
+                prov,
+                &[
+                    "wait",
+                    "kustomizations.kustomize.toolkit.fluxcd.io",
+                    "--all",
+                    "-A",
+                    "--for=condition=Ready",
+                    "--timeout=10m",
+                ],
+            )
+            .output()
+            .map_err(|e| format!("not every Kustomization is Ready again: {e}"))?;
+            Ok(format!(
+                "{} of {ns} down for {}s; every Kustomization Ready {}s after they came back",
+                deps.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", "),
+                down.as_secs(),
+                back.elapsed().as_secs()
+            ))
+        })();
+        out.push(match result {
+            Ok(msg) => Check::new(&id, &title, Status::Pass, msg),
+            Err(e) => Check::new(&id, &title, Status::Fail, e),
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -135,6 +135,10 @@ fn live_checks(
             if cni(crate::catalogue::CniRole::Chained) { super::live::cni_checks(prov, cilium) } else { vec![] };
         out.insert(SuiteName::CniChaining, checks);
     }
+    if wanted.contains(&SuiteName::WebhookBootstrap) {
+        let hooks = crate::suite::webhook::fail_closed(model, cat);
+        out.insert(SuiteName::WebhookBootstrap, super::live::webhook_checks(prov, &hooks, super::live::WEBHOOK_DOWN));
+    }
     if wanted.contains(&SuiteName::NamespaceIsolation) {
         use crate::suite::isolation;
         let cfg = &loaded.config.isolation;
@@ -161,8 +165,7 @@ pub async fn run(req: &SuiteRequest, progress: Progress<'_>) -> Result<SuiteRepo
     let provider = req.e2e.provider;
     // On a real cluster the live checks need it bootstrapped: the bootstrap runs whenever
     // one of their suites is asked for, and they run before it is torn down.
-    let live_wanted = provider != Provider::Sim
-        && wanted.iter().any(|s| matches!(s, SuiteName::CniChaining | SuiteName::NamespaceIsolation));
+    let live_wanted = provider != Provider::Sim && wanted.iter().any(|s| *s != SuiteName::BootstrapOrder);
     let mut live: Option<BTreeMap<SuiteName, Vec<Check>>> = None;
     let mut bootstrap = None;
     if wanted.contains(&SuiteName::BootstrapOrder) || live_wanted {
@@ -191,7 +194,7 @@ pub async fn run(req: &SuiteRequest, progress: Progress<'_>) -> Result<SuiteRepo
             }
             SuiteName::WebhookBootstrap => {
                 let mut r = crate::suite::webhook::run(&loaded, &sim)?;
-                on_cluster(&mut r, provider, None, "the webhooks' pods are not taken down on the cluster");
+                on_cluster(&mut r, provider, on_live, live_missing);
                 r
             }
             SuiteName::CniChaining => {

@@ -42,6 +42,21 @@ fn hooks(model: &RepoModel, cat: &Catalogue) -> Vec<Hook> {
     out
 }
 
+/// The repo's fail-closed webhooks by name, with the namespace of the release serving
+/// them: what a real cluster's live check takes down.
+pub fn fail_closed(model: &RepoModel, cat: &Catalogue) -> Vec<(String, String)> {
+    hooks(model, cat)
+        .into_iter()
+        .filter(|h| h.policy == FailurePolicy::Fail)
+        .map(|h| {
+            let r = &model.helm_releases[h.hr].spec;
+            let ns =
+                r.raw.pointer("/spec/targetNamespace").and_then(|v| v.as_str()).unwrap_or(&r.namespace).to_string();
+            (h.name, ns)
+        })
+        .collect()
+}
+
 fn outcome(r: &SimReport) -> std::result::Result<String, String> {
     if let Some(d) = &r.deadlock {
         return Err(format!("deadlock: {}", d.explanation));
