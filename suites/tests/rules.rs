@@ -682,3 +682,48 @@ fn pods_that_break_the_namespace_s_pod_security_level() {
         .plan();
     one(&nowait, "pss-violation", Warning);
 }
+
+/// A webhook the repo defines itself (a vendored cert-manager: its ValidatingWebhookConfiguration,
+/// Service and Deployment as plain manifests): registered once applied, serving once its pods
+/// start (slow here: two minutes). A dependent applied meanwhile is refused as the API server
+/// refuses it, and converges on its retry; waiting for the webhook's Kustomization removes the
+/// race; a fail-open webhook or one with an objectSelector is never taken to refuse.
+#[test]
+fn a_webhook_the_repo_defines_itself_refuses_until_its_pods_serve() {
+    let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: certificates.cert-manager.io\nspec:\n  group: cert-manager.io\n  names:\n    kind: Certificate\n    plural: certificates\n  scope: Namespaced\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n          type: object\n          x-kubernetes-preserve-unknown-fields: true\n";
+    let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: cert-manager\n";
+    let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: cert-manager-webhook\n  namespace: cert-manager\nspec:\n  selector:\n    app: webhook\n  ports:\n    - port: 443\n";
+    let deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: cert-manager-webhook\n  namespace: cert-manager\nspec:\n  selector:\n    matchLabels:\n      app: webhook\n  template:\n    metadata:\n      labels:\n        app: webhook\n    spec:\n      containers:\n        - name: webhook\n          image: quay.io/jetstack/cert-manager-webhook:v1.16.1\n";
+    let vwc = |extra: &str| {
+        format!(
+            "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: cert-manager-webhook\nwebhooks:\n  - name: webhook.cert-manager.io\n    admissionReviewVersions: [v1]\n    sideEffects: None\n{extra}    clientConfig:\n      service:\n        name: cert-manager-webhook\n        namespace: cert-manager\n        path: /validate\n    rules:\n      - apiGroups: [cert-manager.io]\n        apiVersions: [v1]\n        operations: [CREATE, UPDATE]\n        resources: [\"*/*\", certificates]\n"
+        )
+    };
+    let repo = |wait: &str, extra: &str| {
+        base()
+            .ks("cert-manager", &[], wait)
+            .obj("cert-manager", "crd.yaml", crd)
+            .obj("cert-manager", "ns.yaml", ns)
+            .obj("cert-manager", "svc.yaml", svc)
+            .obj("cert-manager", "deploy.yaml", deploy)
+            .obj("cert-manager", "vwc.yaml", &vwc(extra))
+            .ks("app", &["cert-manager"], "")
+            .obj("app", "cert.yaml", CERT)
+    };
+    let slow = || SimConfig { pod_start_ms: 120_000, ..Default::default() };
+    let sim = repo("  wait: false\n", "").simulate(slow()).unwrap();
+    let refused =
+        sim.failures.iter().find(|f| f.name == "flux-system/app").unwrap_or_else(|| panic!("{}", sim.to_text()));
+    assert!(
+        refused.message.contains("failed calling webhook \"webhook.cert-manager.io\"")
+            && refused.message.contains("https://cert-manager-webhook.cert-manager.svc:443/validate")
+            && refused.message.contains("no endpoints available for service \"cert-manager-webhook\""),
+        "{}",
+        refused.message
+    );
+    assert!(sim.converged, "it serves once its pods start: a retry later, Ready");
+    assert!(repo("  wait: true\n", "").simulate(slow()).unwrap().failures.is_empty());
+    for extra in ["    failurePolicy: Ignore\n", "    objectSelector:\n      matchLabels:\n        team: web\n"] {
+        assert!(repo("  wait: false\n", extra).simulate(slow()).unwrap().failures.is_empty(), "{extra}");
+    }
+}

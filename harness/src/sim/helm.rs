@@ -211,6 +211,15 @@ impl<'a> Simulator<'a> {
             ));
         }
         let release_ns = self.release_ns(j);
+        if let Some(w) = self.refused_by_repo("", "Pod", Some(&release_ns)) {
+            let name = self.repo_hooks[w].name.clone();
+            return Some((
+                Block::On(Entity::RepoWebhook(w)),
+                format!(
+                    "pods could not be created: admission webhook \"{name}\" (failurePolicy Fail) has no ready endpoint"
+                ),
+            ));
+        }
         if let Some((hr, name)) = self.refused_by("", "Pod", Some(&release_ns), None) {
             return Some((
                 Block::On(Entity::Webhook(hr, name.clone())),

@@ -167,6 +167,12 @@ impl<'a> Simulator<'a> {
                     self.fail_k(i, msg, retry);
                     return;
                 }
+                if let Some(w) = self.refused_by_repo(o.group(), o.kind(), o.namespace()) {
+                    self.ks[i].block = Some(Block::On(Entity::RepoWebhook(w)));
+                    let msg = self.repo_webhook_error(&self.objs[i][x].id, w);
+                    self.fail_k(i, msg, retry);
+                    return;
+                }
             }
             // The stage applies.
             for n in 0..self.stages[i][stage].len() {
@@ -477,6 +483,9 @@ impl<'a> Simulator<'a> {
                 }
                 if let Some((hr, name)) = self.refused_by("", "Pod", o.namespace(), None) {
                     return Status::InProgress(Some(Block::On(Entity::Webhook(hr, name))));
+                }
+                if let Some(w) = self.refused_by_repo("", "Pod", o.namespace()) {
+                    return Status::InProgress(Some(Block::On(Entity::RepoWebhook(w))));
                 }
                 let applied = self.ks[i].applied_at.unwrap_or(self.now);
                 let net_since = self.network_since();

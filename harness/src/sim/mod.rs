@@ -16,6 +16,7 @@ mod helm;
 mod kustomize;
 pub mod nodes;
 mod objects;
+pub mod repo_webhooks;
 pub mod report;
 mod setup;
 mod source;
@@ -140,6 +141,8 @@ pub enum Entity {
     Source(usize),
     /// Webhook `name` of HelmRelease `hr`.
     Webhook(usize, String),
+    /// A webhook the repo defines itself (index into the simulator's `repo_hooks`).
+    RepoWebhook(usize),
     /// The pod network (nodes Ready).
     Network,
     /// linkerd-cni chained into the primary CNI's conflist.
@@ -261,6 +264,8 @@ pub struct Simulator<'a> {
     ns_labels: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
     /// Registered fail-closed webhooks: (hr, index in its chart's list).
     webhooks: BTreeSet<(usize, usize)>,
+    /// The fail-closed webhooks the repo defines itself.
+    repo_hooks: Vec<repo_webhooks::RepoHook>,
     templates: BTreeSet<String>,
     /// ConfigMaps and Secrets applied so far (kind, namespace, name).
     applied: BTreeSet<(String, String, String)>,

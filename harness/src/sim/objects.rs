@@ -221,6 +221,14 @@ impl<'a> Simulator<'a> {
     /// The message the API server would answer a write with, when a fail-closed webhook
     /// of the simulation refuses it now.
     pub fn admission(&self, group: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<String> {
+        if let Some(w) = self.refused_by_repo(group, kind, namespace) {
+            let h = &self.repo_hooks[w];
+            let (ns, svc) = &h.service;
+            return Some(format!(
+                "Internal error occurred: failed calling webhook \"{}\": failed to call webhook: Post \"https://{svc}.{ns}.svc:443{}?timeout=10s\": no endpoints available for service \"{svc}\"",
+                h.name, h.path
+            ));
+        }
         let (hr, webhook) = self.refused_by(group, kind, namespace, None)?;
         let h = &self.model.helm_releases[hr].spec;
         let svc = format!("{}-webhook-service", h.name);

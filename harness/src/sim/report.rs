@@ -153,6 +153,7 @@ fn name_of(s: &Simulator, e: &Entity) -> String {
         }
         Entity::Source(x) => format!("{} {}/{}", s.sources[*x].kind, s.sources[*x].namespace, s.sources[*x].name),
         Entity::Webhook(_, n) => format!("webhook {n}"),
+        Entity::RepoWebhook(w) => format!("webhook {}", s.repo_hooks[*w].name),
         Entity::Network => "the pod network".into(),
         Entity::CniChain => "the linkerd-cni chain".into(),
     }
@@ -200,6 +201,17 @@ fn waits_on(s: &Simulator, e: &Entity) -> Option<Block> {
                 Some(Block::On(Entity::H(*hr)))
             }
         }
+        Entity::RepoWebhook(w) => {
+            let h = &s.repo_hooks[*w];
+            if s.repo_hook_serving(h) {
+                None
+            } else if !s.network_up() {
+                Some(Block::On(Entity::Network))
+            } else {
+                // The first workload behind it that has not started.
+                h.backends.iter().map(|&(k, _)| k).find(|&k| !s.k_ready(k)).map(|k| Block::On(Entity::K(k)))
+            }
+        }
         Entity::Network => match s.primary_cni {
             _ if s.network_up() => None,
             Some(p) if !s.h_ready(p) => Some(Block::On(Entity::H(p))),
@@ -227,7 +239,8 @@ fn verb(s: &Simulator, from: &Entity, to: &Entity) -> &'static str {
         (Entity::K(_), Entity::K(_)) => "is applied by",
         (Entity::H(_), Entity::K(_)) => "is applied by",
         (Entity::Webhook(..), Entity::Webhook(..)) => "has its new pods refused by",
-        (_, Entity::Webhook(..)) => "is refused by",
+        (_, Entity::Webhook(..) | Entity::RepoWebhook(_)) => "is refused by",
+        (Entity::RepoWebhook(_), Entity::K(_)) => "has no endpoint until the pods applied by",
         (Entity::Webhook(..), Entity::H(_)) => "has no endpoint until the pods of",
         (_, Entity::Network) => "has no network:",
         (Entity::Network, Entity::H(_)) => "comes with the CNI of",

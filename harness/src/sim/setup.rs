@@ -135,6 +135,7 @@ impl<'a> Simulator<'a> {
             namespaces: crate::rules::ALWAYS_NAMESPACES.iter().map(|s| s.to_string()).collect(),
             ns_labels,
             webhooks: BTreeSet::new(),
+            repo_hooks: super::repo_webhooks::find(model),
             templates: BTreeSet::new(),
             applied: BTreeSet::new(),
             preinstalled: model
