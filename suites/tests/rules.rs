@@ -688,28 +688,32 @@ fn pods_that_break_the_namespace_s_pod_security_level() {
 /// start (slow here: two minutes). A dependent applied meanwhile is refused as the API server
 /// refuses it, and converges on its retry; waiting for the webhook's Kustomization removes the
 /// race; a fail-open webhook or one with an objectSelector is never taken to refuse.
-#[test]
-fn a_webhook_the_repo_defines_itself_refuses_until_its_pods_serve() {
+/// A vendored cert-manager: CRD, namespace, the webhook's Service and Deployment and its
+/// ValidatingWebhookConfiguration (`extra`: more fields of the webhook; `resources`: what it
+/// intercepts in `groups`) in Kustomization cert-manager (`wait`), and an app applying a
+/// Certificate after it.
+fn vendored_cert_manager(wait: &str, extra: &str, groups: &str, resources: &str) -> Repo {
     let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: certificates.cert-manager.io\nspec:\n  group: cert-manager.io\n  names:\n    kind: Certificate\n    plural: certificates\n  scope: Namespaced\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n          type: object\n          x-kubernetes-preserve-unknown-fields: true\n";
     let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: cert-manager\n";
     let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: cert-manager-webhook\n  namespace: cert-manager\nspec:\n  selector:\n    app: webhook\n  ports:\n    - port: 443\n";
     let deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: cert-manager-webhook\n  namespace: cert-manager\nspec:\n  selector:\n    matchLabels:\n      app: webhook\n  template:\n    metadata:\n      labels:\n        app: webhook\n    spec:\n      containers:\n        - name: webhook\n          image: quay.io/jetstack/cert-manager-webhook:v1.16.1\n";
-    let vwc = |extra: &str| {
-        format!(
-            "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: cert-manager-webhook\nwebhooks:\n  - name: webhook.cert-manager.io\n    admissionReviewVersions: [v1]\n    sideEffects: None\n{extra}    clientConfig:\n      service:\n        name: cert-manager-webhook\n        namespace: cert-manager\n        path: /validate\n    rules:\n      - apiGroups: [cert-manager.io]\n        apiVersions: [v1]\n        operations: [CREATE, UPDATE]\n        resources: [\"*/*\", certificates]\n"
-        )
-    };
-    let repo = |wait: &str, extra: &str| {
-        base()
-            .ks("cert-manager", &[], wait)
-            .obj("cert-manager", "crd.yaml", crd)
-            .obj("cert-manager", "ns.yaml", ns)
-            .obj("cert-manager", "svc.yaml", svc)
-            .obj("cert-manager", "deploy.yaml", deploy)
-            .obj("cert-manager", "vwc.yaml", &vwc(extra))
-            .ks("app", &["cert-manager"], "")
-            .obj("app", "cert.yaml", CERT)
-    };
+    let vwc = format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: cert-manager-webhook\nwebhooks:\n  - name: webhook.cert-manager.io\n    admissionReviewVersions: [v1]\n    sideEffects: None\n{extra}    clientConfig:\n      service:\n        name: cert-manager-webhook\n        namespace: cert-manager\n        path: /validate\n    rules:\n      - apiGroups: [{groups}]\n        apiVersions: [v1]\n        operations: [CREATE, UPDATE]\n        resources: [{resources}]\n"
+    );
+    base()
+        .ks("cert-manager", &[], wait)
+        .obj("cert-manager", "crd.yaml", crd)
+        .obj("cert-manager", "ns.yaml", ns)
+        .obj("cert-manager", "svc.yaml", svc)
+        .obj("cert-manager", "deploy.yaml", deploy)
+        .obj("cert-manager", "vwc.yaml", &vwc)
+        .ks("app", &["cert-manager"], "")
+        .obj("app", "cert.yaml", CERT)
+}
+
+#[test]
+fn a_webhook_the_repo_defines_itself_refuses_until_its_pods_serve() {
+    let repo = |wait: &str, extra: &str| vendored_cert_manager(wait, extra, "cert-manager.io", "certificates");
     let slow = || SimConfig { pod_start_ms: 120_000, ..Default::default() };
     let sim = repo("  wait: false\n", "").simulate(slow()).unwrap();
     let refused =
@@ -726,4 +730,30 @@ fn a_webhook_the_repo_defines_itself_refuses_until_its_pods_serve() {
     for extra in ["    failurePolicy: Ignore\n", "    objectSelector:\n      matchLabels:\n        team: web\n"] {
         assert!(repo("  wait: false\n", extra).simulate(slow()).unwrap().failures.is_empty(), "{extra}");
     }
+}
+
+/// The webhook-bootstrap suite covers the repo's own webhooks too: its pods taken down in
+/// the middle of the bootstrap, it must recover; one that intercepts Pods in its own
+/// namespace never does, which plan calls `webhook-self-block` and the suite a deadlock.
+#[test]
+fn the_webhook_suite_takes_down_the_repo_s_own_webhooks() {
+    let sim = SimConfig { cni_preinstalled: true, ..Default::default() };
+    let r = harness::suite::webhook::run(
+        &vendored_cert_manager("  wait: false\n", "", "cert-manager.io", "certificates").loaded(),
+        &sim,
+    )
+    .unwrap();
+    let down =
+        r.checks.iter().find(|c| c.id == "down:webhook.cert-manager.io").unwrap_or_else(|| panic!("{:?}", r.checks));
+    assert_ne!(down.status, harness::suite::Status::Fail, "{down:?}");
+    assert!(r.table.rows.iter().any(|row| row[1] == "Kustomization cert-manager"), "{:?}", r.table.rows);
+    let pods = || vendored_cert_manager("  wait: false\n", "", "\"\"", "pods");
+    one(&pods().plan(), "webhook-self-block", Severity::Error);
+    let r = harness::suite::webhook::run(&pods().loaded(), &sim).unwrap();
+    let down = r.checks.iter().find(|c| c.id == "down:webhook.cert-manager.io").unwrap();
+    assert_eq!(down.status, harness::suite::Status::Fail, "{down:?}");
+    assert!(down.message.contains("deadlock"), "{}", down.message);
+    // Exempting its own namespace removes the deadlock.
+    let exempt = "    namespaceSelector:\n      matchExpressions:\n        - key: kubernetes.io/metadata.name\n          operator: NotIn\n          values: [cert-manager]\n";
+    none(&vendored_cert_manager("  wait: false\n", exempt, "\"\"", "pods").plan(), "webhook-self-block");
 }

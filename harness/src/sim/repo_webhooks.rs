@@ -116,6 +116,26 @@ fn backends(model: &RepoModel, ns: &str, name: &str) -> Vec<(usize, usize)> {
 }
 
 impl RepoHook {
+    /// What it intercepts, for people: `certificates in cert-manager.io`.
+    pub fn describe(&self) -> String {
+        self.rules
+            .iter()
+            .map(|(g, r)| {
+                let g: Vec<&str> = g.iter().map(|g| if g.is_empty() { "core" } else { g.as_str() }).collect();
+                format!("{} in {}", r.join(","), g.join(","))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// It intercepts Pods in its own pods' namespace (labelled `labels`), which its
+    /// namespaceSelector does not exempt: once its pods are gone, their replacements go
+    /// through it and are refused.
+    pub fn blocks_own_pods(&self, labels: &serde_json::Map<String, Value>) -> bool {
+        self.intercepts("", "Pod")
+            && self.namespace_selector.as_ref().is_none_or(|sel| crate::labels::label_selector_matches(sel, labels))
+    }
+
     /// Whether a write of `group`/`kind` matches one of its rules.
     fn intercepts(&self, group: &str, kind: &str) -> bool {
         let plural = crate::builtin::find(group, kind)
@@ -134,10 +154,27 @@ impl Simulator<'_> {
     }
 
     pub(super) fn repo_hook_serving(&self, h: &RepoHook) -> bool {
-        self.network_up()
+        let up = self.network_up()
             && h.backends.iter().all(|&(k, _)| {
                 self.ks[k].applied_at.is_some_and(|t| t.max(self.network_since()) + self.sim.pod_start_ms <= self.now)
-            })
+            });
+        // Pods taken down come back at the end of the window, unless the webhook refuses
+        // its own new pods: then they never do.
+        up && !self.sim.faults.iter().any(|f| {
+            matches!(f, super::fault::Fault::WebhookDown { name, from, to }
+                if *name == h.name && self.now >= *from && (self.now < *to || self.repo_self_blocks(h)))
+        })
+    }
+
+    /// It intercepts Pods in the namespace of its own pods, which its selector does not
+    /// exempt: once its pods are gone, their replacements go through it.
+    pub fn repo_self_blocks(&self, h: &RepoHook) -> bool {
+        h.blocks_own_pods(&self.labels_of(&h.service.0))
+    }
+
+    /// The repo's webhooks the simulator models.
+    pub fn repo_hooks(&self) -> &[RepoHook] {
+        &self.repo_hooks
     }
 
     /// The repo's fail-closed webhook that refuses this write now, if any (its index).

@@ -207,9 +207,13 @@ fn waits_on(s: &Simulator, e: &Entity) -> Option<Block> {
                 None
             } else if !s.network_up() {
                 Some(Block::On(Entity::Network))
-            } else {
+            } else if let Some(k) = h.backends.iter().map(|&(k, _)| k).find(|&k| !s.k_ready(k)) {
                 // The first workload behind it that has not started.
-                h.backends.iter().map(|&(k, _)| k).find(|&k| !s.k_ready(k)).map(|k| Block::On(Entity::K(k)))
+                Some(Block::On(Entity::K(k)))
+            } else if s.repo_self_blocks(h) {
+                Some(Block::On(e.clone()))
+            } else {
+                Some(Block::Root("its pods are down (fault injected)".to_string()))
             }
         }
         Entity::Network => match s.primary_cni {

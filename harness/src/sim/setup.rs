@@ -271,12 +271,12 @@ impl<'a> Simulator<'a> {
                 Fault::WebhookDown { name, from, to } => {
                     let known = model.helm_releases.iter().any(|h| {
                         s.cat.chart(&h.spec.chart).is_some_and(|c| c.webhooks.iter().any(|w| &w.name == name))
-                    });
+                    }) || s.repo_hooks.iter().any(|h| &h.name == name);
                     if !known {
                         return Err(Error::new(
                             ErrorKind::Usage,
                             format!(
-                                "--fault webhook-down:{name}: no HelmRelease of the repository registers a webhook named {name}"
+                                "--fault webhook-down:{name}: no HelmRelease of the repository registers a webhook named {name}, nor does a webhook configuration the repository applies"
                             ),
                         ));
                     }

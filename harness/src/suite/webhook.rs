@@ -17,8 +17,16 @@ use crate::sim::{SimConfig, Simulator};
 /// How long each webhook's pods stay down.
 pub const DOWN_MS: u64 = 120_000;
 
+/// Who serves a webhook: a catalogue chart's HelmRelease, or pods the repo applies itself
+/// (index into the simulator's repo webhooks).
+#[derive(Clone, Copy)]
+enum Served {
+    Release(usize),
+    Repo(usize),
+}
+
 struct Hook {
-    hr: usize,
+    served: Served,
     name: String,
     policy: FailurePolicy,
     intercepts: String,
@@ -31,13 +39,16 @@ fn hooks(model: &RepoModel, cat: &Catalogue) -> Vec<Hook> {
             if let Some(policy) = w.effective_policy(&h.spec.values) {
                 let g: Vec<&str> = w.intercepts.groups.iter().map(|g| if g.is_empty() { "core" } else { g }).collect();
                 out.push(Hook {
-                    hr: j,
+                    served: Served::Release(j),
                     name: w.name.clone(),
                     policy,
                     intercepts: format!("{} in {}", w.intercepts.kinds.join(","), g.join(",")),
                 });
             }
         }
+    }
+    for (w, h) in crate::sim::repo_webhooks::find(model).into_iter().enumerate() {
+        out.push(Hook { served: Served::Repo(w), intercepts: h.describe(), name: h.name, policy: FailurePolicy::Fail });
     }
     out
 }
@@ -48,13 +59,19 @@ pub fn fail_closed(model: &RepoModel, cat: &Catalogue) -> Vec<(String, String)> 
     hooks(model, cat)
         .into_iter()
         .filter(|h| h.policy == FailurePolicy::Fail)
-        .map(|h| {
-            let r = &model.helm_releases[h.hr].spec;
-            let ns =
-                r.raw.pointer("/spec/targetNamespace").and_then(|v| v.as_str()).unwrap_or(&r.namespace).to_string();
-            (h.name, ns)
-        })
+        .map(|h| (h.name.clone(), serving_namespace(model, &h)))
         .collect()
+}
+
+/// The namespace of the pods that serve a webhook.
+fn serving_namespace(model: &RepoModel, h: &Hook) -> String {
+    match h.served {
+        Served::Release(j) => {
+            let r = &model.helm_releases[j].spec;
+            r.raw.pointer("/spec/targetNamespace").and_then(|v| v.as_str()).unwrap_or(&r.namespace).to_string()
+        }
+        Served::Repo(w) => crate::sim::repo_webhooks::find(model)[w].service.0.clone(),
+    }
 }
 
 fn outcome(r: &SimReport) -> std::result::Result<String, String> {
@@ -72,7 +89,7 @@ fn outcome(r: &SimReport) -> std::result::Result<String, String> {
 pub fn run(loaded: &Loaded, sim: &SimConfig) -> Result<SuiteResult> {
     let (model, cat) = (&loaded.model, &loaded.catalogue);
     let hooks = hooks(model, cat);
-    let mut table = Table::new(&["webhook", "HelmRelease", "failurePolicy", "intercepts", "pods down", "outcome"]);
+    let mut table = Table::new(&["webhook", "served by", "failurePolicy", "intercepts", "pods down", "outcome"]);
     let mut checks = vec![];
     // Kept: what a webhook's configuration implies (`self_blocks`) is read from it.
     let mut undisturbed = Simulator::of(loaded, sim.clone())?;
@@ -83,7 +100,7 @@ pub fn run(loaded: &Loaded, sim: &SimConfig) -> Result<SuiteResult> {
             "webhooks",
             "the repo's admission webhooks",
             Status::Skip,
-            "the repository installs no admission webhook that the catalogue knows (docs/catalogue.md adds charts)"
+            "the repository installs no admission webhook that the catalogue knows (docs/catalogue.md adds charts) nor a fail-closed one of its own"
                 .into(),
         ));
         return Ok(SuiteResult { suite: SuiteName::WebhookBootstrap, checks, table, snapshot: None });
@@ -95,8 +112,19 @@ pub fn run(loaded: &Loaded, sim: &SimConfig) -> Result<SuiteResult> {
     });
     let mut snapshot = String::new();
     for w in &hooks {
-        let h = &model.helm_releases[w.hr].spec;
-        let hid = format!("{}/{}", h.namespace, h.name);
+        // Who serves it, and when it first does in the undisturbed bootstrap.
+        let (hid, ready_kind, ready_name) = match w.served {
+            Served::Release(j) => {
+                let h = &model.helm_releases[j].spec;
+                let id = format!("{}/{}", h.namespace, h.name);
+                (id.clone(), "HelmRelease", id)
+            }
+            Served::Repo(r) => {
+                let k = undisturbed.repo_hooks()[r].backends[0].0;
+                let id = crate::graph::display_k(model, k);
+                (format!("Kustomization {id}"), "Kustomization", id)
+            }
+        };
         let policy = match w.policy {
             FailurePolicy::Fail => "Fail",
             FailurePolicy::Ignore => "Ignore",
@@ -129,14 +157,14 @@ pub fn run(loaded: &Loaded, sim: &SimConfig) -> Result<SuiteResult> {
         let Some(ready) = baseline
             .ready_order
             .iter()
-            .find(|r| r.kind == "HelmRelease" && r.name == hid)
+            .find(|r| r.kind == ready_kind && r.name == ready_name)
             .map(|r| (r.at_seconds * 1000.0) as u64)
         else {
             checks.push(Check::new(
                 &id,
                 &title,
                 Status::Skip,
-                format!("HelmRelease {hid} is never Ready in the bootstrap itself"),
+                format!("{ready_kind} {ready_name} is never Ready in the bootstrap itself"),
             ));
             table.row(vec![w.name.clone(), hid, policy.into(), w.intercepts.clone(), "-".into(), "never Ready".into()]);
             continue;
@@ -145,8 +173,11 @@ pub fn run(loaded: &Loaded, sim: &SimConfig) -> Result<SuiteResult> {
         let end = (baseline.total_seconds * 1000.0) as u64;
         let from = (ready + end.saturating_sub(ready) / 2).max(ready + 1000) / 1000 * 1000;
         let to = from + DOWN_MS;
-        let ns = h.raw.pointer("/spec/targetNamespace").and_then(|v| v.as_str()).unwrap_or(&h.namespace).to_string();
-        let self_blocks = undisturbed.self_blocks(w.hr, &w.name);
+        let ns = serving_namespace(model, w);
+        let self_blocks = match w.served {
+            Served::Release(j) => undisturbed.self_blocks(j, &w.name),
+            Served::Repo(r) => undisturbed.repo_self_blocks(&undisturbed.repo_hooks()[r]),
+        };
         let static_deadlock = || {
             format!(
                 "deadlock: webhook {} (failurePolicy Fail) intercepts Pods in its own namespace {ns}, which it does not exempt: whenever its pods are replaced (restart, node loss, upgrade), the replacements go through the webhook itself, which has no endpoint, so they are refused and it never serves again",
@@ -162,7 +193,7 @@ pub fn run(loaded: &Loaded, sim: &SimConfig) -> Result<SuiteResult> {
                 (
                     Status::Skip,
                     format!(
-                        "HelmRelease {hid} is Ready at {:.0}s, the end of the bootstrap: nothing is left to disturb",
+                        "{ready_kind} {ready_name} is Ready at {:.0}s, the end of the bootstrap: nothing is left to disturb",
                         ready as f64 / 1000.0
                     ),
                 )
