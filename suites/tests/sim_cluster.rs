@@ -493,3 +493,45 @@ async fn kubectl_gets_tables_applies_server_side_and_waits() {
     assert!(out.contains("KIND:       Kustomization") && out.contains("dependsOn\t<[]Object>"), "{out}");
     assert!(out.contains("sourceRef\t<Object> -required-"), "{out}");
 }
+
+/// The simulated controllers act on what clients change in the API server, as Flux's do:
+/// `flux reconcile` (the requestedAt annotation) reconciles a Kustomization again even after
+/// the bootstrap converged and is acknowledged in status.lastHandledReconcileAt; `flux
+/// suspend` (spec.suspend) stops it handling requests, and the object keeps the client's
+/// spec.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flux_reconcile_and_suspend_through_the_api_are_acted_on() {
+    let c = start(two_layers(), SimConfig::default(), 600.0).await;
+    let ks = ks_api(&client(&c).await);
+    let ready = await_condition(ks.clone(), "b", |o: Option<&DynamicObject>| o.is_some_and(is_ready));
+    tokio::time::timeout(Duration::from_secs(20), ready).await.expect("b Ready in time").unwrap();
+    let handled = |token: &'static str| {
+        move |o: Option<&DynamicObject>| o.is_some_and(|o| o.data["status"]["lastHandledReconcileAt"] == token)
+    };
+    let annotate = |token: &str| {
+        Patch::Merge(serde_json::json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}}))
+    };
+    ks.patch("a", &PatchParams::default(), &annotate("t1")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), await_condition(ks.clone(), "a", handled("t1")))
+        .await
+        .expect("the request is handled")
+        .unwrap();
+    ks.patch("a", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"suspend": true}})))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ks.patch("a", &PatchParams::default(), &annotate("t2")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let a = ks.get("a").await.unwrap();
+    assert_eq!(a.data["spec"]["suspend"], true, "the client's spec stays");
+    assert_eq!(a.data["status"]["lastHandledReconcileAt"], "t1", "a suspended Kustomization handles no request");
+    // Resumed: the pending request is handled.
+    ks.patch("a", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"suspend": false}})))
+        .await
+        .unwrap();
+    ks.patch("a", &PatchParams::default(), &annotate("t3")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), await_condition(ks.clone(), "a", handled("t3")))
+        .await
+        .expect("handled once resumed")
+        .unwrap();
+}

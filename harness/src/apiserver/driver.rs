@@ -96,6 +96,26 @@ fn sync(shared: &Shared, objects: Vec<Value>, last: &mut HashMap<(String, String
     }
 }
 
+/// What clients set on the served Kustomizations: (namespace, name, `spec.suspend`, the
+/// `reconcile.fluxcd.io/requestedAt` annotation). Read every tick; the simulator acts only
+/// on what changed.
+fn client_edits(shared: &Shared) -> Vec<(String, String, bool, Option<String>)> {
+    let st = shared.store.lock().unwrap();
+    st.list("kustomize.toolkit.fluxcd.io", "kustomizations", None)
+        .into_iter()
+        .map(|o| {
+            let s = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+            let requested = o.pointer("/metadata/annotations/reconcile.fluxcd.io~1requestedAt").and_then(Value::as_str);
+            (
+                s("/metadata/namespace"),
+                s("/metadata/name"),
+                o.pointer("/spec/suspend").and_then(Value::as_bool).unwrap_or(false),
+                requested.map(str::to_string),
+            )
+        })
+        .collect()
+}
+
 /// The uid of the object an event is about, once the store holds it.
 fn involved_uid(shared: &Shared, event: &Value) -> Option<Value> {
     let io = &event["involvedObject"];
@@ -179,8 +199,12 @@ pub async fn attach(
         loop {
             tokio::time::sleep(tick).await;
             let target = (t0.elapsed().as_millis() as f64 * speed) as u64;
+            let edits = client_edits(&shared);
             let objects = {
                 let mut s = sim2.lock().unwrap();
+                for (ns, name, suspend, requested) in &edits {
+                    s.client_edit(ns, name, *suspend, requested.as_deref(), target);
+                }
                 s.advance_to(target);
                 // Most ticks handle no event (and after convergence none ever does):
                 // skip rebuilding and diffing every object then.

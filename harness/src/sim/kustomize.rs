@@ -10,10 +10,10 @@ impl<'a> Simulator<'a> {
         if !self.ks[i].exists || self.ks[i].busy {
             return;
         }
-        let spec = &self.model.kustomizations[i].spec;
-        if spec.suspend {
+        if self.k_suspended(i) {
             return;
         }
+        let spec = &self.model.kustomizations[i].spec;
         let kid = format!("{}/{}", spec.namespace, spec.name);
         let retry = self.retry_interval(i);
         // Source.

@@ -11,6 +11,7 @@
 //! Pure: no IO, no clock, no threads. Same inputs and seed, same timeline.
 
 mod admission;
+mod client;
 pub mod fault;
 mod helm;
 mod kustomize;
@@ -182,6 +183,10 @@ struct KSim {
     /// When the next reconcile is queued; requests merge into the earliest
     /// (controller-runtime's work queue), later events for it are stale.
     next_at: Option<u64>,
+    /// `spec.suspend` as a client of the API server set it (`flux suspend`), over the repo's.
+    suspended: Option<bool>,
+    /// The last `reconcile.fluxcd.io/requestedAt` handled (`flux reconcile`).
+    handled_request: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,6 +233,8 @@ pub struct Simulator<'a> {
     sim: SimConfig,
     now: u64,
     seq: u64,
+    /// Changes a client made through the API that the controllers acted on.
+    client_edits: u64,
     /// Events handled so far: the cluster's objects change only when this or `now` does.
     handled: u64,
     /// A Ready condition changed since `all_ready` last looked: checking every object
@@ -506,12 +513,12 @@ impl<'a> Simulator<'a> {
 
     /// Changes whenever [`Simulator::cluster_objects`] may: a consumer polling the
     /// simulator rebuilds the objects only when this differs from last time.
-    pub fn version(&self) -> (u64, u64) {
-        (self.handled, self.now)
+    pub fn version(&self) -> (u64, u64, u64) {
+        (self.handled, self.now, self.client_edits)
     }
 
     fn all_ready(&self) -> bool {
-        (0..self.ks.len()).all(|i| self.k_ready(i) || self.model.kustomizations[i].spec.suspend)
+        (0..self.ks.len()).all(|i| self.k_ready(i) || self.k_suspended(i))
             && (0..self.hs.len()).all(|j| self.h_ready(j))
     }
 

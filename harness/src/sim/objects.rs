@@ -91,6 +91,7 @@ impl<'a> Simulator<'a> {
             if self.ks[i].ready.first.is_some() {
                 o["status"]["lastAppliedRevision"] = json!(self.sim.revision);
             }
+            self.client_fields(i, &mut o);
             if ready || self.ks[i].ready.cond.is_some() {
                 o["status"]["lastAttemptedRevision"] = json!(self.sim.revision);
             }

@@ -368,7 +368,7 @@ pub fn build(s: &Simulator) -> SimReport {
     let mut stuck = vec![];
     let mut stuck_entities = vec![];
     for i in 0..s.ks.len() {
-        if s.k_ready(i) || s.model.kustomizations[i].spec.suspend {
+        if s.k_ready(i) || s.k_suspended(i) {
             continue;
         }
         let (reason, message) = match &s.ks[i].ready.cond {

@@ -90,6 +90,7 @@ impl<'a> Simulator<'a> {
             cfg: cfg.clone(),
             now: 0,
             seq: 0,
+            client_edits: 0,
             handled: 0,
             readiness_changed: true,
             k_parked: vec![None; model.kustomizations.len()],
