@@ -1251,7 +1251,7 @@ fn the_live_probe_compares_pods_with_the_policies_and_cleans_up() {
         bin.path(),
         "kubectl",
         &format!(
-            "echo \"kubectl $*\" >> {}\ncase \"$*\" in *jsonpath*) case \"$*\" in *\" dev \"*) echo 10.0.0.1;; *) echo 10.0.0.2;; esac;; *flux-harness-probe-client*) echo 'dev open'; echo 'prod open'; echo 'dns open';; esac\n",
+            "echo \"kubectl $*\" >> {}\ncase \"$*\" in *podIP*) case \"$*\" in *\" dev \"*) echo 10.0.0.1;; *) echo 10.0.0.2;; esac;; *\" logs pod/flux-harness-probe-client\"*) echo 'dev open'; echo 'prod open'; echo 'dns open';; esac\n",
             log.display()
         ),
     );
@@ -1279,6 +1279,9 @@ fn the_live_probe_compares_pods_with_the_policies_and_cleans_up() {
         assert!(calls.contains(&format!("-n {ns} delete pod flux-harness-probe flux-harness-probe-client")), "{calls}");
     }
     assert!(calls.contains("runAsNonRoot"), "the probe pods pass restricted Pod Security");
+    assert!(!calls.contains(" -i "), "the client is not attached: its answers are read from its log");
+    let first_delete = calls.find("delete pod flux-harness-probe").unwrap();
+    assert!(first_delete < calls.find("run flux-harness-probe ").unwrap(), "a killed run's probe pods go first");
     let all_open = vec![vec![true, true, true], vec![true, true, true], vec![false, false, true]];
     let check = with_path(bin.path(), || harness::e2e::live::probe(&kind, &labels, &namespaces, &all_open));
     assert_eq!(check.status, harness::suite::Status::Pass, "{check:?}");
@@ -1296,7 +1299,11 @@ fn the_live_webhook_check_takes_the_pods_down_and_brings_them_back() {
         kubeconfig: "/tmp/kc".into(),
         repo_cni: false,
     };
-    let hooks = vec![("validate.kyverno.svc-fail".to_string(), "kyverno".to_string())];
+    let hooks = vec![
+        harness::e2e::live::LiveHook { name: "validate.kyverno.svc-fail".into(), self_blocks: false },
+        harness::e2e::live::LiveHook { name: "validate.gatekeeper.sh".into(), self_blocks: true },
+    ];
+    let ks = vec![("flux-system".to_string(), "apps".to_string())];
     for comes_back in [true, false] {
         let bin = tempfile::tempdir().unwrap();
         let log = bin.path().join("calls.log");
@@ -1309,7 +1316,7 @@ fn the_live_webhook_check_takes_the_pods_down_and_brings_them_back() {
 case "$*" in
   *webhookconfigurations*) echo '{{"items":[{{"webhooks":[{{"name":"validate.kyverno.svc-fail","clientConfig":{{"service":{{"namespace":"kyverno","name":"kyverno-svc"}}}}}}]}}]}}';;
   *"get service kyverno-svc"*) echo '{{"spec":{{"selector":{{"app":"kyverno"}}}}}}';;
-  *"get deployments"*) echo '{{"items":[{{"metadata":{{"name":"kyverno-admission-controller"}},"spec":{{"replicas":3}}}}]}}';;
+  *"get deployments"*) echo '{{"items":[{{"metadata":{{"name":"kyverno-admission-controller"}},"spec":{{"replicas":3,"template":{{"metadata":{{"labels":{{"app":"kyverno"}}}}}}}}}},{{"metadata":{{"name":"other","labels":{{"app":"kyverno"}}}},"spec":{{"replicas":1,"template":{{"metadata":{{"labels":{{"app":"other"}}}}}}}}}}]}}';;
   *"rollout status"*) {status};;
 esac
 "#,
@@ -1317,16 +1324,22 @@ esac
             ),
         );
         let checks = with_path(bin.path(), || {
-            harness::e2e::live::webhook_checks(&kind, &hooks, std::time::Duration::from_millis(10))
+            harness::e2e::live::webhook_checks(&kind, &hooks, &ks, std::time::Duration::from_millis(10), "test")
         });
-        assert_eq!(checks.len(), 1);
+        assert_eq!(checks.len(), 2);
+        assert_eq!(checks[1].status, harness::suite::Status::Skip, "a self-blocking webhook is not taken down");
         assert_eq!(checks[0].status == harness::suite::Status::Pass, comes_back, "{:?}", checks[0]);
         let calls = std::fs::read_to_string(&log).unwrap();
         let at = |n: &str| calls.find(n).unwrap_or_else(|| panic!("{n}:\n{calls}"));
-        assert!(at("--replicas=0") < at("reconcile.fluxcd.io/requestedAt=flux-harness-down-0"), "{calls}");
-        assert!(at("reconcile.fluxcd.io/requestedAt=flux-harness-down-0") < at("--replicas=3"), "{calls}");
+        assert!(at("--replicas=0") < at("requestedAt=flux-harness-test-down-0"), "{calls}");
+        assert!(at("requestedAt=flux-harness-test-down-0") < at("--replicas=3"), "{calls}");
+        assert!(!calls.contains("deployment/other"), "matched on the pod template, not the Deployment's labels");
+        assert!(!calls.contains("gatekeeper"), "{calls}");
         if comes_back {
-            assert!(calls.contains("wait kustomizations.kustomize.toolkit.fluxcd.io --all -A --for=condition=Ready"));
+            assert!(
+                calls.contains("-n flux-system wait kustomization.kustomize.toolkit.fluxcd.io/apps --for=jsonpath={.status.lastHandledReconcileAt}=flux-harness-test-up-0"),
+                "{calls}"
+            );
         } else {
             assert!(checks[0].message.contains("did not come back"), "{}", checks[0].message);
         }

@@ -148,7 +148,7 @@ pub(super) struct ScratchDir(std::path::PathBuf);
 
 impl ScratchDir {
     fn new(run_id: &str) -> Result<ScratchDir> {
-        let dir = super::served::scratch(run_id).with_extension("plan");
+        let dir = std::path::PathBuf::from(format!("{}.plan", super::served::scratch(run_id).display()));
         let mut b = std::fs::DirBuilder::new();
         std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
         b.recursive(true).create(&dir).map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", dir.display())))?;

@@ -120,7 +120,8 @@ fn alive(pid: u32) -> bool {
 /// Did the run that wrote `r` end? Only a record of this machine can say: its pid gone,
 /// or running again as another process (started at another time).
 fn ended(r: &Record) -> bool {
-    if r.host.is_empty() || r.host != machine() {
+    // A record of an earlier version names no machine: judged by its pid, as it was then.
+    if !r.host.is_empty() && r.host != machine() {
         return false;
     }
     if !alive(r.pid) {

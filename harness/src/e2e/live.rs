@@ -140,6 +140,7 @@ pub fn probe_servers(prov: &dyn ClusterProvider, namespaces: &[String]) -> Vec<C
 pub fn client_script(targets: &[(String, String)]) -> String {
     let mut s = String::new();
     for (label, ip) in targets {
+        let ip = if ip.contains(':') { format!("[{ip}]") } else { ip.clone() };
         s.push_str(&format!(
             "if wget -q -T 3 -O /dev/null http://{ip}:{PROBE_PORT}/ 2>/dev/null; then echo '{label} open'; else echo '{label} closed'; fi; "
         ));
@@ -153,8 +154,12 @@ pub fn disagreements(labels: &[String], expected: &[Vec<bool>], observed: &[Vec<
     let mut out = vec![];
     for (i, from) in labels.iter().enumerate() {
         for (j, to) in labels.iter().enumerate() {
+            if from == "dns" {
+                continue;
+            }
             match (expected[i][j], observed.get(i).and_then(|r| r.get(j)).copied().flatten()) {
-                (_, None) => {}
+                // A probe that gave no answer is no agreement.
+                (_, None) => out.push(format!("{from} → {to}: the probe gave no answer")),
                 (e, Some(o)) if e == o => {}
                 (e, Some(o)) => out.push(format!(
                     "{from} → {to}: the policies say {}, the probe found it {}",
@@ -177,7 +182,12 @@ pub fn probe(prov: &dyn ClusterProvider, labels: &[String], namespaces: &[String
         labels.iter().zip(namespaces).filter(|(l, _)| *l != "dns").map(|(_, ns)| ns.clone()).collect();
     servers.sort();
     servers.dedup();
+    if servers.is_empty() {
+        return Check::new("live-probe", title, Status::Skip, "no namespace to probe".into());
+    }
     let cleanup = Cleanup { prov, namespaces: &servers };
+    // Probe pods a killed run left would make `kubectl run` fail: gone first.
+    cleanup.delete();
     let observed = (|| -> Result<Vec<Vec<Option<bool>>>, String> {
         for c in probe_servers(prov, &servers) {
             c.output().map_err(|e| format!("starting the probe pods: {e}"))?;
@@ -199,27 +209,21 @@ pub fn probe(prov: &dyn ClusterProvider, labels: &[String], namespaces: &[String
                 rows.push(vec![None; labels.len()]);
                 continue;
             }
+            // Not attached (`run -i` can lose early output): run to completion, then read
+            // its log.
             let client = format!("{PROBE}-client");
             let overrides = probe_pod(&client, &["sh", "-c", &script]);
-            let out = kubectl(
-                prov,
-                &[
-                    "-n",
-                    ns,
-                    "run",
-                    &client,
-                    "--image",
-                    IMAGE,
-                    "--restart=Never",
-                    "--rm",
-                    "-i",
-                    "--quiet",
-                    "--overrides",
-                    &overrides,
-                ],
-            )
-            .output()
-            .map_err(|e| format!("probing from {label}: {e}"))?;
+            let pod = format!("pod/{client}");
+            let steps: [&[&str]; 3] = [
+                &["-n", ns, "run", &client, "--image", IMAGE, "--restart=Never", "--overrides", &overrides],
+                &["-n", ns, "wait", &pod, "--for=jsonpath={.status.phase}=Succeeded", "--timeout=3m"],
+                &["-n", ns, "logs", &pod],
+            ];
+            let mut out = String::new();
+            for args in steps {
+                out = kubectl(prov, args).output().map_err(|e| format!("probing from {label}: {e}"))?;
+            }
+            let _ = kubectl(prov, &["-n", ns, "delete", &pod, "--ignore-not-found", "--wait=false"]).output();
             let seen =
                 |to: &str| out.lines().find_map(|l| l.strip_prefix(&format!("{to} ")).map(|r| r.trim() == "open"));
             rows.push(labels.iter().map(|to| seen(to)).collect());
@@ -244,14 +248,20 @@ struct Cleanup<'a> {
     namespaces: &'a [String],
 }
 
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
+impl Cleanup<'_> {
+    fn delete(&self) {
         let client = format!("{PROBE}-client");
         for ns in self.namespaces {
             let _ =
                 kubectl(self.prov, &["-n", ns, "delete", "pod", PROBE, &client, "--ignore-not-found", "--wait=false"])
                     .output();
         }
+    }
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        self.delete();
     }
 }
 
@@ -299,15 +309,21 @@ fn backing_deployments(
     }
     let sel = selector.join(",");
     let d: Value = serde_json::from_str(
-        &kubectl(prov, &["-n", ns, "get", "deployments", "-l", &sel, "-o", "json"])
+        &kubectl(prov, &["-n", ns, "get", "deployments", "-o", "json"])
             .output()
             .map_err(|e| format!("deployments behind {ns}/{svc}: {e}"))?,
     )
     .map_err(|e| format!("deployments behind {ns}/{svc}: {e}"))?;
+    // The Service selects pods: matched on each Deployment's pod template, not its own labels.
+    let wanted = s["spec"]["selector"].as_object().cloned().unwrap_or_default();
     let deps: Vec<(String, i64)> = d["items"]
         .as_array()
         .into_iter()
         .flatten()
+        .filter(|i| {
+            let labels = &i["spec"]["template"]["metadata"]["labels"];
+            wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
+        })
         .filter_map(|i| {
             Some((i["metadata"]["name"].as_str()?.to_string(), i["spec"]["replicas"].as_i64().unwrap_or(1)))
         })
@@ -335,32 +351,76 @@ impl Drop for ScaleBack<'_> {
     }
 }
 
-/// Asks every Kustomization to reconcile now (as `flux reconcile` does).
-fn reconcile_all(prov: &dyn ClusterProvider, mark: &str) -> Result<(), String> {
-    kubectl(
-        prov,
-        &[
-            "annotate",
-            "kustomizations.kustomize.toolkit.fluxcd.io",
-            "--all",
-            "-A",
-            "--overwrite",
-            &format!("reconcile.fluxcd.io/requestedAt={mark}"),
-        ],
-    )
-    .output()
-    .map(|_| ())
-    .map_err(|e| format!("requesting a reconcile: {e}"))
+/// Asks each of the repo's Kustomizations to reconcile now (as `flux reconcile` does), with
+/// a mark unique to the run (Flux acts only on a new value).
+fn reconcile(prov: &dyn ClusterProvider, ks: &[(String, String)], mark: &str) -> Result<(), String> {
+    for (ns, name) in ks {
+        kubectl(
+            prov,
+            &[
+                "-n",
+                ns,
+                "annotate",
+                "--overwrite",
+                &format!("kustomization.kustomize.toolkit.fluxcd.io/{name}"),
+                &format!("reconcile.fluxcd.io/requestedAt={mark}"),
+            ],
+        )
+        .output()
+        .map_err(|e| format!("requesting a reconcile of {ns}/{name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Waits until each of the repo's Kustomizations has handled request `mark` and is Ready
+/// (an old Ready=True does not count).
+fn wait_handled(prov: &dyn ClusterProvider, ks: &[(String, String)], mark: &str) -> Result<(), String> {
+    for (ns, name) in ks {
+        let k = format!("kustomization.kustomize.toolkit.fluxcd.io/{name}");
+        for cond in
+            [format!("--for=jsonpath={{.status.lastHandledReconcileAt}}={mark}"), "--for=condition=Ready".into()]
+        {
+            kubectl(prov, &["-n", ns, "wait", &k, &cond, "--timeout=10m"])
+                .output()
+                .map_err(|e| format!("Kustomization {ns}/{name} is not Ready again after the request: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A fail-closed webhook as the live check takes it down.
+pub struct LiveHook {
+    pub name: String,
+    /// It refuses its own new pods: taken down, it would never come back (the simulator's
+    /// and plan's verdict), so it is not taken down on a real cluster.
+    pub self_blocks: bool,
 }
 
 /// `webhook-bootstrap` on the cluster: each fail-closed webhook's pods taken down (its
-/// Deployments scaled to 0) while every Kustomization reconciles, then restored; its pods
-/// must come back and every Kustomization be Ready again.
-pub fn webhook_checks(prov: &dyn ClusterProvider, hooks: &[(String, String)], down: std::time::Duration) -> Vec<Check> {
+/// Deployments scaled to 0) while the repo's Kustomizations (`ks`, not suspended) reconcile,
+/// then restored; its pods must come back and each of `ks` handle a new request and be
+/// Ready. `run` makes the reconcile marks unique to the run.
+pub fn webhook_checks(
+    prov: &dyn ClusterProvider,
+    hooks: &[LiveHook],
+    ks: &[(String, String)],
+    down: std::time::Duration,
+    run: &str,
+) -> Vec<Check> {
     let mut out = vec![];
-    for (n, (webhook, _)) in hooks.iter().enumerate() {
+    for (n, hook) in hooks.iter().enumerate() {
+        let webhook = &hook.name;
         let id = format!("live-down-{webhook}");
         let title = format!("the cluster converges after {webhook}'s pods were down");
+        if hook.self_blocks {
+            out.push(Check::new(
+                &id,
+                &title,
+                Status::Skip,
+                format!("not taken down: {webhook} refuses its own new pods (webhook-self-block), so it would never come back and the cluster would stay broken; the simulator's check above is the verdict"),
+            ));
+            continue;
+        }
         let result = (|| -> Result<String, String> {
             let Some((ns, svc)) = webhook_service(prov, webhook)? else {
                 return Err(format!("no webhook configuration on the cluster names {webhook}"));
@@ -375,7 +435,7 @@ pub fn webhook_checks(prov: &dyn ClusterProvider, hooks: &[(String, String)], do
             kubectl(prov, &["-n", &ns, "wait", "--for=delete", "pod", "-l", &sel, "--timeout=2m"])
                 .output()
                 .map_err(|e| format!("waiting for {webhook}'s pods to stop: {e}"))?;
-            reconcile_all(prov, &format!("flux-harness-down-{n}"))?;
+            reconcile(prov, ks, &format!("flux-harness-{run}-down-{n}"))?;
             std::thread::sleep(down);
             drop(guard);
             let back = std::time::Instant::now();
@@ -386,20 +446,9 @@ pub fn webhook_checks(prov: &dyn ClusterProvider, hooks: &[(String, String)], do
                     format!("{webhook}'s pods did not come back (a webhook refusing its own pods is a deadlock): {e}")
                 })?;
             }
-            reconcile_all(prov, &format!("flux-harness-up-{n}"))?;
-            kubectl(
-                prov,
-                &[
-                    "wait",
-                    "kustomizations.kustomize.toolkit.fluxcd.io",
-                    "--all",
-                    "-A",
-                    "--for=condition=Ready",
-                    "--timeout=10m",
-                ],
-            )
-            .output()
-            .map_err(|e| format!("not every Kustomization is Ready again: {e}"))?;
+            let up = format!("flux-harness-{run}-up-{n}");
+            reconcile(prov, ks, &up)?;
+            wait_handled(prov, ks, &up)?;
             Ok(format!(
                 "{} of {ns} down for {}s; every Kustomization Ready {}s after they came back",
                 deps.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", "),
@@ -439,7 +488,7 @@ mod tests {
         let observed = vec![vec![Some(true), Some(true)], vec![Some(false), None]];
         assert_eq!(
             disagreements(&labels, &expected, &observed),
-            ["dev → prod: the policies say closed, the probe found it open"]
+            ["dev → prod: the policies say closed, the probe found it open", "prod → prod: the probe gave no answer"]
         );
     }
 }

@@ -228,14 +228,20 @@ impl Plan {
 pub fn entry_manifests(model: &RepoModel, git_url: &str, branch: &str, existing: bool) -> Vec<Value> {
     let entry = &model.kustomizations[model.entry].spec;
     let mut manifests = rewritten_sources(model, git_url, branch);
-    manifests.push(json!({
+    let mut k = json!({
         "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
         "metadata": {"name": entry.name, "namespace": entry.namespace},
         // On a cluster the harness did not create, the tree under test must not prune what
         // the cluster runs and the tree lacks.
         "spec": {"interval": "10m", "path": format!("./{}", entry.path), "prune": !existing,
                  "sourceRef": {"kind": "GitRepository", "name": model.self_source.name}}
-    }));
+    });
+    // The entry decrypts as the repo's own entry does (an encrypted Secret beside
+    // gotk-sync.yaml is otherwise refused before the tree's entry is applied).
+    if let Some(d) = entry.raw.pointer("/spec/decryption").filter(|d| d.is_object()) {
+        k["spec"]["decryption"] = d.clone();
+    }
+    manifests.push(k);
     manifests
 }
 

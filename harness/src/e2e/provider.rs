@@ -264,9 +264,11 @@ impl ClusterProvider for K3d {
         Target::Kubeconfig(self.kubeconfig.clone())
     }
     fn nodes(&self) -> Option<Cmd> {
+        // The nodes as the API lists them (k3s names them after their containers); `docker
+        // ps` of the cluster's label also lists its load balancer and tool containers.
         Some(Cmd::new(
-            "docker",
-            &["ps", "--filter", &format!("label=k3d.cluster={}", self.name), "--format", "{{.Names}}"],
+            "kubectl",
+            &["--kubeconfig", &self.kubeconfig, "get", "nodes", "-o", "jsonpath={.items[*].metadata.name}"],
         ))
     }
     fn on_node(&self, node: &str, command: &str) -> Option<Cmd> {

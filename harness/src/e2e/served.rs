@@ -182,7 +182,7 @@ pub async fn serve(
     let rewritten = std::cell::RefCell::new(vec![]);
     // Removed with the server (success, failure, Ctrl-C: its Drop).
     let root = scratch(&req.run_id);
-    let fetch_dir = root.with_extension("fetched");
+    let fetch_dir = PathBuf::from(format!("{}.fetched", root.display()));
     // The run's own artifacts (a kubeconfig, saved objects) are never part of the served tree.
     let exclude: Vec<String> = std::fs::canonicalize(&req.artifacts)
         .ok()

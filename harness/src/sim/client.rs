@@ -6,6 +6,12 @@
 use super::*;
 
 impl Simulator<'_> {
+    /// Changes whenever [`Simulator::cluster_objects`] may: a consumer polling the
+    /// simulator rebuilds the objects only when this differs from last time.
+    pub fn version(&self) -> (u64, u64, u64) {
+        (self.handled, self.now, self.client_edits)
+    }
+
     /// Suspended, by the repo or by a client.
     pub(super) fn k_suspended(&self, i: usize) -> bool {
         self.ks[i].suspended.unwrap_or(self.model.kustomizations[i].spec.suspend)
@@ -21,6 +27,7 @@ impl Simulator<'_> {
         if suspend != self.k_suspended(i) {
             self.ks[i].suspended = Some(suspend);
             self.client_edits += 1;
+            self.ready_below.0 = self.ready_below.0.min(i);
             wake = !suspend;
         }
         // A suspended Kustomization handles no request (Flux leaves lastHandledReconcileAt).

@@ -211,7 +211,7 @@ impl<'a> Simulator<'a> {
             ));
         }
         let release_ns = self.release_ns(j);
-        if let Some(w) = self.refused_by_repo("", "Pod", Some(&release_ns)) {
+        if let Some(w) = self.refused_by_repo("", "Pod", Some(&release_ns), None) {
             let name = self.repo_hooks[w].name.clone();
             return Some((
                 Block::On(Entity::RepoWebhook(w)),

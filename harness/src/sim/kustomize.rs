@@ -167,7 +167,7 @@ impl<'a> Simulator<'a> {
                     self.fail_k(i, msg, retry);
                     return;
                 }
-                if let Some(w) = self.refused_by_repo(o.group(), o.kind(), o.namespace()) {
+                if let Some(w) = self.refused_by_repo(o.group(), o.kind(), o.namespace(), own.as_ref()) {
                     self.ks[i].block = Some(Block::On(Entity::RepoWebhook(w)));
                     let msg = self.repo_webhook_error(&self.objs[i][x].id, w);
                     self.fail_k(i, msg, retry);
@@ -484,7 +484,7 @@ impl<'a> Simulator<'a> {
                 if let Some((hr, name)) = self.refused_by("", "Pod", o.namespace(), None) {
                     return Status::InProgress(Some(Block::On(Entity::Webhook(hr, name))));
                 }
-                if let Some(w) = self.refused_by_repo("", "Pod", o.namespace()) {
+                if let Some(w) = self.refused_by_repo("", "Pod", o.namespace(), None) {
                     return Status::InProgress(Some(Block::On(Entity::RepoWebhook(w))));
                 }
                 let applied = self.ks[i].applied_at.unwrap_or(self.now);

@@ -66,8 +66,8 @@ pub struct SimConfig {
     /// name, reason, Flux's message): the artifact fetched before stays, Ready goes False.
     pub unfetchable: Vec<(String, String, String, String)>,
     /// The entry's objects as the bootstrap applied them through the API (its Kustomization
-    /// and GitRepositories): the cluster serves them as applied, with their status, until
-    /// the tree applies its own.
+    /// and GitRepository): the cluster serves the entry Kustomization as applied (with its
+    /// status), and its GitRepository so until the tree applies its own.
     pub applied: Vec<serde_json::Value>,
 }
 
@@ -235,6 +235,8 @@ pub struct Simulator<'a> {
     seq: u64,
     /// Changes a client made through the API that the controllers acted on.
     client_edits: u64,
+    /// Kustomizations and HelmReleases below these indexes are Ready (see `all_ready`).
+    ready_below: (usize, usize),
     /// Events handled so far: the cluster's objects change only when this or `now` does.
     handled: u64,
     /// A Ready condition changed since `all_ready` last looked: checking every object
@@ -370,6 +372,9 @@ impl<'a> Simulator<'a> {
 
     fn set_k(&mut self, i: usize, status: &'static str, reason: &str, message: String) {
         let c = Cond { status, reason: reason.into(), message };
+        if status != "True" {
+            self.ready_below.0 = self.ready_below.0.min(i);
+        }
         if let Some(c) = self.ks[i].ready.set(c, self.now).cloned() {
             let model = self.model; // a shared &'a reference: no borrow of self
             let k = &model.kustomizations[i].spec;
@@ -381,6 +386,9 @@ impl<'a> Simulator<'a> {
 
     fn set_h(&mut self, j: usize, status: &'static str, reason: &str, message: String) {
         let c = Cond { status, reason: reason.into(), message };
+        if status != "True" {
+            self.ready_below.1 = self.ready_below.1.min(j);
+        }
         if let Some(c) = self.hs[j].ready.set(c, self.now).cloned() {
             let model = self.model;
             let h = &model.helm_releases[j].spec;
@@ -511,15 +519,17 @@ impl<'a> Simulator<'a> {
         self.now
     }
 
-    /// Changes whenever [`Simulator::cluster_objects`] may: a consumer polling the
-    /// simulator rebuilds the objects only when this differs from last time.
-    pub fn version(&self) -> (u64, u64, u64) {
-        (self.handled, self.now, self.client_edits)
-    }
-
-    fn all_ready(&self) -> bool {
-        (0..self.ks.len()).all(|i| self.k_ready(i) || self.k_suspended(i))
-            && (0..self.hs.len()).all(|j| self.h_ready(j))
+    /// Every Kustomization Ready (or suspended) and every HelmRelease Ready, resumed from
+    /// `ready_below` (`set_k`/`set_h` move it back when one turns unready).
+    fn all_ready(&mut self) -> bool {
+        let (nk, nh) = (self.ks.len(), self.hs.len());
+        while self.ready_below.0 < nk && (self.k_ready(self.ready_below.0) || self.k_suspended(self.ready_below.0)) {
+            self.ready_below.0 += 1;
+        }
+        while self.ready_below.0 == nk && self.ready_below.1 < nh && self.h_ready(self.ready_below.1) {
+            self.ready_below.1 += 1;
+        }
+        self.ready_below == (nk, nh)
     }
 
     fn handle(&mut self, ev: Ev) {

@@ -222,7 +222,7 @@ impl<'a> Simulator<'a> {
     /// The message the API server would answer a write with, when a fail-closed webhook
     /// of the simulation refuses it now.
     pub fn admission(&self, group: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<String> {
-        if let Some(w) = self.refused_by_repo(group, kind, namespace) {
+        if let Some(w) = self.refused_by_repo(group, kind, namespace, None) {
             let h = &self.repo_hooks[w];
             let (ns, svc) = &h.service;
             return Some(format!(

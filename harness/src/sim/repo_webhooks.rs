@@ -22,8 +22,9 @@ pub struct RepoHook {
     pub owner: usize,
     pub service: (String, String),
     pub path: String,
-    /// (apiGroups, resources) of each rule that intercepts CREATE or UPDATE.
-    rules: Vec<(Vec<String>, Vec<String>)>,
+    /// (apiGroups, resources, scope) of each rule that intercepts CREATE: what a bootstrap's
+    /// applies create.
+    rules: Vec<(Vec<String>, Vec<String>, String)>,
     namespace_selector: Option<Value>,
     /// The workloads (Kustomization, object) whose pods the Service selects.
     pub backends: Vec<(usize, usize)>,
@@ -54,15 +55,16 @@ pub fn find(model: &RepoModel) -> Vec<RepoHook> {
                 if !closed || object_selector {
                     continue;
                 }
-                let rules: Vec<(Vec<String>, Vec<String>)> = w
+                let rules: Vec<(Vec<String>, Vec<String>, String)> = w
                     .get("rules")
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
-                    .filter(|r| {
-                        strings(&r["operations"]).iter().any(|op| matches!(op.as_str(), "CREATE" | "UPDATE" | "*"))
+                    .filter(|r| strings(&r["operations"]).iter().any(|op| matches!(op.as_str(), "CREATE" | "*")))
+                    .map(|r| {
+                        let scope = r["scope"].as_str().unwrap_or("*").to_string();
+                        (strings(&r["apiGroups"]), strings(&r["resources"]), scope)
                     })
-                    .map(|r| (strings(&r["apiGroups"]), strings(&r["resources"])))
                     .collect();
                 let backends = backends(model, svc_ns, svc_name);
                 if rules.is_empty() || backends.is_empty() {
@@ -120,7 +122,7 @@ impl RepoHook {
     pub fn describe(&self) -> String {
         self.rules
             .iter()
-            .map(|(g, r)| {
+            .map(|(g, r, _)| {
                 let g: Vec<&str> = g.iter().map(|g| if g.is_empty() { "core" } else { g.as_str() }).collect();
                 format!("{} in {}", r.join(","), g.join(","))
             })
@@ -136,14 +138,26 @@ impl RepoHook {
             && self.namespace_selector.as_ref().is_none_or(|sel| crate::labels::label_selector_matches(sel, labels))
     }
 
-    /// Whether a write of `group`/`kind` matches one of its rules.
-    fn intercepts(&self, group: &str, kind: &str) -> bool {
+    /// Whether a create of `group`/`kind` (namespaced or not) matches one of its rules:
+    /// `*` and `*/*` name every resource, `pods/*` only subresources.
+    fn intercepts_scoped(&self, group: &str, kind: &str, namespaced: bool) -> bool {
         let plural = crate::builtin::find(group, kind)
             .map(|b| b.plural.to_string())
             .unwrap_or_else(|| crate::apiserver::store::plural_of(kind));
-        self.rules.iter().any(|(groups, resources)| {
-            groups.iter().any(|g| g == "*" || g == group) && resources.iter().any(|r| r == "*" || *r == plural)
+        self.rules.iter().any(|(groups, resources, scope)| {
+            let in_scope = match scope.as_str() {
+                "Namespaced" => namespaced,
+                "Cluster" => !namespaced,
+                _ => true,
+            };
+            in_scope
+                && groups.iter().any(|g| g == "*" || g == group)
+                && resources.iter().any(|r| matches!(r.as_str(), "*" | "*/*") || *r == plural)
         })
+    }
+
+    fn intercepts(&self, group: &str, kind: &str) -> bool {
+        self.intercepts_scoped(group, kind, !crate::object::is_known_cluster_scoped(group, kind))
     }
 }
 
@@ -178,12 +192,23 @@ impl Simulator<'_> {
     }
 
     /// The repo's fail-closed webhook that refuses this write now, if any (its index).
-    pub(super) fn refused_by_repo(&self, group: &str, kind: &str, ns: Option<&str>) -> Option<usize> {
+    /// `own_labels`: a Namespace's own labels, which its namespaceSelector is matched on;
+    /// other cluster-scoped objects are never skipped by a namespaceSelector.
+    pub(super) fn refused_by_repo(
+        &self,
+        group: &str,
+        kind: &str,
+        ns: Option<&str>,
+        own_labels: Option<&serde_json::Map<String, Value>>,
+    ) -> Option<usize> {
         self.repo_hooks.iter().position(|h| {
-            h.intercepts(group, kind)
+            h.intercepts_scoped(group, kind, ns.is_some())
                 && self.repo_hook_down(h)
-                && match (&h.namespace_selector, ns) {
-                    (Some(sel), Some(ns)) => crate::labels::label_selector_matches(sel, &self.labels_of(ns)),
+                && match (&h.namespace_selector, ns, own_labels) {
+                    (Some(sel), Some(ns), _) => crate::labels::label_selector_matches(sel, &self.labels_of(ns)),
+                    (Some(sel), None, Some(own)) if kind == "Namespace" => {
+                        crate::labels::label_selector_matches(sel, own)
+                    }
                     _ => true,
                 }
         })

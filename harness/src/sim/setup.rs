@@ -91,6 +91,7 @@ impl<'a> Simulator<'a> {
             now: 0,
             seq: 0,
             client_edits: 0,
+            ready_below: (0, 0),
             handled: 0,
             readiness_changed: true,
             k_parked: vec![None; model.kustomizations.len()],

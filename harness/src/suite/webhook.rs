@@ -53,14 +53,22 @@ fn hooks(model: &RepoModel, cat: &Catalogue) -> Vec<Hook> {
     out
 }
 
-/// The repo's fail-closed webhooks by name, with the namespace of the release serving
-/// them: what a real cluster's live check takes down.
-pub fn fail_closed(model: &RepoModel, cat: &Catalogue) -> Vec<(String, String)> {
-    hooks(model, cat)
+/// The repo's fail-closed webhooks by name, with the namespace of the pods serving them and
+/// whether they refuse their own new pods: what a real cluster's live check takes down.
+pub fn fail_closed(loaded: &Loaded) -> Result<Vec<(String, String, bool)>> {
+    let (model, cat) = (&loaded.model, &loaded.catalogue);
+    let sim = Simulator::of(loaded, SimConfig::default())?;
+    Ok(hooks(model, cat)
         .into_iter()
         .filter(|h| h.policy == FailurePolicy::Fail)
-        .map(|h| (h.name.clone(), serving_namespace(model, &h)))
-        .collect()
+        .map(|h| {
+            let blocks = match h.served {
+                Served::Release(j) => sim.self_blocks(j, &h.name),
+                Served::Repo(r) => sim.repo_self_blocks(&sim.repo_hooks()[r]),
+            };
+            (h.name.clone(), serving_namespace(model, &h), blocks)
+        })
+        .collect())
 }
 
 /// The namespace of the pods that serve a webhook.
