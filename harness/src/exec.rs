@@ -103,6 +103,22 @@ impl Cmd {
 /// Commands running now, so an interrupted run can stop them before cleaning up.
 static RUNNING: std::sync::Mutex<Vec<std::sync::Arc<duct::Handle>>> = std::sync::Mutex::new(Vec::new());
 
+/// Set once the run was interrupted (Ctrl-C, SIGTERM, SIGHUP).
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The run was interrupted: what is running is killed, and long checks stop at their next
+/// step ([`stopping`]) so that the cleanup guards run soon. Commands still start (the
+/// cleanup's own).
+pub fn stop() {
+    STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+    kill_running();
+}
+
+/// Whether [`stop`] was called.
+pub fn stopping() -> bool {
+    STOPPING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Kills every command started through [`Cmd::output`] that is still running.
 pub fn kill_running() {
     let handles: Vec<_> = RUNNING.lock().unwrap().drain(..).collect();

@@ -1345,3 +1345,59 @@ esac
         }
     }
 }
+
+/// Interrupted during a webhook's window (Ctrl-C, SIGTERM: `exec::stop`), the live check
+/// does not wait the window out nor take the next webhook down: its pods are scaled back
+/// and it returns, so the run's cleanup comes next.
+#[test]
+fn an_interrupted_live_webhook_check_scales_back_and_stops() {
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("calls.log");
+    script(
+        bin.path(),
+        "kubectl",
+        &format!(
+            r#"echo "kubectl $*" >> {}
+case "$*" in
+  *webhookconfigurations*) echo '{{"items":[{{"webhooks":[{{"name":"w","clientConfig":{{"service":{{"namespace":"ns","name":"svc"}}}}}}]}}]}}';;
+  *"get service svc"*) echo '{{"spec":{{"selector":{{"app":"w"}}}}}}';;
+  *"get deployments"*) echo '{{"items":[{{"metadata":{{"name":"d"}},"spec":{{"replicas":2,"template":{{"metadata":{{"labels":{{"app":"w"}}}}}}}}}}]}}';;
+esac
+"#,
+            log.display()
+        ),
+    );
+    let kind = harness::e2e::provider::Kind {
+        name: "flux-harness-test".into(),
+        config: "unused".into(),
+        kubeconfig: "/tmp/kc".into(),
+        repo_cni: false,
+    };
+    let hooks: Vec<harness::e2e::live::LiveHook> =
+        (0..2).map(|_| harness::e2e::live::LiveHook { name: "w".into(), self_blocks: false }).collect();
+    let ks = vec![("flux-system".to_string(), "apps".to_string())];
+    let path = bin.path().to_path_buf();
+    let checks = with_path(&path, || {
+        std::thread::scope(|s| {
+            let t = s.spawn(|| {
+                harness::e2e::live::webhook_checks(&kind, &hooks, &ks, std::time::Duration::from_secs(600), "t")
+            });
+            // Once the first webhook is down, the run is interrupted.
+            while !std::fs::read_to_string(&log).unwrap_or_default().contains("requestedAt=flux-harness-t-down-0") {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            harness::exec::stop();
+            t.join().unwrap()
+        })
+    });
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(calls.matches("--replicas=0").count(), 1, "the second webhook is left alone:\n{calls}");
+    assert!(calls.contains("scale deployment/d --replicas=2"), "scaled back:\n{calls}");
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert_eq!(checks[0].status, harness::suite::Status::Fail, "an interrupted check is no pass: {checks:?}");
+    assert!(
+        !calls.contains("rollout status"),
+        "nothing is waited for once interrupted:
+{calls}"
+    );
+}

@@ -138,6 +138,12 @@ pub fn progress_printer() -> impl Fn(&str) {
 pub fn run_async<T>(fut: impl std::future::Future<Output = T>) -> Result<Result<T, u8>, harness::Error> {
     let rt = tokio::runtime::Runtime::new()
         .map_err(|e| harness::Error::new(harness::ErrorKind::Io, format!("tokio runtime: {e}")))?;
+    // On its own task: it runs even while the run blocks a worker (the live checks), kills
+    // what runs and tells the checks to stop, so the run's guards get to clean up.
+    rt.spawn(async {
+        interrupted().await;
+        harness::exec::stop();
+    });
     let result = rt.block_on(async {
         tokio::select! {
             r = fut => Ok(r),

@@ -84,7 +84,7 @@ pub fn cni_checks(prov: &dyn ClusterProvider, cilium: bool) -> Vec<Check> {
     };
     let mut out =
         vec![check("live-after-bootstrap", "the nodes chain linkerd-cni last (read from the nodes)", read_nodes(prov))];
-    if cilium {
+    if cilium && !crate::exec::stopping() {
         let after = restart_cilium(prov).and_then(|_| read_nodes(prov));
         out.push(check("live-after-restart", "still chained after the Cilium agents restart (on the cluster)", after));
     }
@@ -205,6 +205,9 @@ pub fn probe(prov: &dyn ClusterProvider, labels: &[String], namespaces: &[String
         let script = client_script(&targets);
         let mut rows = vec![];
         for (label, ns) in labels.iter().zip(namespaces) {
+            if crate::exec::stopping() {
+                return Err("interrupted".into());
+            }
             if label == "dns" {
                 rows.push(vec![None; labels.len()]);
                 continue;
@@ -410,6 +413,9 @@ pub fn webhook_checks(
     let mut out = vec![];
     for (n, hook) in hooks.iter().enumerate() {
         let webhook = &hook.name;
+        if crate::exec::stopping() {
+            break;
+        }
         let id = format!("live-down-{webhook}");
         let title = format!("the cluster converges after {webhook}'s pods were down");
         if hook.self_blocks {
@@ -436,8 +442,15 @@ pub fn webhook_checks(
                 .output()
                 .map_err(|e| format!("waiting for {webhook}'s pods to stop: {e}"))?;
             reconcile(prov, ks, &format!("flux-harness-{run}-down-{n}"))?;
-            std::thread::sleep(down);
+            // Down for `down`, but back at once when the run is interrupted.
+            let until = std::time::Instant::now() + down;
+            while std::time::Instant::now() < until && !crate::exec::stopping() {
+                std::thread::sleep(std::time::Duration::from_millis(100).min(down));
+            }
             drop(guard);
+            if crate::exec::stopping() {
+                return Err("interrupted: its pods were scaled back, the rest not checked".into());
+            }
             let back = std::time::Instant::now();
             for (d, _) in &deps {
                 kubectl(prov, &["-n", &ns, "rollout", "status", &format!("deployment/{d}"), "--timeout=5m"])
