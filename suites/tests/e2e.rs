@@ -1192,6 +1192,16 @@ async fn the_simulated_cluster_gets_flux_and_the_entry_through_its_api() {
     assert!(e.to_string().contains("namespaces \"nowhere\" not found"), "{e}");
 }
 
+/// The kind provider of a run named `test` (only its commands are used, against fakes).
+fn test_kind(repo_cni: bool) -> harness::e2e::provider::Kind {
+    harness::e2e::provider::Kind {
+        name: "flux-harness-test".into(),
+        config: "unused".into(),
+        kubeconfig: "/tmp/kc".into(),
+        repo_cni,
+    }
+}
+
 /// Writes an executable shell script `name` into `dir`.
 fn script(dir: &Path, name: &str, body: &str) {
     let p = dir.join(name);
@@ -1204,12 +1214,7 @@ fn script(dir: &Path, name: &str, body: &str) {
 /// Cilium agents are restarted through kubectl before the second read.
 #[test]
 fn the_live_cni_check_reads_the_nodes_and_restarts_cilium() {
-    let kind = harness::e2e::provider::Kind {
-        name: "flux-harness-test".into(),
-        config: "unused".into(),
-        kubeconfig: "/tmp/kc".into(),
-        repo_cni: true,
-    };
+    let kind = test_kind(true);
     for (listing, passes) in [
         ("05-cilium.conflist\\nZZZ-linkerd-cni-kubeconfig", true),
         ("05-cilium.conflist\\nZZZ-linkerd-cni-kubeconfig.cilium_bak", false),
@@ -1255,12 +1260,7 @@ fn the_live_probe_compares_pods_with_the_policies_and_cleans_up() {
             log.display()
         ),
     );
-    let kind = harness::e2e::provider::Kind {
-        name: "flux-harness-test".into(),
-        config: "unused".into(),
-        kubeconfig: "/tmp/kc".into(),
-        repo_cni: false,
-    };
+    let kind = test_kind(false);
     let labels: Vec<String> = ["dev", "prod", "dns"].map(String::from).to_vec();
     let namespaces: Vec<String> = ["dev", "prod", "kube-system"].map(String::from).to_vec();
     let expected = vec![vec![true, false, true], vec![false, true, true], vec![false, false, true]];
@@ -1293,12 +1293,7 @@ fn the_live_probe_compares_pods_with_the_policies_and_cleans_up() {
 /// Deployments are scaled back all the same).
 #[test]
 fn the_live_webhook_check_takes_the_pods_down_and_brings_them_back() {
-    let kind = harness::e2e::provider::Kind {
-        name: "flux-harness-test".into(),
-        config: "unused".into(),
-        kubeconfig: "/tmp/kc".into(),
-        repo_cni: false,
-    };
+    let kind = test_kind(false);
     let hooks = vec![
         harness::e2e::live::LiveHook { name: "validate.kyverno.svc-fail".into(), self_blocks: false },
         harness::e2e::live::LiveHook { name: "validate.gatekeeper.sh".into(), self_blocks: true },
@@ -1367,12 +1362,7 @@ esac
             log.display()
         ),
     );
-    let kind = harness::e2e::provider::Kind {
-        name: "flux-harness-test".into(),
-        config: "unused".into(),
-        kubeconfig: "/tmp/kc".into(),
-        repo_cni: false,
-    };
+    let kind = test_kind(false);
     let hooks: Vec<harness::e2e::live::LiveHook> =
         (0..2).map(|_| harness::e2e::live::LiveHook { name: "w".into(), self_blocks: false }).collect();
     let ks = vec![("flux-system".to_string(), "apps".to_string())];

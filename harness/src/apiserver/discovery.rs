@@ -255,14 +255,7 @@ mod tests {
     #[test]
     fn every_listed_group_version_is_served() {
         let mut st = crate::apiserver::store::Store::new(static_resources(), 100);
-        let crd = Resource {
-            group: "apiextensions.k8s.io".into(),
-            version: "v1".into(),
-            kind: "CustomResourceDefinition".into(),
-            plural: "customresourcedefinitions".into(),
-            namespaced: false,
-            short_names: vec![],
-        };
+        let crd = st.resource_for_kind("apiextensions.k8s.io", "CustomResourceDefinition").unwrap();
         for c in flux_crds() {
             st.put(&crd, "", c, "2026-01-01T00:00:00Z");
         }

@@ -61,8 +61,10 @@ fn wall_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// Copies the simulator's objects into the store, writing only what changed.
-fn sync(shared: &Shared, objects: Vec<Value>, last: &mut HashMap<(String, String, String), Value>) {
+/// Copies the simulator's objects into the store, writing only what changed; returns how
+/// many it wrote.
+fn sync(shared: &Shared, objects: Vec<Value>, last: &mut HashMap<(String, String, String), Value>) -> u64 {
+    let mut written = 0;
     let mut objects = objects;
     // CRDs first (their kinds must be served), then namespaces, then the rest, and events
     // last: they name the uid of an object stored before them.
@@ -93,14 +95,21 @@ fn sync(shared: &Shared, objects: Vec<Value>, last: &mut HashMap<(String, String
         }
         last.insert(k, o.clone());
         shared.put(&res, &ns, o);
+        written += 1;
     }
+    written
 }
 
 /// What clients set on the served Kustomizations: (namespace, name, `spec.suspend`, the
-/// `reconcile.fluxcd.io/requestedAt` annotation). Read every tick; the simulator acts only
-/// on what changed.
-fn client_edits(shared: &Shared) -> Vec<(String, String, bool, Option<String>)> {
+/// `reconcile.fluxcd.io/requestedAt` annotation); the simulator acts only on what changed.
+/// Nothing when the store has not moved since `seen` (the resourceVersion after the
+/// driver's own last write): most ticks, and every one once a bootstrap is quiet.
+fn client_edits(shared: &Shared, seen: &mut u64) -> Vec<(String, String, bool, Option<String>)> {
     let st = shared.store.lock().unwrap();
+    if st.resource_version() == *seen {
+        return vec![];
+    }
+    *seen = st.resource_version();
     st.list("kustomize.toolkit.fluxcd.io", "kustomizations", None)
         .into_iter()
         .map(|o| {
@@ -196,10 +205,11 @@ pub async fn attach(
         // About three virtual seconds per step, so clients see times close to the model's.
         let tick = std::time::Duration::from_secs_f64((3.0 / speed).clamp(0.002, 0.05));
         let mut seen = sim2.lock().unwrap().version();
+        let mut store_seen = 0;
         loop {
             tokio::time::sleep(tick).await;
             let target = (t0.elapsed().as_millis() as f64 * speed) as u64;
-            let edits = client_edits(&shared);
+            let edits = client_edits(&shared, &mut store_seen);
             let objects = {
                 let mut s = sim2.lock().unwrap();
                 for (ns, name, suspend, requested) in &edits {
@@ -214,7 +224,14 @@ pub async fn attach(
                 seen = s.version();
                 s.cluster_objects(&time)
             };
-            sync(&shared, objects, &mut last);
+            let before = shared.store.lock().unwrap().resource_version();
+            let written = sync(&shared, objects, &mut last);
+            // The driver's own writes are no client's edits; if a client wrote meanwhile,
+            // the next tick reads the store again.
+            let after = shared.store.lock().unwrap().resource_version();
+            if store_seen == before && after == before + written {
+                store_seen = after;
+            }
         }
     });
     Ok(SimCluster { server, sim: simulator, task, go, anchor_ms: start_wall, loaded })

@@ -216,10 +216,6 @@ async fn read(client: &kube::Client, ar: &ApiResource, ns: &str, name: &str) -> 
     Ok(v)
 }
 
-fn flux_resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk(group, version, kind), plural)
-}
-
 /// The simulated source- and kustomize-controller's first reconcile of the entry, from
 /// what the API server holds: the entry Kustomization's `sourceRef` and `spec.path`, its
 /// GitRepository's `spec.url` and branch (fetched over git: only the harness's server
@@ -234,12 +230,12 @@ pub async fn reconcile_entry(
     progress: Progress<'_>,
 ) -> Result<(Loaded, SimConfig)> {
     let entry = &model.kustomizations[model.entry].spec;
-    let ks = flux_resource("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations");
+    let ks = super::run::ar("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations");
     let k = read(client, &ks, &entry.namespace, &entry.name).await?;
     let source_name = k.pointer("/spec/sourceRef/name").and_then(Value::as_str).unwrap_or("");
     let source_ns = k.pointer("/spec/sourceRef/namespace").and_then(Value::as_str).unwrap_or(&entry.namespace);
     let path = k.pointer("/spec/path").and_then(Value::as_str).unwrap_or("./").to_string();
-    let git = flux_resource("source.toolkit.fluxcd.io", "v1", "GitRepository", "gitrepositories");
+    let git = super::run::ar("source.toolkit.fluxcd.io", "v1", "GitRepository", "gitrepositories");
     let source = read(client, &git, source_ns, source_name).await?;
     let url = source.pointer("/spec/url").and_then(Value::as_str).unwrap_or("").to_string();
     let branch = source.pointer("/spec/ref/branch").and_then(Value::as_str).unwrap_or("master").to_string();

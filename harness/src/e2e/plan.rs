@@ -248,12 +248,15 @@ pub fn entry_manifests(model: &RepoModel, git_url: &str, branch: &str, existing:
 pub fn build(p: &PlanInput) -> Plan {
     let mut steps = vec![];
     let target = p.provider.target();
-    let kubectl = |what: &str, args: &[&str]| -> Step {
-        let t = target.kubectl_args();
-        let mut a: Vec<&str> = t.iter().map(String::as_str).collect();
+    let target_args = target.kubectl_args();
+    // kubectl against the run's cluster, as a command and as a step.
+    let kc = |args: &[&str]| -> Cmd {
+        let mut a: Vec<&str> = target_args.iter().map(String::as_str).collect();
         a.extend_from_slice(args);
-        Step::run(what, "kubectl", &a)
+        Cmd::new("kubectl", &a)
     };
+    let kubectl =
+        |what: &str, args: &[&str]| -> Step { Step::Run { what: what.into(), cmd: kc(args), cleanup: false } };
     let helm_target = target.helm_args();
     for (path, content, executable) in p.provider.config_files() {
         let name = path.rsplit('/').next().unwrap_or(&path).to_string();
@@ -334,11 +337,7 @@ pub fn build(p: &PlanInput) -> Plan {
         // --install-flux on a cluster that already runs Flux: its Flux is left as it is.
         gotk if p.existing => {
             let install = match gotk {
-                Some(f) => {
-                    let mut a = target.kubectl_args();
-                    a.extend(["apply", "--server-side", "-f", f].map(String::from));
-                    Cmd::new("kubectl", &a.iter().map(String::as_str).collect::<Vec<_>>())
-                }
+                Some(f) => kc(&["apply", "--server-side", "-f", f]),
                 None => {
                     let mut a: Vec<String> = ["install", "--version", FLUX_VERSION].map(String::from).to_vec();
                     a.extend(target.flux_args());
@@ -346,14 +345,16 @@ pub fn build(p: &PlanInput) -> Plan {
                 }
             };
             // Flux is there when its CRDs are, whichever namespace and controllers it runs.
-            let mut check = target.kubectl_args();
-            check.extend(
-                ["get", "crd", "kustomizations.kustomize.toolkit.fluxcd.io", "--ignore-not-found", "-o", "name"]
-                    .map(String::from),
-            );
             steps.push(Step::IfAbsent {
                 what: "install Flux unless the cluster runs it already (--install-flux)".into(),
-                check: Cmd::new("kubectl", &check.iter().map(String::as_str).collect::<Vec<_>>()),
+                check: kc(&[
+                    "get",
+                    "crd",
+                    "kustomizations.kustomize.toolkit.fluxcd.io",
+                    "--ignore-not-found",
+                    "-o",
+                    "name",
+                ]),
                 then: vec![install],
                 undo: vec![],
             });
@@ -408,16 +409,11 @@ pub fn build(p: &PlanInput) -> Plan {
                 steps.push(kubectl(&what, &["create", "namespace", ns]));
                 continue;
             }
-            let args = |rest: &[&str]| {
-                let mut a = target.kubectl_args();
-                a.extend(rest.iter().map(|s| s.to_string()));
-                Cmd::new("kubectl", &a.iter().map(String::as_str).collect::<Vec<_>>())
-            };
             steps.push(Step::IfAbsent {
                 what: format!("{what}, unless the cluster has it"),
-                check: args(&["get", "namespace", ns, "--ignore-not-found", "-o", "name"]),
-                then: vec![args(&["create", "namespace", ns])],
-                undo: vec![args(&["delete", "namespace", ns, "--ignore-not-found", "--wait=false"])],
+                check: kc(&["get", "namespace", ns, "--ignore-not-found", "-o", "name"]),
+                then: vec![kc(&["create", "namespace", ns])],
+                undo: vec![kc(&["delete", "namespace", ns, "--ignore-not-found", "--wait=false"])],
             });
         }
         for (ns, name) in secrets {
@@ -428,16 +424,11 @@ pub fn build(p: &PlanInput) -> Plan {
                 continue;
             }
             // A cluster of the user's keeps its own Secret; one the harness made goes after.
-            let args = |rest: &[&str]| {
-                let mut a = target.kubectl_args();
-                a.extend(rest.iter().map(|s| s.to_string()));
-                Cmd::new("kubectl", &a.iter().map(String::as_str).collect::<Vec<_>>())
-            };
             steps.push(Step::IfAbsent {
                 what: format!("{what}, unless the cluster has one"),
-                check: args(&["-n", &ns, "get", "secret", &name, "--ignore-not-found", "-o", "name"]),
-                then: vec![args(&create)],
-                undo: vec![args(&["-n", &ns, "delete", "secret", &name, "--ignore-not-found"])],
+                check: kc(&["-n", &ns, "get", "secret", &name, "--ignore-not-found", "-o", "name"]),
+                then: vec![kc(&create)],
+                undo: vec![kc(&["-n", &ns, "delete", "secret", &name, "--ignore-not-found"])],
             });
         }
     }
@@ -459,15 +450,8 @@ pub fn build(p: &PlanInput) -> Plan {
                 format!("{kind}/{}", m["metadata"]["name"].as_str().unwrap_or(""))
             })
             .collect();
-        let t = target.kubectl_args();
-        let mut get: Vec<&str> = t.iter().map(String::as_str).collect();
-        get.extend(["-n", &entry.namespace, "get", "--ignore-not-found", "-o", "yaml"]);
+        let mut get: Vec<&str> = vec!["-n", &entry.namespace, "get", "--ignore-not-found", "-o", "yaml"];
         get.extend(names.iter().map(String::as_str));
-        let kc = |args: &[&str]| {
-            let mut a: Vec<&str> = t.iter().map(String::as_str).collect();
-            a.extend_from_slice(args);
-            Cmd::new("kubectl", &a)
-        };
         let no_prune = format!("{}/entry-before-no-prune.yaml", p.artifacts);
         let ks = format!("kustomization.kustomize.toolkit.fluxcd.io/{}", entry.name);
         let mark = format!("flux-harness-restore-{}", p.run_branch.rsplit('-').next().unwrap_or("run"));
@@ -498,7 +482,7 @@ pub fn build(p: &PlanInput) -> Plan {
         delete.extend(names.iter().map(String::as_str));
         steps.push(Step::Save {
             what: "save the cluster's own sync objects that the entry replaces (restored after the run)".into(),
-            cmd: Cmd::new("kubectl", &get),
+            cmd: kc(&get),
             path: backup.clone(),
             path_no_prune: no_prune,
             restore,

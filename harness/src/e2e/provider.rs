@@ -39,18 +39,31 @@ pub trait ClusterProvider: Send + Sync {
     /// Commands that create the cluster, with what each does (none for an existing one).
     fn create(&self) -> Vec<(String, Cmd)>;
     fn target(&self) -> Target;
+    // What only a cluster of containers the harness made has (kind, k3d): none by default.
     /// The command that prints the cluster's node names.
-    fn nodes(&self) -> Option<Cmd>;
+    fn nodes(&self) -> Option<Cmd> {
+        None
+    }
     /// A shell command run on one node.
-    fn on_node(&self, node: &str, command: &str) -> Option<Cmd>;
+    fn on_node(&self, _node: &str, _command: &str) -> Option<Cmd> {
+        None
+    }
     /// Commands whose output is worth keeping when a run fails.
-    fn logs(&self) -> Vec<(String, Cmd)>;
+    fn logs(&self) -> Vec<(String, Cmd)> {
+        vec![]
+    }
     /// Commands that delete the cluster (none for a cluster the harness did not create).
-    fn delete(&self) -> Vec<(String, Cmd)>;
+    fn delete(&self) -> Vec<(String, Cmd)> {
+        vec![]
+    }
     /// The docker network whose gateway the cluster's pods reach this machine on.
-    fn docker_network(&self) -> Option<String>;
+    fn docker_network(&self) -> Option<String> {
+        None
+    }
     /// The API server as Cilium inside the cluster must address it (None: keep the repo's).
-    fn api_server_host(&self) -> Option<String>;
+    fn api_server_host(&self) -> Option<String> {
+        None
+    }
     /// The command listing the clusters of this kind that exist (name first on each line),
     /// checked before creating one, so the harness never deletes a cluster it did not make.
     fn list_clusters(&self) -> Option<Cmd> {
@@ -93,24 +106,6 @@ impl ClusterProvider for Sim {
     }
     fn target(&self) -> Target {
         Target::Kubeconfig(self.kubeconfig.clone())
-    }
-    fn nodes(&self) -> Option<Cmd> {
-        None
-    }
-    fn on_node(&self, _node: &str, _command: &str) -> Option<Cmd> {
-        None
-    }
-    fn logs(&self) -> Vec<(String, Cmd)> {
-        vec![]
-    }
-    fn delete(&self) -> Vec<(String, Cmd)> {
-        vec![]
-    }
-    fn docker_network(&self) -> Option<String> {
-        None
-    }
-    fn api_server_host(&self) -> Option<String> {
-        None
     }
     fn cni_preinstalled(&self) -> bool {
         true
@@ -325,20 +320,5 @@ impl ClusterProvider for Existing {
     }
     fn nodes(&self) -> Option<Cmd> {
         Some(Cmd::new("kubectl", &["--context", &self.context, "get", "nodes", "-o", "name"]))
-    }
-    fn on_node(&self, _node: &str, _command: &str) -> Option<Cmd> {
-        None
-    }
-    fn logs(&self) -> Vec<(String, Cmd)> {
-        vec![]
-    }
-    fn delete(&self) -> Vec<(String, Cmd)> {
-        vec![]
-    }
-    fn docker_network(&self) -> Option<String> {
-        None
-    }
-    fn api_server_host(&self) -> Option<String> {
-        None
     }
 }

@@ -51,7 +51,8 @@ pub struct E2eRequest {
 /// What the run needs from outside: a way to report progress.
 pub type Progress<'a> = &'a dyn Fn(&str);
 
-fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+/// A kind the client addresses by name (Flux's, whose plurals are known).
+pub(super) fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 

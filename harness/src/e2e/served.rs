@@ -291,10 +291,7 @@ pub async fn source_check(client: &kube::Client, model: &RepoModel, served: &Ser
     let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
         client.clone(),
         &s.namespace,
-        &kube::api::ApiResource::from_gvk_with_plural(
-            &kube::api::GroupVersionKind::gvk("source.toolkit.fluxcd.io", "v1", "GitRepository"),
-            "gitrepositories",
-        ),
+        &super::run::ar("source.toolkit.fluxcd.io", "v1", "GitRepository", "gitrepositories"),
     );
     let id = format!("GitRepository {}/{}", s.namespace, s.name);
     let problem = match api.get(&s.name).await {

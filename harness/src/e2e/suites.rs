@@ -155,10 +155,8 @@ fn live_checks(
     if wanted.contains(&SuiteName::WebhookBootstrap) {
         let checks = match crate::suite::webhook::fail_closed(loaded) {
             Ok(hooks) => {
-                let hooks: Vec<super::live::LiveHook> = hooks
-                    .into_iter()
-                    .map(|(name, _, self_blocks)| super::live::LiveHook { name, self_blocks })
-                    .collect();
+                let hooks: Vec<super::live::LiveHook> =
+                    hooks.into_iter().map(|(name, self_blocks)| super::live::LiveHook { name, self_blocks }).collect();
                 let ks: Vec<(String, String)> = model
                     .kustomizations
                     .iter()

@@ -47,18 +47,11 @@ pub fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for h in crate::sim::repo_webhooks::find(ctx.model) {
         let ns = &h.service.0;
         if h.blocks_own_pods(&ctx.namespace_labels(ns)) {
-            let k = &ctx.model.kustomizations[h.owner];
-            let loc = k
-                .objects
-                .iter()
-                .find(|o| o.group() == "admissionregistration.k8s.io" && o.value.to_string().contains(&h.name))
-                .map(|o| o.origin.clone())
-                .unwrap_or_else(|| k.spec.origin.clone());
             out.push(
                 ctx.finding(
                     "webhook-self-block",
                     Severity::Error,
-                    &loc,
+                    &h.origin,
                     Some(h.owner),
                     format!(
                         "webhook {} (failurePolicy Fail), served by pods in {ns}, intercepts Pod creation in {ns}, which its namespaceSelector does not exempt: once its pods are gone (restart, node loss, upgrade), the API server refuses to create new ones and nothing can recover (deadlock)",

@@ -18,8 +18,9 @@ use serde_json::Value;
 #[derive(Debug, Clone)]
 pub struct RepoHook {
     pub name: String,
-    /// The Kustomization that applies the webhook configuration.
+    /// The Kustomization that applies the webhook configuration, and where it is.
     pub owner: usize,
+    pub origin: crate::error::Loc,
     pub service: (String, String),
     pub path: String,
     /// (apiGroups, resources, scope) of each rule that intercepts CREATE: what a bootstrap's
@@ -73,6 +74,7 @@ pub fn find(model: &RepoModel) -> Vec<RepoHook> {
                 out.push(RepoHook {
                     name: w["name"].as_str().unwrap_or("").to_string(),
                     owner: k,
+                    origin: o.origin.clone(),
                     service: (svc_ns.to_string(), svc_name.to_string()),
                     path: svc["path"].as_str().unwrap_or("/").to_string(),
                     rules,

@@ -30,6 +30,18 @@ struct Hook {
     name: String,
     policy: FailurePolicy,
     intercepts: String,
+    /// The namespace of the pods that serve it.
+    ns: String,
+}
+
+impl Hook {
+    /// It refuses its own new pods (the simulator's reading of its configuration).
+    fn self_blocks(&self, sim: &Simulator) -> bool {
+        match self.served {
+            Served::Release(j) => sim.self_blocks(j, &self.name),
+            Served::Repo(r) => sim.repo_self_blocks(&sim.repo_hooks()[r]),
+        }
+    }
 }
 
 fn hooks(model: &RepoModel, cat: &Catalogue) -> Vec<Hook> {
@@ -38,48 +50,39 @@ fn hooks(model: &RepoModel, cat: &Catalogue) -> Vec<Hook> {
         for w in cat.chart(&h.spec.chart).map(|c| c.webhooks.as_slice()).unwrap_or_default() {
             if let Some(policy) = w.effective_policy(&h.spec.values) {
                 let g: Vec<&str> = w.intercepts.groups.iter().map(|g| if g.is_empty() { "core" } else { g }).collect();
+                let ns =
+                    h.spec.raw.pointer("/spec/targetNamespace").and_then(|v| v.as_str()).unwrap_or(&h.spec.namespace);
                 out.push(Hook {
                     served: Served::Release(j),
                     name: w.name.clone(),
                     policy,
                     intercepts: format!("{} in {}", w.intercepts.kinds.join(","), g.join(",")),
+                    ns: ns.to_string(),
                 });
             }
         }
     }
     for (w, h) in crate::sim::repo_webhooks::find(model).into_iter().enumerate() {
-        out.push(Hook { served: Served::Repo(w), intercepts: h.describe(), name: h.name, policy: FailurePolicy::Fail });
+        out.push(Hook {
+            served: Served::Repo(w),
+            intercepts: h.describe(),
+            ns: h.service.0.clone(),
+            name: h.name,
+            policy: FailurePolicy::Fail,
+        });
     }
     out
 }
 
-/// The repo's fail-closed webhooks by name, with the namespace of the pods serving them and
-/// whether they refuse their own new pods: what a real cluster's live check takes down.
-pub fn fail_closed(loaded: &Loaded) -> Result<Vec<(String, String, bool)>> {
-    let (model, cat) = (&loaded.model, &loaded.catalogue);
+/// The repo's fail-closed webhooks by name, and whether each refuses its own new pods:
+/// what a real cluster's live check takes down.
+pub fn fail_closed(loaded: &Loaded) -> Result<Vec<(String, bool)>> {
     let sim = Simulator::of(loaded, SimConfig::default())?;
-    Ok(hooks(model, cat)
+    Ok(hooks(&loaded.model, &loaded.catalogue)
         .into_iter()
         .filter(|h| h.policy == FailurePolicy::Fail)
-        .map(|h| {
-            let blocks = match h.served {
-                Served::Release(j) => sim.self_blocks(j, &h.name),
-                Served::Repo(r) => sim.repo_self_blocks(&sim.repo_hooks()[r]),
-            };
-            (h.name.clone(), serving_namespace(model, &h), blocks)
-        })
+        .map(|h| (h.name.clone(), h.self_blocks(&sim)))
         .collect())
-}
-
-/// The namespace of the pods that serve a webhook.
-fn serving_namespace(model: &RepoModel, h: &Hook) -> String {
-    match h.served {
-        Served::Release(j) => {
-            let r = &model.helm_releases[j].spec;
-            r.raw.pointer("/spec/targetNamespace").and_then(|v| v.as_str()).unwrap_or(&r.namespace).to_string()
-        }
-        Served::Repo(w) => crate::sim::repo_webhooks::find(model)[w].service.0.clone(),
-    }
 }
 
 fn outcome(r: &SimReport) -> std::result::Result<String, String> {
@@ -181,11 +184,8 @@ pub fn run(loaded: &Loaded, sim: &SimConfig) -> Result<SuiteResult> {
         let end = (baseline.total_seconds * 1000.0) as u64;
         let from = (ready + end.saturating_sub(ready) / 2).max(ready + 1000) / 1000 * 1000;
         let to = from + DOWN_MS;
-        let ns = serving_namespace(model, w);
-        let self_blocks = match w.served {
-            Served::Release(j) => undisturbed.self_blocks(j, &w.name),
-            Served::Repo(r) => undisturbed.repo_self_blocks(&undisturbed.repo_hooks()[r]),
-        };
+        let ns = &w.ns;
+        let self_blocks = w.self_blocks(&undisturbed);
         let static_deadlock = || {
             format!(
                 "deadlock: webhook {} (failurePolicy Fail) intercepts Pods in its own namespace {ns}, which it does not exempt: whenever its pods are replaced (restart, node loss, upgrade), the replacements go through the webhook itself, which has no endpoint, so they are refused and it never serves again",
